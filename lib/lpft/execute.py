@@ -1,0 +1,188 @@
+"""Execute the book's chapters with papermill (the jupytext -> papermill pipe) and record how long each took.
+
+    lpft-run                                   # every chapter, quick profile, into executed/
+    lpft-run theory-bound --profile full --device cuda
+    lpft-run --profile quick --out tests/baselines   # regenerate the regression baselines
+
+Chapters run in the book's order (:data:`lpft.profiles.CHAPTERS`), up to ``--jobs`` at a time. The first chapter that
+fails stops the run: its name, the failing cell and the error are printed, and the executed notebook, with its
+traceback, is kept next to the others as ``<name>.failed.ipynb``. Each finished notebook is written atomically.
+``run-log.json`` (times, parameters, environment, git revision) and ``reproducibility.md`` (the same as a table, for the
+book's Reproducibility page) are written to the output folder.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lpft.profiles import CHAPTERS, DEVICES, PROFILES, resolve_device
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+class ChapterFailed(RuntimeError):
+    pass
+
+
+def git_revision(root: Path = ROOT) -> str:
+    """The checked-out commit (with ``+dirty`` when the work tree differs from it), or ``unknown``."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment() -> dict:
+    """Versions of what computes the book's numbers."""
+    import numpy
+    import scipy
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "scipy": scipy.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as f:
+        f.write(text)
+        tmp = Path(f.name)
+    os.replace(tmp, path)
+
+
+def run_chapter(name: str, out: Path, parameters: dict, progress: bool) -> float:
+    """Execute ``notebooks/<name>.py`` with ``parameters`` into ``out/<name>.ipynb``; returns wall seconds."""
+    import jupytext
+    import papermill as pm
+
+    source = NOTEBOOKS / f"{name}.py"
+    if not source.exists():
+        raise ChapterFailed(f"chapter {name!r}: source {source} does not exist")
+    nb = jupytext.read(source)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{name}.running.ipynb"
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(nb, str(tmp), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
+                            progress_bar=progress, log_output=False)
+    except pm.PapermillExecutionError as err:
+        failed = out / f"{name}.failed.ipynb"
+        os.replace(tmp, failed)
+        raise ChapterFailed(f"chapter {name!r} failed in cell {err.exec_count} (index {err.cell_index}): "
+                            f"{err.ename}: {err.evalue}\n  executed notebook with the traceback: {failed}") from None
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
+    seconds = time.perf_counter() - start
+    os.replace(tmp, out / f"{name}.ipynb")
+    (out / f"{name}.failed.ipynb").unlink(missing_ok=True)
+    return seconds
+
+
+def reproducibility_table(log: dict) -> str:
+    """The Reproducibility page's table (MyST markdown) from a run log."""
+    env = log["environment"]
+    lines = [f"Executed on {log['date']} at git revision `{log['git_revision']}` with Python {env['python']}, "
+             f"torch {env['torch']}, NumPy {env['numpy']}, SciPy {env['scipy']} on {env['platform']} "
+             f"({env['cpu_count']} CPUs{', GPU ' + env['gpu'] if env['gpu'] else ''}).", "",
+             "| chapter | profile | seed | device | wall time (s) | re-run it |", "|---|---|---|---|---|---|"]
+    for name, rec in log["chapters"].items():
+        cmd = f"`lpft-run {name} --profile {rec['profile']} --seed {rec['seed']} --device {rec['requested_device']}`"
+        lines.append(f"| {name} | {rec['profile']} | {rec['seed']} | {rec['device']} | {rec['seconds']:.1f} | {cmd} |")
+    total = sum(rec["seconds"] for rec in log["chapters"].values())
+    lines += ["", f"Total wall time of these chapters: {total:.1f} s (summed over chapters; chapters may run in parallel)."]
+    return "\n".join(lines) + "\n"
+
+
+def run(chapters: list[str], profile: str, seed: int, device: str, out: Path, jobs: int = 1,
+        progress: bool = True) -> dict:
+    """Execute ``chapters`` and write ``run-log.json`` and ``reproducibility.md`` into ``out``; returns the log.
+
+    Raises :class:`ChapterFailed` at the first failing chapter (chapters already running are allowed to finish).
+    """
+    from tqdm.auto import tqdm
+
+    unknown = [c for c in chapters if c not in CHAPTERS]
+    if unknown:
+        raise ChapterFailed(f"unknown chapter(s) {unknown}; known: {', '.join(CHAPTERS)}")
+    if profile not in PROFILES:
+        raise ChapterFailed(f"profile must be one of {PROFILES}; got {profile!r}")
+    resolved = resolve_device(device)
+    parameters = {"profile": profile, "seed": seed, "device": device}
+    log_path = out / "run-log.json"
+    previous = json.loads(log_path.read_text()) if log_path.exists() else {}
+    records = dict(previous.get("chapters", {}))
+    failure = None
+    bar = tqdm(total=len(chapters), desc=f"chapters ({profile})", unit="chapter", disable=not progress)
+    with cf.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        pending = {}
+        queue = list(chapters)
+        while queue or pending:
+            while queue and len(pending) < max(1, jobs) and failure is None:
+                name = queue.pop(0)
+                pending[pool.submit(run_chapter, name, out, parameters, progress and jobs == 1)] = name
+            if not pending:
+                break
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                name = pending.pop(fut)
+                try:
+                    seconds = fut.result()
+                except ChapterFailed as err:
+                    failure = failure or err
+                    continue
+                records[name] = {"profile": profile, "seed": seed, "requested_device": device,
+                                 "device": resolved, "seconds": round(seconds, 2)}
+                bar.update(1)
+                bar.write(f"  {name}: {seconds:.1f} s")
+            if failure is not None:
+                queue.clear()
+    bar.close()
+    order = [c for c in CHAPTERS if c in records]
+    log = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "git_revision": git_revision(),
+           "environment": environment(), "chapters": {c: records[c] for c in order}}
+    atomic_write_text(log_path, json.dumps(log, indent=2) + "\n")
+    atomic_write_text(out / "reproducibility.md", reproducibility_table(log))
+    if failure is not None:
+        raise failure
+    return log
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lpft-run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("chapters", nargs="*", help=f"chapters to run (default: all): {', '.join(CHAPTERS)}")
+    parser.add_argument("--profile", default="quick", choices=PROFILES)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=DEVICES)
+    parser.add_argument("--out", type=Path, default=ROOT / "executed", help="folder for executed notebooks")
+    parser.add_argument("--jobs", type=int, default=1, help="chapters executed at once (one CPU each)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    try:
+        run(args.chapters or list(CHAPTERS), args.profile, args.seed, args.device, args.out, args.jobs,
+            progress=not args.no_progress)
+    except (ChapterFailed, ValueError) as err:
+        print(f"lpft-run: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

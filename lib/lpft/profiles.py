@@ -1,0 +1,92 @@
+"""What the ``quick`` and ``full`` profiles mean for each chapter, and validation of the papermill parameters.
+
+A chapter's code is the same in both profiles; only the sizes, step counts and numbers of repeats below differ.
+``quick`` is what CI executes on a 2-core CPU; ``full`` is the paper-faithful run (larger sweeps, more instances).
+"""
+from __future__ import annotations
+
+import os
+import random
+from types import SimpleNamespace
+
+import numpy as np
+
+PROFILES = ("quick", "full")
+DEVICES = ("auto", "cpu", "cuda")
+
+# chapter name (= notebooks/<name>.py) -> profile -> settings. The order is the book's order.
+CHAPTERS: dict[str, dict[str, dict]] = {
+    "theory-invariants": {
+        "quick": dict(n_instances=200, gd_lrs=(0.1, 0.05, 0.01, 0.002), gd_time=20.0),
+        "full": dict(n_instances=2000, gd_lrs=(0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001), gd_time=40.0),
+    },
+    "theory-features": {
+        "quick": dict(n_seeds=5, eps_grid=(0.0, 0.01, 0.03, 0.1, 0.3), eps_fine=12),
+        "full": dict(n_seeds=50, eps_grid=(0.0, 0.01, 0.03, 0.1, 0.3), eps_fine=40),
+    },
+    "theory-distortion": {
+        "quick": dict(n_seeds=5, angles=(0, 15, 30, 60, 90, 120, 150, 180), scales=(1e-3, 1e-2, 0.1, 0.3, 1.0, 3.0),
+                      dims=(5, 10, 20, 35, 45, 50), sizes=(5, 10, 20, 40, 80)),
+        "full": dict(n_seeds=50, angles=tuple(range(0, 181, 10)), scales=tuple(np.geomspace(1e-3, 3.0, 15).round(6)),
+                     dims=(2, 5, 10, 15, 20, 25, 30, 35, 40, 45, 48, 50), sizes=(2, 5, 10, 15, 20, 30, 40, 60, 80, 160)),
+    },
+    "theory-bound": {
+        "quick": dict(n_instances=1000, lr=0.05, steps=2000, record_every=10),
+        "full": dict(n_instances=10000, lr=0.02, steps=20000, record_every=1),
+    },
+    "theory-beyond": {
+        "quick": dict(n_seeds=3, steps=3000, eps_grid=(0.0, 0.1, 0.3), n_test=5000),
+        "full": dict(n_seeds=20, steps=20000, eps_grid=(0.0, 0.03, 0.1, 0.3), n_test=50000),
+    },
+}
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; an explicit 'cuda' without a GPU is an error."""
+    import torch
+
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}; got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was requested but torch sees no GPU; use device='cpu' or 'auto'")
+    return device
+
+
+def check_parameters(chapter: str, profile: str, seed: int, device: str) -> str:
+    """Validate a chapter's papermill parameters; returns the resolved device. Raises ValueError naming the fix."""
+    if chapter not in CHAPTERS:
+        raise ValueError(f"unknown chapter {chapter!r}; known chapters: {', '.join(CHAPTERS)}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}; got {profile!r} (pass -p profile quick or full)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    return resolve_device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, and use one torch thread (two were measured erratic on 2-core machines)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+
+
+def start_chapter(chapter: str, *, profile: str, seed: int, device: str) -> SimpleNamespace:
+    """The first call of every chapter: validate parameters, seed, set the figure style, return the config.
+
+    The returned namespace holds the chapter's settings for ``profile`` plus ``profile``, ``seed`` and the resolved
+    ``device``.
+    """
+    from lpft import plotting
+
+    resolved = check_parameters(chapter, profile, seed, device)
+    seed_everything(int(seed))
+    plotting.set_style()
+    cfg = SimpleNamespace(chapter=chapter, profile=profile, seed=int(seed), device=resolved,
+                          **CHAPTERS[chapter][profile])
+    return cfg
