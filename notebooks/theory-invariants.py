@@ -135,14 +135,14 @@ assert perp_max < 1e-10 and bal_max < 1e-7, "an invariant of the gradient flow i
 # %%
 inst = theory.make_instance(setting._replace(eps=0.1), seed=cfg.seed)
 v, B, traj = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", return_trajectory=True)
-t = np.maximum(traj.t, 1e-3)
+t, vs, Bs = traj.t[1:], traj.v[1:], traj.B[1:]  # t > 0 for the log axis
 fig, ax = plotting.figure()
-ax.plot(t, theory.feature_change(traj.B, inst.B0, inst.Q_S), label=r"on $S$: $\|(B(t)-B_0)P_S\|_F$")
-ax.plot(t, np.maximum(theory.feature_change(traj.B, inst.B0, inst.Q_S_perp), 1e-18),
+ax.plot(t, theory.feature_change(Bs, inst.B0, inst.Q_S), label=r"on $S$: $\|(B(t)-B_0)P_S\|_F$")
+ax.plot(t, np.maximum(theory.feature_change(Bs, inst.B0, inst.Q_S_perp), 1e-18),
         label=r"on $S^\perp$: $\|(B(t)-B_0)P_{S^\perp}\|_F$")
-ax.plot(t, np.maximum(np.linalg.norm(theory.balancedness(traj.v, traj.B) - theory.balancedness(inst.v0, inst.B0),
+ax.plot(t, np.maximum(np.linalg.norm(theory.balancedness(vs, Bs) - theory.balancedness(inst.v0, inst.B0),
                                      axis=(1, 2)), 1e-18), label=r"balancedness drift $\|C(t)-C_0\|_F$", ls="--")
-ax.plot(t, [theory.train_loss(vv, BB, inst.X, inst.Y) for vv, BB in zip(traj.v, traj.B)], label=r"training loss $\hat L$",
+ax.plot(t, [theory.train_loss(vv, BB, inst.X, inst.Y) for vv, BB in zip(vs, Bs)], label=r"training loss $\hat L$",
         color="grey", lw=1)
 ax.set(xscale="log", yscale="log", xlabel="gradient-flow time $t$ (dimensionless)", ylabel="norm / loss",
        ylim=(1e-19, 10))

@@ -22,12 +22,18 @@ def fmt(x, digits: int = 3, floor: float = FLOOR) -> str:
     return f"{x:.{digits}g}"
 
 
-def table(df: pd.DataFrame, digits: int = 3, floor: float = FLOOR) -> pd.DataFrame:
-    """A copy of ``df`` with every float cell formatted by :func:`fmt` (integers and strings kept)."""
-    out = df.copy()
+def table(df: pd.DataFrame, digits: int = 3, floor: float = FLOOR, exact: tuple[str, ...] = ("eps",)) -> pd.DataFrame:
+    """A copy of ``df`` with every float cell formatted by :func:`fmt` and a fresh 0..n-1 index.
+
+    Columns named in ``exact`` are parameters, not results: printed with ``{:g}`` and no floor (ε = 0 stays 0).
+    """
+    out = df.reset_index(drop=True).copy()
     for col in out.columns:
         if pd.api.types.is_float_dtype(out[col]):
-            out[col] = [fmt(x, digits, floor) for x in out[col]]
+            if col in exact:
+                out[col] = [f"{x:g}" for x in out[col]]
+            else:
+                out[col] = [fmt(x, digits, floor) for x in out[col]]
     return out
 
 

@@ -17,6 +17,7 @@ Every function that takes data accepts NumPy float64 arrays or torch tensors and
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
@@ -334,6 +335,9 @@ def _ft_ode(X, Y, B0, v0, horizon, tol, rtol, atol, n_eval):
     if sol.status == -1:
         raise RuntimeError(f"ODE integration failed: {sol.message}")
     t, Z = sol.t, sol.y.T
+    if not sol.t_events[0].size:
+        warnings.warn(f"fine_tune: the training loss did not reach tol={tol:g} by t={horizon:g}; "
+                      "pass a larger horizon", RuntimeWarning, stacklevel=3)
     if sol.t_events[0].size:  # stopped at convergence: keep the final state as the last point
         t = np.concatenate([t, sol.t_events[0]])
         Z = np.concatenate([Z, sol.y_events[0]])
@@ -419,12 +423,17 @@ class BatchedRun(NamedTuple):
     steps_taken: int
 
 
-def _gd_step_svd(v, BT, lam, h, q, sigma, c):
-    """One GD step in the singular coordinates: v (N,k), BT = (B V) ᵀ (N,p,k). Returns (v, BT, L̂·n − ‖Y⊥‖²)."""
-    a = (BT * v[:, None, :]).sum(-1)  # (N,p)  Vᵀ Bᵀ v
+def _gd_step_svd(v, BT, lam, h, c):
+    """One GD step in the singular coordinates: v (N,k), BT = (B V)ᵀ (N,p,k); returns the new (v, BT)."""
+    a = (BT * v[:, None, :]).sum(-1)  # (N,p): Vᵀ Bᵀ v
     s = h - lam * a  # σ ∘ (q − σ ∘ a)
-    resid = q - sigma * a
-    return v + c * (BT * s[:, :, None]).sum(1), BT + c * s[:, :, None] * v[:, None, :], (resid * resid).sum(-1)
+    return v + c * (BT * s[:, :, None]).sum(1), BT + c * s[:, :, None] * v[:, None, :]
+
+
+def _sq_residual_svd(v, BT, q, sigma):
+    """‖Uᵀ(Y − X Bᵀ v)‖² per instance (the fittable part of n·L̂)."""
+    resid = q - sigma * (BT * v[:, None, :]).sum(-1)
+    return (resid * resid).sum(-1)
 
 
 _compiled_step: Callable | None = None
@@ -481,11 +490,11 @@ def fine_tune_batched(X: torch.Tensor, Y: torch.Tensor, B0: torch.Tensor, v0: to
     i = 0
     with torch.no_grad():
         while i < steps:
-            v, BT, sq = step(v, BT, lam, h, q, sigma, c)
+            v, BT = step(v, BT, lam, h, c)
             i += 1
             if record_every and i % record_every == 0:
                 record(i)
-            if tol > 0 and i % 100 == 0 and bool(((sq + y_perp) / n <= tol).all()):
+            if tol > 0 and i % 100 == 0 and bool(((_sq_residual_svd(v, BT, q, sigma) + y_perp) / n <= tol).all()):
                 break
     if not ts or ts[-1] != i * lr:
         record(i)

@@ -1,0 +1,71 @@
+"""The chapter runner (lpft-run) and the parameters every chapter validates in its first cell."""
+import json
+from pathlib import Path
+
+import pytest
+
+from lpft import execute, profiles
+
+
+def test_start_chapter_validates_parameters():
+    cfg = profiles.start_chapter("theory-features", profile="quick", seed=3, device="cpu")
+    assert cfg.profile == "quick" and cfg.seed == 3 and cfg.device == "cpu" and cfg.n_seeds > 0
+    with pytest.raises(ValueError, match="profile must be one of"):
+        profiles.start_chapter("theory-features", profile="fast", seed=0, device="cpu")
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        profiles.start_chapter("theory-features", profile="quick", seed=-1, device="cpu")
+    with pytest.raises(ValueError, match="device must be one of"):
+        profiles.start_chapter("theory-features", profile="quick", seed=0, device="tpu")
+    with pytest.raises(ValueError, match="unknown chapter"):
+        profiles.start_chapter("theory-nope", profile="quick", seed=0, device="cpu")
+
+
+def test_cuda_without_gpu_is_refused():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(ValueError, match="no GPU"):
+        profiles.resolve_device("cuda")
+
+
+def test_profiles_differ_only_in_values():
+    for name, p in profiles.CHAPTERS.items():
+        assert set(p) == set(profiles.PROFILES), name
+        assert set(p["quick"]) == set(p["full"]), f"{name}: quick and full must set the same keys"
+
+
+def test_cli_rejects_unknown_chapter(capsys, tmp_path):
+    assert execute.main(["theory-nope", "--out", str(tmp_path)]) == 1
+    assert "unknown chapter" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_failing_chapter_is_reported_and_leaves_no_result(tmp_path):
+    """An invalid parameter fails in the chapter's first cell; the runner names chapter and cell, keeps the traceback."""
+    with pytest.raises(execute.ChapterFailed) as err:
+        execute.run_chapter("theory-features", tmp_path, {"profile": "fast", "seed": 0, "device": "cpu"},
+                            progress=False)
+    msg = str(err.value)
+    assert "theory-features" in msg and "cell" in msg and "profile must be one of" in msg
+    assert (tmp_path / "theory-features.failed.ipynb").exists()
+    assert not (tmp_path / "theory-features.ipynb").exists()
+
+
+def test_reproducibility_table():
+    log = {"date": "2026-01-01 00:00 UTC", "git_revision": "abc",
+           "environment": {"python": "3.11", "torch": "2.13.0", "numpy": "2", "scipy": "1", "platform": "linux",
+                           "cpu_count": 2, "gpu": None},
+           "chapters": {"theory-features": {"profile": "quick", "seed": 0, "requested_device": "auto",
+                                            "device": "cpu", "seconds": 8.25}}}
+    table = execute.reproducibility_table(log)
+    assert "| theory-features | quick | 0 | cpu | 8.2 |" in table or "| theory-features | quick | 0 | cpu | 8.3 |" in table
+    assert "lpft-run theory-features --profile quick --seed 0 --device auto" in table
+    assert "torch 2.13.0" in table
+
+
+def test_atomic_write(tmp_path):
+    path = tmp_path / "a" / "log.json"
+    execute.atomic_write_text(path, json.dumps({"x": 1}))
+    assert json.loads(path.read_text()) == {"x": 1}
+    assert [p.name for p in path.parent.iterdir()] == ["log.json"]
