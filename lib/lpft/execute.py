@@ -125,6 +125,8 @@ def run(chapters: list[str], profile: str, seed: int, device: str, out: Path, jo
     if profile not in PROFILES:
         raise ChapterFailed(f"profile must be one of {PROFILES}; got {profile!r}")
     resolved = resolve_device(device)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # kernels inherit: one thread each
+        os.environ.setdefault(var, "1")
     parameters = {"profile": profile, "seed": seed, "device": device}
     log_path = out / "run-log.json"
     previous = json.loads(log_path.read_text()) if log_path.exists() else {}
