@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -52,7 +53,10 @@ def environment() -> dict:
     import scipy
     import torch
 
+    lock = ROOT / "requirements-lock.txt"
+    lock_sha = hashlib.sha256(lock.read_bytes()).hexdigest()[:16] if lock.exists() else None
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "lock_sha256": lock_sha,
             "scipy": scipy.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
@@ -101,7 +105,8 @@ def reproducibility_table(log: dict) -> str:
     env = log["environment"]
     lines = [f"Executed on {log['date']} at git revision `{log['git_revision']}` with Python {env['python']}, "
              f"torch {env['torch']}, NumPy {env['numpy']}, SciPy {env['scipy']} on {env['platform']} "
-             f"({env['cpu_count']} CPUs{', GPU ' + env['gpu'] if env['gpu'] else ''}).", "",
+             f"({env['cpu_count']} CPUs{', GPU ' + env['gpu'] if env['gpu'] else ''}); "
+             f"requirements-lock.txt sha256 `{env.get('lock_sha256')}`.", "",
              "| chapter | profile | seed | device | wall time (s) | re-run it |", "|---|---|---|---|---|---|"]
     for name, rec in log["chapters"].items():
         cmd = f"`lpft-run {name} --profile {rec['profile']} --seed {rec['seed']} --device {rec['requested_device']}`"
