@@ -1,0 +1,164 @@
+"""The experiment protocol of the paper (Section 4; reference notes 3.4) on the CPU-scale digit task.
+
+For one downstream seed: draw the task (ID train / ID-val / ID-test, OOD test), take the pretrained backbone, and run
+every method with its hyperparameters selected on **ID validation only**: LP (C), FT (lr), LP-FT (lr, from the
+selected LP head), WiSE-FT (α), L2-SP (weight), surgical fine-tuning (which block). Each selected model is then
+evaluated on the ID test set and on the OOD test set at every shift strength (training never sees the OOD domain, so
+one trained model serves every strength), and the feature change of FT and LP-FT is measured on ID and OOD inputs.
+Each seed's result is one record (:mod:`lpft.runs`); seeds run in parallel processes, one thread each.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+from pathlib import Path
+
+from lpft import digits, methods, models, runs
+from lpft.execute import ROOT
+
+CACHE = ROOT / "cache" / "pretrained"
+RESULTS = ROOT / "results"
+
+
+def pretrained_model(setup: dict) -> models.DigitNet:
+    """The pretrained backbone of ``setup`` (trained once on the pool, then loaded from ``cache/pretrained``)."""
+    pool = digits.pretraining_pool(include_shifts=tuple(tuple(s) for s in setup["pool_shifts"]))
+    return models.pretrain(pool, epochs=setup["pretrain_epochs"], lr=setup["pretrain_lr"],
+                           seed=setup["pretrain_seed"], norm=setup["norm"], cache_dir=CACHE)
+
+
+def make_task(setup: dict, seed: int, strength: float | None = None) -> digits.Task:
+    return digits.make_task(id_domain=setup["id_domain"], ood_domain=setup["ood_domain"], shift=setup["shift"],
+                            strength=setup["strength"] if strength is None else strength,
+                            n_train_per_class=setup["n_train_per_class"], seed=seed)
+
+
+def _grid(name: str, values) -> list[dict]:
+    return [{name: v} for v in values]
+
+
+def select_wise(lp_model, ft_model, task: digits.Task, alphas) -> tuple:
+    """WiSE-FT between the selected LP and FT models: α chosen on ID-val (same table shape as :func:`methods.select`)."""
+    import pandas as pd
+
+    rows, best = [], None
+    for alpha in alphas:
+        model = methods.wise_ft(lp_model, ft_model, alpha)
+        val = methods.accuracy(model, task.val)
+        rows.append({"alpha": alpha, "val_acc": val, "id_acc": methods.accuracy(model, task.test_id),
+                     "ood_acc": methods.accuracy(model, task.test_ood)})
+        if best is None or val > best[0]:
+            best = (val, model, {"alpha": alpha})
+    return best[1], best[2], pd.DataFrame(rows)
+
+
+ALL_METHODS = ("LP", "FT", "LP-FT", "WiSE-FT", "L2-SP", "surgical")
+
+
+def run_seed(setup: dict, seed: int) -> dict:
+    """Every method of ``setup["methods"]`` (default: all) on the task of ``seed``: selected hyperparameters,
+    ID/OOD accuracies, feature change, the selection grids and the compute time in seconds."""
+    import time
+
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    wanted = setup.get("methods", ALL_METHODS)
+    pretrained = pretrained_model(setup)
+    task = make_task(setup, seed)
+    ood_sets = {float(s): make_task(setup, seed, strength=s).test_ood for s in setup["strengths"]}
+    epochs = setup["epochs"]
+    chosen, tables = {}, {}
+
+    chosen["LP"], hp_lp, tables["LP"] = methods.select("LP", pretrained, task, _grid("C", setup["lp_C"]), seed)
+    chosen["FT"], hp_ft, tables["FT"] = methods.select(
+        "FT", pretrained, task, [{"lr": lr, "epochs": epochs} for lr in setup["ft_lr"]], seed)
+    chosen["LP-FT"], hp_lpft, tables["LP-FT"] = methods.select(
+        "LP-FT", pretrained, task, [{"C": hp_lp["C"], "lr": lr, "epochs": epochs} for lr in setup["lpft_lr"]], seed)
+    hps = {"LP": hp_lp, "FT": hp_ft, "LP-FT": hp_lpft}
+    if "WiSE-FT" in wanted:
+        chosen["WiSE-FT"], hps["WiSE-FT"], tables["WiSE-FT"] = select_wise(chosen["LP"], chosen["FT"], task,
+                                                                           setup["wise_alpha"])
+    if "L2-SP" in wanted:
+        chosen["L2-SP"], hps["L2-SP"], tables["L2-SP"] = methods.select(
+            "L2-SP", pretrained, task,
+            [{"lr": hp_ft["lr"], "epochs": epochs, "weight": w} for w in setup["l2sp_weight"]], seed)
+    if "surgical" in wanted:
+        chosen["surgical"], hps["surgical"], tables["surgical"] = methods.select(
+            "surgical", pretrained, task,
+            [{"lr": hp_ft["lr"], "epochs": epochs, "blocks": b} for b in setup["surgical"]], seed)
+
+    out = {}
+    for name, model in chosen.items():
+        out[name] = {"hp": hps[name], "val": methods.accuracy(model, task.val),
+                     "id": methods.accuracy(model, task.test_id),
+                     "ood": {str(s): methods.accuracy(model, data) for s, data in ood_sets.items()}}
+    for name in ("FT", "LP-FT"):
+        out[name]["feature_change"] = {"id": methods.feature_change(pretrained, chosen[name], task.test_id),
+                                       "ood": methods.feature_change(pretrained, chosen[name], task.test_ood)}
+    out["grids"] = {name: table.to_dict(orient="records") for name, table in tables.items()}
+    out["seconds"] = round(time.perf_counter() - start, 1)
+    return out
+
+
+def _run_seed_record(setup: dict, seed: int, folder: str) -> dict:
+    return runs.run_once(Path(folder), {**setup, "seed": seed}, lambda: run_seed(setup, seed), name=f"seed{seed}")
+
+
+def run_all(setup: dict, seeds: list[int], folder: Path, jobs: int = 2) -> list[dict]:
+    """One record per seed in ``folder`` (finished seeds are read back, not re-run), ``jobs`` processes at a time."""
+    pretrained_model(setup)  # train the backbone once, before the workers start (they load it from the cache)
+    if jobs <= 1:
+        return [_run_seed_record(setup, s, str(folder)) for s in seeds]
+    import multiprocessing
+
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_run_seed_record, [setup] * len(seeds), seeds, [str(folder)] * len(seeds)))
+
+
+def long_table(records: list[dict]) -> "pd.DataFrame":
+    """One row per (seed, method, OOD shift strength): ID-val, ID-test and OOD accuracy (in %), the selected hp."""
+    import pandas as pd
+
+    rows = []
+    for record in records:
+        seed = record["config"]["seed"]
+        for method, r in record["results"].items():
+            if method in ("grids", "seconds"):
+                continue
+            for strength, ood in r["ood"].items():
+                rows.append({"seed": seed, "method": method, "strength": float(strength), "val": 100 * r["val"],
+                             "ID": 100 * r["id"], "OOD": 100 * ood, "hp": r["hp"]})
+    return pd.DataFrame(rows)
+
+
+def grid_table(records: list[dict]) -> "pd.DataFrame":
+    """One row per (seed, method, hyperparameter setting) of every selection grid: val / ID / OOD accuracy in %."""
+    import pandas as pd
+
+    rows = []
+    for record in records:
+        for method, table in record["results"]["grids"].items():  # noqa: B007
+            for row in table:
+                rows.append({"seed": record["config"]["seed"], "method": method, **row})
+    df = pd.DataFrame(rows)
+    for col in ("val_acc", "id_acc", "ood_acc"):
+        df[col] = 100 * df[col]
+    return df
+
+
+def interval90(x) -> float:
+    """Half-width of the paper's 90% interval over seeds: 1.645 · std / √n (reference notes 3.4)."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=float)
+    return float(1.645 * x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
+def summary(df: "pd.DataFrame") -> "pd.DataFrame":
+    """Per method: mean ID and OOD accuracy over seeds with the 90% interval half-widths, rounded to 0.1 point."""
+    import pandas as pd
+
+    g = df.groupby("method", sort=False)
+    return pd.DataFrame({"ID": g["ID"].mean(), "ID ±": g["ID"].agg(interval90),
+                         "OOD": g["OOD"].mean(), "OOD ±": g["OOD"].agg(interval90)}).round(1)

@@ -1,0 +1,72 @@
+"""Result records: one JSON file per run (config, seed, results, library versions, git revision), written atomically.
+
+A chapter calls :func:`run_once` for every (method, seed, ...) it needs: a finished record is read back instead of
+re-run, so an interrupted sweep resumes where it stopped and never repeats a finished run. The chapter then reads all
+records of a folder with :func:`load_records` and builds its tables from them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from lpft.execute import environment, git_revision
+
+
+def code_fingerprint() -> str:
+    """sha256 (16 hex digits) of the library's source files: a record is valid only for the code that computed it."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def record_key(config: dict) -> str:
+    """A short stable key for a run's config (sha256 of its canonical JSON)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def write_record(path: Path, record: dict) -> None:
+    """Write ``record`` as JSON to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as f:
+        json.dump(record, f, indent=2, sort_keys=True, default=str)
+        tmp = Path(f.name)
+    os.replace(tmp, path)
+
+
+def run_once(folder: Path, config: dict, compute: Callable[[], dict], name: str | None = None) -> dict:
+    """The record for ``config`` in ``folder``: read back if it exists, else ``compute()`` it and write it.
+
+    The record holds ``config`` (which must include the seed), ``results`` (what ``compute`` returned), and the
+    provenance: library versions, git revision and :func:`code_fingerprint`. A record made by other library code is
+    not reused (its key differs), so editing ``lib/lpft`` re-runs the experiments that depend on it.
+    """
+    folder = Path(folder)
+    code = code_fingerprint()
+    path = folder / f"{name or 'run'}-{record_key({**config, 'code': code})}.json"
+    if path.exists():
+        record = json.loads(path.read_text())
+        if record.get("config") == json.loads(json.dumps(config, sort_keys=True, default=str)):
+            return record
+    results = compute()
+    record = {"config": config, "results": results, "environment": environment(), "git_revision": git_revision(),
+              "code_fingerprint": code}
+    write_record(path, record)
+    return record
+
+
+def load_records(folder: Path) -> pd.DataFrame:
+    """All records of ``folder`` as one table: config fields and result fields as columns (nested keys joined by '.')."""
+    rows = []
+    for path in sorted(Path(folder).glob("*.json")):
+        record = json.loads(path.read_text())
+        rows.append({**record["config"], **record["results"], "git_revision": record["git_revision"],
+                     "file": path.name})
+    return pd.json_normalize(rows) if rows else pd.DataFrame()
