@@ -1,10 +1,9 @@
 """Unit tests of lpft.models and lpft.methods: LP, FT, LP-FT (Section 3.4 of the reference) and the later methods.
 
-The tasks here are synthetic (class-dependent blobs on 8×8 images), so these tests do not depend on lpft.digits.
+The tasks here are synthetic (class-dependent blobs on 8×8 images in an lpft.digits.Task), so they run in seconds.
 """
 import copy
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -13,21 +12,12 @@ from sklearn.linear_model import LogisticRegression
 from torch.utils.data import TensorDataset
 
 from lpft import methods, models
+from lpft.digits import Task
 from lpft.methods import fit
 from lpft.models import pretrain
 
 torch.set_num_threads(1)
 N_CLASSES = 4
-
-
-@dataclass
-class Task:  # the fields of lpft.digits.Task that the methods read
-    train: TensorDataset
-    val: TensorDataset
-    test_id: TensorDataset
-    test_ood: TensorDataset
-    n_classes: int = N_CLASSES
-    config: dict = field(default_factory=dict)
 
 
 def blobs(n: int, seed: int, invert: bool = False) -> TensorDataset:
@@ -46,7 +36,8 @@ def blobs(n: int, seed: int, invert: bool = False) -> TensorDataset:
 
 @pytest.fixture(scope="module")
 def task():
-    return Task(train=blobs(240, 1), val=blobs(80, 2), test_id=blobs(80, 3), test_ood=blobs(80, 4, invert=True))
+    return Task(train=blobs(240, 1), val=blobs(80, 2), test_id=blobs(80, 3), test_ood=blobs(80, 4, invert=True),
+                n_classes=N_CLASSES)
 
 
 @pytest.fixture(scope="module")

@@ -78,3 +78,22 @@ def test_a_subset_of_methods(tmp_path, monkeypatch):
     (record,) = protocol.run_all(subset, [0], tmp_path / "results", jobs=1)
     assert set(record["results"]) == {"LP", "FT", "LP-FT", "grids", "seconds"}
     assert set(protocol.long_table([record])["method"]) == {"LP", "FT", "LP-FT"}
+
+
+def test_claims_table_follows_the_records(tiny_records):
+    records, _, _ = tiny_records
+    table, found = protocol.claims(records)
+    assert len(table) == 7 and set(table["holds"]) <= {"yes", "no"}
+    long = protocol.long_table(records)
+    large = long[long["strength"] == 1.0].pivot(index="seed", columns="method", values="OOD")
+    assert found["lp_wins"] == int((large["LP"] > large["FT"]).sum())
+    expected = "yes" if found["lp_wins"] >= 0.8 * len(records) else "no"
+    assert table.loc[1, "holds"] == expected and table.loc[1, "measured"] == f"{found['lp_wins']}/{len(records)} seeds"
+
+
+def test_archive_round_trip(tiny_records, tmp_path, monkeypatch):
+    records, _, _ = tiny_records
+    monkeypatch.setattr(protocol, "ARCHIVE", tmp_path)
+    assert protocol.load_archive("x") == []
+    protocol.archive(records[::-1], "x")
+    assert protocol.load_archive("x") == records  # seed order, identical content

@@ -17,6 +17,7 @@ from lpft.execute import ROOT
 
 CACHE = ROOT / "cache" / "pretrained"
 RESULTS = ROOT / "results"
+ARCHIVE = ROOT / "archive"  # committed records of full-profile runs, shown in the book next to the quick run
 
 
 def pretrained_model(setup: dict) -> models.DigitNet:
@@ -162,3 +163,58 @@ def summary(df: "pd.DataFrame") -> "pd.DataFrame":
     g = df.groupby("method", sort=False)
     return pd.DataFrame({"ID": g["ID"].mean(), "ID ±": g["ID"].agg(interval90),
                          "OOD": g["OOD"].mean(), "OOD ±": g["OOD"].agg(interval90)}).round(1)
+
+
+def claims(records: list[dict]) -> tuple["pd.DataFrame", dict]:
+    """The paper's claims checked on a set of seed records (large shift: strength 1; natural shift: strength 0).
+
+    Returns the table (claim, holds "yes"/"no", what was measured) and the numbers behind it. "At least 80% of
+    seeds" is the criterion for a robust ordering; intervals are the paper's 90% intervals over seeds.
+    """
+    import pandas as pd
+
+    long = long_table(records)
+    large, natural = long[long["strength"] == 1.0], summary(long[long["strength"] == 0.0])
+    main = summary(large)
+    per_seed = large.pivot(index="seed", columns="method", values=["ID", "OOD"])
+    n = len(records)
+    lp_wins = int((per_seed[("OOD", "LP")] > per_seed[("OOD", "FT")]).sum())
+    ft_wins = int((per_seed[("ID", "FT")] > per_seed[("ID", "LP")]).sum())
+    lp_ood_lo = main.loc["LP", "OOD"] - main.loc["LP", "OOD ±"]
+    change = {m: {k: sum(r["results"][m]["feature_change"][k] for r in records) / n for k in ("id", "ood")}
+              for m in ("FT", "LP-FT")}
+    ratio = change["FT"]["id"] / change["LP-FT"]["id"]
+    rows = [
+        ("FT beats LP in distribution (≥ 80% of seeds)", ft_wins >= 0.8 * n, f"{ft_wins}/{n} seeds"),
+        ("LP beats FT out of distribution (≥ 80% of seeds)", lp_wins >= 0.8 * n, f"{lp_wins}/{n} seeds"),
+        ("LP-FT OOD within LP's 90% interval or better", main.loc["LP-FT", "OOD"] >= lp_ood_lo,
+         f"{main.loc['LP-FT', 'OOD']:.1f} vs ≥ {lp_ood_lo:.1f}"),
+        ("LP-FT keeps FT's ID accuracy (within FT's 90% interval)",
+         main.loc["LP-FT", "ID"] >= main.loc["FT", "ID"] - main.loc["FT", "ID ±"],
+         f"{main.loc['LP-FT', 'ID']:.1f} vs FT {main.loc['FT', 'ID']:.1f} ± {main.loc['FT', 'ID ±']:.1f}"),
+        ("FT distorts features more than LP-FT (ID inputs)", ratio > 1, f"{ratio:.1f}×"),
+        ("Features change more on ID than on OOD inputs (FT)", change["FT"]["id"] > change["FT"]["ood"],
+         f"{change['FT']['id']:.3g} vs {change['FT']['ood']:.3g}"),
+        ("FT loses to LP OOD on the natural shift alone", natural.loc["FT", "OOD"] < natural.loc["LP", "OOD"],
+         f"{natural.loc['FT', 'OOD']:.1f} vs {natural.loc['LP', 'OOD']:.1f}"),
+    ]
+    table = pd.DataFrame([(c, "yes" if bool(h) else "no", m) for c, h, m in rows], columns=["claim", "holds", "measured"])
+    numbers = {"n": n, "lp_wins": lp_wins, "ft_wins": ft_wins, "main": main, "natural": natural, "change": change,
+               "ratio": ratio, "lpft_in_lp_interval": bool(main.loc["LP-FT", "OOD"] >= lp_ood_lo)}
+    return table, numbers
+
+
+def archive(records: list[dict], name: str) -> None:
+    """Copy ``records`` to ``archive/<name>/`` (committed, so the book can show a full-profile run)."""
+    from lpft import runs
+
+    for record in records:
+        runs.write_record(ARCHIVE / name / f"seed{record['config']['seed']}.json", record)
+
+
+def load_archive(name: str) -> list[dict]:
+    """The archived records of ``name``, in seed order (empty when there is no archive)."""
+    import json
+
+    records = [json.loads(p.read_text()) for p in (ARCHIVE / name).glob("seed*.json")]
+    return sorted(records, key=lambda r: r["config"]["seed"])

@@ -6,6 +6,7 @@ records of a folder with :func:`load_records` and builds its tables from them.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -57,7 +58,7 @@ def run_once(folder: Path, config: dict, compute: Callable[[], dict], name: str 
             return record
     results = compute()
     record = {"config": config, "results": results, "environment": environment(), "git_revision": git_revision(),
-              "code_fingerprint": code}
+              "code_fingerprint": code, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     write_record(path, record)
     return record
 
