@@ -1,6 +1,5 @@
 """The chapter runner (lpft-run) and the parameters every chapter validates in its first cell."""
 import json
-from pathlib import Path
 
 import pytest
 

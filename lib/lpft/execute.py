@@ -61,13 +61,24 @@ def environment() -> dict:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+def atomic_write(path: Path, write) -> None:
+    """Create ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder, which is then renamed
+    over ``path``. If ``write`` fails, the temporary file is removed and ``path`` is left as it was."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as f:
-        f.write(text)
-        tmp = Path(f.name)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def run_chapter(name: str, out: Path, parameters: dict, progress: bool) -> float:
@@ -130,8 +141,6 @@ def run(chapters: list[str], profile: str, seed: int, device: str, out: Path, jo
     if profile not in PROFILES:
         raise ChapterFailed(f"profile must be one of {PROFILES}; got {profile!r}")
     resolved = resolve_device(device)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # kernels inherit: one thread each
-        os.environ.setdefault(var, "1")
     parameters = {"profile": profile, "seed": seed, "device": device}
     log_path = out / "run-log.json"
     previous = json.loads(log_path.read_text()) if log_path.exists() else {}

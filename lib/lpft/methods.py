@@ -248,9 +248,14 @@ def select(method: str, pretrained: DigitNet, task: Task, grid: list[dict], seed
     for hp in grid:
         _check(method, hp)
     memo: dict = {}
+    return best_by_val(((hp, _fit(method, pretrained, task, hp, seed, progress, memo)) for hp in grid), task)
+
+
+def best_by_val(candidates, task: Task) -> tuple[DigitNet, dict, pd.DataFrame]:
+    """Of ``(hp, model)`` pairs (consumed one at a time), the model with the best ID-val accuracy (the first on
+    ties), its ``hp`` and the table of every candidate's ``val_acc``, ``id_acc`` and ``ood_acc``."""
     rows, best = [], None
-    for hp in grid:
-        model = _fit(method, pretrained, task, hp, seed, progress, memo)
+    for hp, model in candidates:
         val = accuracy(model, task.val)
         rows.append({**hp, "val_acc": val, "id_acc": accuracy(model, task.test_id),
                      "ood_acc": accuracy(model, task.test_ood)})

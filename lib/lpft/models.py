@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -20,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 from tqdm import tqdm  # plain tqdm: no ipywidgets needed inside kernels
+
+from lpft.execute import atomic_write
 
 NORMS = ("none", "group")
 FEATURE_DIM = 128
@@ -98,17 +98,6 @@ def dataset_digest(data: TensorDataset) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def pretrain(pool: TensorDataset, *, epochs: int, lr: float, seed: int, norm: str, cache_dir: Path,
              batch_size: int = 128, progress: bool = False) -> DigitNet:
     """A ``DigitNet`` pretrained on ``pool`` (labels = digit classes), read from ``cache_dir`` when already computed.
@@ -131,8 +120,8 @@ def pretrain(pool: TensorDataset, *, epochs: int, lr: float, seed: int, norm: st
     model = _train_pretrain(pool, config, progress)
     cache_dir.mkdir(parents=True, exist_ok=True)
     # The .json first: a .pt never exists without its config.
-    _write_atomic(js, lambda p: Path(p).write_text(json.dumps(config, indent=2, sort_keys=True)))
-    _write_atomic(pt, lambda p: torch.save(model.state_dict(), p))
+    atomic_write(js, lambda p: Path(p).write_text(json.dumps(config, indent=2, sort_keys=True)))
+    atomic_write(pt, lambda p: torch.save(model.state_dict(), p))
     return model
 
 

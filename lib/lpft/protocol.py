@@ -10,7 +10,14 @@ Each seed's result is one record (:mod:`lpft.runs`); seeds run in parallel proce
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
+import multiprocessing
+import time
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
 
 from lpft import digits, methods, models, runs
 from lpft.execute import ROOT
@@ -38,18 +45,8 @@ def _grid(name: str, values) -> list[dict]:
 
 
 def select_wise(lp_model, ft_model, task: digits.Task, alphas) -> tuple:
-    """WiSE-FT between the selected LP and FT models: α chosen on ID-val (same table shape as :func:`methods.select`)."""
-    import pandas as pd
-
-    rows, best = [], None
-    for alpha in alphas:
-        model = methods.wise_ft(lp_model, ft_model, alpha)
-        val = methods.accuracy(model, task.val)
-        rows.append({"alpha": alpha, "val_acc": val, "id_acc": methods.accuracy(model, task.test_id),
-                     "ood_acc": methods.accuracy(model, task.test_ood)})
-        if best is None or val > best[0]:
-            best = (val, model, {"alpha": alpha})
-    return best[1], best[2], pd.DataFrame(rows)
+    """WiSE-FT between the selected LP and FT models: α chosen on ID-val (same return as :func:`methods.select`)."""
+    return methods.best_by_val((({"alpha": a}, methods.wise_ft(lp_model, ft_model, a)) for a in alphas), task)
 
 
 ALL_METHODS = ("LP", "FT", "LP-FT", "WiSE-FT", "L2-SP", "surgical")
@@ -58,10 +55,6 @@ ALL_METHODS = ("LP", "FT", "LP-FT", "WiSE-FT", "L2-SP", "surgical")
 def run_seed(setup: dict, seed: int) -> dict:
     """Every method of ``setup["methods"]`` (default: all) on the task of ``seed``: selected hyperparameters,
     ID/OOD accuracies, feature change, the selection grids and the compute time in seconds."""
-    import time
-
-    import torch
-
     torch.set_num_threads(1)
     start = time.perf_counter()
     wanted = setup.get("methods", ALL_METHODS)
@@ -111,16 +104,12 @@ def run_all(setup: dict, seeds: list[int], folder: Path, jobs: int = 2) -> list[
     pretrained_model(setup)  # train the backbone once, before the workers start (they load it from the cache)
     if jobs <= 1:
         return [_run_seed_record(setup, s, str(folder)) for s in seeds]
-    import multiprocessing
-
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(_run_seed_record, [setup] * len(seeds), seeds, [str(folder)] * len(seeds)))
 
 
-def long_table(records: list[dict]) -> "pd.DataFrame":
+def long_table(records: list[dict]) -> pd.DataFrame:
     """One row per (seed, method, OOD shift strength): ID-val, ID-test and OOD accuracy (in %), the selected hp."""
-    import pandas as pd
-
     rows = []
     for record in records:
         seed = record["config"]["seed"]
@@ -133,10 +122,8 @@ def long_table(records: list[dict]) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
-def grid_table(records: list[dict]) -> "pd.DataFrame":
+def grid_table(records: list[dict]) -> pd.DataFrame:
     """One row per (seed, method, hyperparameter setting) of every selection grid: val / ID / OOD accuracy in %."""
-    import pandas as pd
-
     rows = []
     for record in records:
         for method, table in record["results"]["grids"].items():  # noqa: B007
@@ -150,29 +137,23 @@ def grid_table(records: list[dict]) -> "pd.DataFrame":
 
 def interval90(x) -> float:
     """Half-width of the paper's 90% interval over seeds: 1.645 · std / √n (reference notes 3.4)."""
-    import numpy as np
-
     x = np.asarray(x, dtype=float)
     return float(1.645 * x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
 
 
-def summary(df: "pd.DataFrame") -> "pd.DataFrame":
+def summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per method: mean ID and OOD accuracy over seeds with the 90% interval half-widths, rounded to 0.1 point."""
-    import pandas as pd
-
     g = df.groupby("method", sort=False)
     return pd.DataFrame({"ID": g["ID"].mean(), "ID ±": g["ID"].agg(interval90),
                          "OOD": g["OOD"].mean(), "OOD ±": g["OOD"].agg(interval90)}).round(1)
 
 
-def claims(records: list[dict]) -> tuple["pd.DataFrame", dict]:
+def claims(records: list[dict]) -> tuple[pd.DataFrame, dict]:
     """The paper's claims checked on a set of seed records (large shift: strength 1; natural shift: strength 0).
 
     Returns the table (claim, holds "yes"/"no", what was measured) and the numbers behind it. "At least 80% of
     seeds" is the criterion for a robust ordering; intervals are the paper's 90% intervals over seeds.
     """
-    import pandas as pd
-
     long = long_table(records)
     large, natural = long[long["strength"] == 1.0], summary(long[long["strength"] == 0.0])
     main = summary(large)
@@ -206,15 +187,11 @@ def claims(records: list[dict]) -> tuple["pd.DataFrame", dict]:
 
 def archive(records: list[dict], name: str) -> None:
     """Copy ``records`` to ``archive/<name>/`` (committed, so the book can show a full-profile run)."""
-    from lpft import runs
-
     for record in records:
         runs.write_record(ARCHIVE / name / f"seed{record['config']['seed']}.json", record)
 
 
 def load_archive(name: str) -> list[dict]:
     """The archived records of ``name``, in seed order (empty when there is no archive)."""
-    import json
-
     records = [json.loads(p.read_text()) for p in (ARCHIVE / name).glob("seed*.json")]
     return sorted(records, key=lambda r: r["config"]["seed"])

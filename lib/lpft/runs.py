@@ -9,14 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
-from lpft.execute import environment, git_revision
+from lpft.execute import atomic_write_text, environment, git_revision
 
 
 def code_fingerprint() -> str:
@@ -34,12 +32,7 @@ def record_key(config: dict) -> str:
 
 def write_record(path: Path, record: dict) -> None:
     """Write ``record`` as JSON to ``path`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as f:
-        json.dump(record, f, indent=2, sort_keys=True, default=str)
-        tmp = Path(f.name)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str))
 
 
 def run_once(folder: Path, config: dict, compute: Callable[[], dict], name: str | None = None) -> dict:
