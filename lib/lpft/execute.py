@@ -7,8 +7,10 @@
 Chapters run in the book's order (:data:`lpft.profiles.CHAPTERS`), up to ``--jobs`` at a time. The first chapter that
 fails stops the run: its name, the failing cell and the error are printed, and the executed notebook, with its
 traceback, is kept next to the others as ``<name>.failed.ipynb``. Each finished notebook is written atomically.
-``run-log.json`` (times, parameters, environment, git revision) and ``reproducibility.md`` (the same as a table, for the
-book's Reproducibility page) are written to the output folder.
+Each executed notebook carries its own provenance in ``metadata.lpft`` (:func:`stamp`: profile, seed, device, date,
+wall time, git revision, library versions); the book shows it on the chapter's page (:mod:`lpft.sphinx_provenance`).
+``run-log.json`` (the same records, one per chapter) and ``reproducibility.md`` (the same as a table, for the book's
+Reproducibility page) are written to the output folder.
 """
 from __future__ import annotations
 
@@ -81,9 +83,20 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
-def run_chapter(name: str, out: Path, parameters: dict, progress: bool) -> float:
-    """Execute ``notebooks/<name>.py`` with ``parameters`` into ``out/<name>.ipynb``; returns wall seconds."""
+def stamp(parameters: dict, seconds: float, context: dict) -> dict:
+    """The provenance record of one executed chapter: its papermill ``parameters`` (profile, seed, requested device),
+    wall ``seconds``, the UTC date it finished, and ``context`` (resolved device, git revision, environment)."""
+    return {"profile": parameters["profile"], "seed": parameters["seed"], "requested_device": parameters["device"],
+            "seconds": round(seconds, 2), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            **context}
+
+
+def run_chapter(name: str, out: Path, parameters: dict, progress: bool, context: dict | None = None) -> dict:
+    """Execute ``notebooks/<name>.py`` with ``parameters`` into ``out/<name>.ipynb``; returns its :func:`stamp`,
+    which is also stored in the notebook's ``metadata.lpft``. ``context``: extra fields of the stamp (see :func:`run`).
+    """
     import jupytext
+    import nbformat
     import papermill as pm
 
     source = NOTEBOOKS / f"{name}.py"
@@ -106,22 +119,45 @@ def run_chapter(name: str, out: Path, parameters: dict, progress: bool) -> float
         tmp.unlink(missing_ok=True)
         raise
     seconds = time.perf_counter() - start
+    record = stamp(parameters, seconds, context or {})
+    executed = nbformat.read(tmp, as_version=4)
+    executed.metadata["lpft"] = {"chapter": name, **record}
+    nbformat.write(executed, tmp)
     os.replace(tmp, out / f"{name}.ipynb")
     (out / f"{name}.failed.ipynb").unlink(missing_ok=True)
-    return seconds
+    return record
+
+
+def describe_environment(env: dict) -> str:
+    """One line naming the versions and machine of a run's :func:`environment`."""
+    return (f"Python {env['python']}, torch {env['torch']}, NumPy {env['numpy']}, SciPy {env['scipy']} on "
+            f"{env['platform']} ({env['cpu_count']} CPUs{', GPU ' + env['gpu'] if env.get('gpu') else ''}); "
+            f"requirements-lock.txt sha256 `{env.get('lock_sha256')}`")
+
+
+def rerun_command(name: str, rec: dict) -> str:
+    """The ``lpft-run`` command that re-runs chapter ``name`` as recorded in ``rec``."""
+    return f"lpft-run {name} --profile {rec['profile']} --seed {rec['seed']} --device {rec['requested_device']}"
 
 
 def reproducibility_table(log: dict) -> str:
-    """The Reproducibility page's table (MyST markdown) from a run log."""
-    env = log["environment"]
-    lines = [f"Executed on {log['date']} at git revision `{log['git_revision']}` with Python {env['python']}, "
-             f"torch {env['torch']}, NumPy {env['numpy']}, SciPy {env['scipy']} on {env['platform']} "
-             f"({env['cpu_count']} CPUs{', GPU ' + env['gpu'] if env['gpu'] else ''}); "
-             f"requirements-lock.txt sha256 `{env.get('lock_sha256')}`.", "",
-             "| chapter | profile | seed | device | wall time (s) | re-run it |", "|---|---|---|---|---|---|"]
+    """The Reproducibility page's table (MyST markdown) from a run log: one row per chapter, from that chapter's own
+    record (the :func:`stamp` of its run; records from before stamps existed show "not recorded")."""
+    envs: list[dict] = []
+    lines = [f"The last `lpft-run` finished on {log['date']} at git revision `{log['git_revision']}` with "
+             f"{describe_environment(log['environment'])}. Each row is the record of the run that executed that "
+             f"chapter; its environment is listed below the table.", "",
+             "| chapter | profile | seed | device | wall time (s) | executed (UTC) | git revision | environment "
+             "| re-run it |", "|---|---|---|---|---|---|---|---|---|"]
     for name, rec in log["chapters"].items():
-        cmd = f"`lpft-run {name} --profile {rec['profile']} --seed {rec['seed']} --device {rec['requested_device']}`"
-        lines.append(f"| {name} | {rec['profile']} | {rec['seed']} | {rec['device']} | {rec['seconds']:.1f} | {cmd} |")
+        env = rec.get("environment")
+        if env is not None and env not in envs:
+            envs.append(env)
+        rev = f"`{rec['git_revision']}`" if "git_revision" in rec else "not recorded"
+        lines.append(f"| {name} | {rec['profile']} | {rec['seed']} | {rec['device']} | {rec['seconds']:.1f} "
+                     f"| {rec.get('date', 'not recorded')} | {rev} "
+                     f"| {envs.index(env) + 1 if env is not None else 'not recorded'} | `{rerun_command(name, rec)}` |")
+    lines += [""] + [f"Environment {i + 1}: {describe_environment(env)}." for i, env in enumerate(envs)]
     total = sum(rec["seconds"] for rec in log["chapters"].values())
     lines += ["", f"Total wall time of these chapters: {total:.1f} s (summed over chapters; chapters may run in parallel)."]
     return "\n".join(lines) + "\n"
@@ -142,6 +178,7 @@ def run(chapters: list[str], profile: str, seed: int, device: str, out: Path, jo
         raise ChapterFailed(f"profile must be one of {PROFILES}; got {profile!r}")
     resolved = resolve_device(device)
     parameters = {"profile": profile, "seed": seed, "device": device}
+    context = {"device": resolved, "git_revision": git_revision(), "environment": environment()}
     log_path = out / "run-log.json"
     previous = json.loads(log_path.read_text()) if log_path.exists() else {}
     records = dict(previous.get("chapters", {}))
@@ -153,27 +190,26 @@ def run(chapters: list[str], profile: str, seed: int, device: str, out: Path, jo
         while queue or pending:
             while queue and len(pending) < max(1, jobs) and failure is None:
                 name = queue.pop(0)
-                pending[pool.submit(run_chapter, name, out, parameters, progress and jobs == 1)] = name
+                pending[pool.submit(run_chapter, name, out, parameters, progress and jobs == 1, context)] = name
             if not pending:
                 break
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for fut in done:
                 name = pending.pop(fut)
                 try:
-                    seconds = fut.result()
+                    records[name] = fut.result()
                 except ChapterFailed as err:
                     failure = failure or err
                     continue
-                records[name] = {"profile": profile, "seed": seed, "requested_device": device,
-                                 "device": resolved, "seconds": round(seconds, 2)}
                 bar.update(1)
-                bar.write(f"  {name}: {seconds:.1f} s")
+                bar.write(f"  {name}: {records[name]['seconds']:.1f} s")
             if failure is not None:
                 queue.clear()
     bar.close()
     order = [c for c in CHAPTERS if c in records]
-    log = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "git_revision": git_revision(),
-           "environment": environment(), "chapters": {c: records[c] for c in order}}
+    log = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "git_revision": context["git_revision"], "environment": context["environment"],
+           "chapters": {c: records[c] for c in order}}
     atomic_write_text(log_path, json.dumps(log, indent=2) + "\n")
     atomic_write_text(out / "reproducibility.md", reproducibility_table(log))
     if failure is not None:

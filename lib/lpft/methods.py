@@ -109,6 +109,19 @@ def train(model: DigitNet, task: Task, *, lr: float, epochs: int, seed: int,
 
 # ---- the methods --------------------------------------------------------------------------------------------------
 
+def probe_weights(clf: LogisticRegression, mu: float, sigma: float, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The head ``(W, b)`` on raw features of a logistic regression fitted on features normalised as (f − μ)/σ:
+    ``W f + b = coef (f − μ)/σ + intercept``. Classes absent from training get zero rows; a binary fit's one logit
+    w·z + b becomes the two logits ∓(w·z + b)/2 (reference Section 3.4)."""
+    coef, intercept = clf.coef_, clf.intercept_
+    if coef.shape[0] == 1:
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.hstack([-intercept / 2, intercept / 2])
+    W, b = np.zeros((n_classes, coef.shape[1])), np.zeros(n_classes)
+    W[clf.classes_] = coef / sigma
+    b[clf.classes_] = intercept - coef.sum(axis=1) * mu / sigma
+    return W, b
+
+
 def linear_probe(pretrained: DigitNet, task: Task, C: float) -> DigitNet:
     """LP (reference Section 3.4): scikit-learn ``LogisticRegression`` (L-BFGS, multinomial, max_iter 1000, inverse
     regularisation ``C``) on the frozen penultimate features of ``task.train`` (``eval()`` mode), normalised by one
@@ -119,12 +132,7 @@ def linear_probe(pretrained: DigitNet, task: Task, C: float) -> DigitNet:
     y = task.train.tensors[1].numpy()
     mu, sigma = f.mean(), f.std()
     clf = LogisticRegression(C=C, max_iter=1000).fit((f - mu) / sigma, y)
-    coef, intercept = clf.coef_, clf.intercept_
-    if coef.shape[0] == 1:  # binary: sklearn's one logit w·z + b becomes the two logits ∓(w·z + b)/2
-        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.hstack([-intercept / 2, intercept / 2])
-    W, b = np.zeros((task.n_classes, f.shape[1])), np.zeros(task.n_classes)
-    W[clf.classes_] = coef / sigma
-    b[clf.classes_] = intercept - coef.sum(axis=1) * mu / sigma
+    W, b = probe_weights(clf, mu, sigma, task.n_classes)
     model.head = nn.Linear(f.shape[1], task.n_classes)
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(W))

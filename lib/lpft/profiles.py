@@ -58,6 +58,29 @@ CHAPTERS: dict[str, dict[str, dict]] = {
                      wise_alpha=(0.1, 0.25, 0.5, 0.75, 0.9), l2sp_weight=(0.001, 0.01, 0.1),
                      surgical=("first", "middle", "last"), strengths=(0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0)),
     },
+    "experiments-digits-extra": {
+        # the digit chapter's grids and sizes (CHAPTERS["experiments-digits"]); contrastive pretraining on the same
+        # pool (p_invert: the probability of the contrast-inversion augmentation; one backbone per value)
+        "quick": dict(n_seeds=3, jobs=2, contrastive_epochs=10, p_invert=(0.5,), labels=(10,)),
+        "full": dict(n_seeds=10, jobs=2, contrastive_epochs=30, p_invert=(0.5, 0.0), labels=(3, 10, 30)),
+    },
+    "experiments-cifar-stl": {
+        # quick: generated images in the real file formats and a random-weight ResNet-18 of width 8 in the MoCo
+        # checkpoint format (a smoke test of the same code path, on a CPU). full: the paper's CIFAR-10 -> STL-10 /
+        # CIFAR-10.1 run (reference 3.3: 20 epochs, batch 64, resize to 224, the April 2022 release's LR grids).
+        "quick": dict(synthetic=True, n_seeds=2, arch="resnet18", width=8, image_size=32, batch_size=32, epochs=3,
+                      n_val=80, Cs=(1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0), ft_lrs=(1e-2, 3e-2), lpft_lrs=(1e-3, 3e-3),
+                      feature_n=100, progress=False),
+        "full": dict(synthetic=False, n_seeds=3, arch="resnet50", width=64, image_size=224, batch_size=64, epochs=20,
+                     n_val=5000, Cs=tuple(float(c) for c in np.logspace(-7, 2, 50)),
+                     ft_lrs=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), lpft_lrs=(3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4),
+                     feature_n=2000, progress=True),
+    },
+    "fixed-point": {
+        # the models are the digit chapter's (same grids and seeds, from CHAPTERS["experiments-digits"])
+        "quick": dict(n_seeds=3, jobs=2, n_calibration=512, n_sigmas=41, n_samples=20000, n_kernel_cases=300),
+        "full": dict(n_seeds=10, jobs=2, n_calibration=512, n_sigmas=241, n_samples=200000, n_kernel_cases=3000),
+    },
 }
 
 

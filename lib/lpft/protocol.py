@@ -52,15 +52,26 @@ def select_wise(lp_model, ft_model, task: digits.Task, alphas) -> tuple:
 ALL_METHODS = ("LP", "FT", "LP-FT", "WiSE-FT", "L2-SP", "surgical")
 
 
-def run_seed(setup: dict, seed: int) -> dict:
-    """Every method of ``setup["methods"]`` (default: all) on the task of ``seed``: selected hyperparameters,
-    ID/OOD accuracies, feature change, the selection grids and the compute time in seconds."""
-    torch.set_num_threads(1)
-    start = time.perf_counter()
+def paper_conditions(cfg) -> dict:
+    """The setup the digit chapter presents as "the paper's conditions" (good features, large shift), with the
+    sizes and grids of a profile's settings ``cfg`` (``profiles.CHAPTERS["experiments-digits"][profile]``)."""
+    return dict(
+        id_domain="mnist", ood_domain="uci", shift="invert", strength=1.0, n_train_per_class=None,
+        pool_shifts=[["invert", 1.0]],  # the pool covers both collections and their inverted copies: "good features"
+        norm="group", pretrain_epochs=cfg.pretrain_epochs, pretrain_lr=1e-3, pretrain_seed=0,
+        epochs=cfg.epochs, lp_C=list(cfg.lp_C), ft_lr=list(cfg.ft_lr), lpft_lr=list(cfg.lpft_lr),
+        wise_alpha=list(cfg.wise_alpha), l2sp_weight=list(cfg.l2sp_weight), surgical=list(cfg.surgical),
+        strengths=list(cfg.strengths),
+    )
+
+
+def select_models(setup: dict, seed: int, pretrained: models.DigitNet | None = None) -> tuple:
+    """Every method of ``setup["methods"]`` (default: all) trained on the task of ``seed`` with its hyperparameters
+    selected on ID-val, starting from ``pretrained`` (default: :func:`pretrained_model` of ``setup``). Returns
+    ``(pretrained, task, chosen models, selected hps, selection tables)``."""
     wanted = setup.get("methods", ALL_METHODS)
-    pretrained = pretrained_model(setup)
+    pretrained = pretrained_model(setup) if pretrained is None else pretrained
     task = make_task(setup, seed)
-    ood_sets = {float(s): make_task(setup, seed, strength=s).test_ood for s in setup["strengths"]}
     epochs = setup["epochs"]
     chosen, tables = {}, {}
 
@@ -81,6 +92,16 @@ def run_seed(setup: dict, seed: int) -> dict:
         chosen["surgical"], hps["surgical"], tables["surgical"] = methods.select(
             "surgical", pretrained, task,
             [{"lr": hp_ft["lr"], "epochs": epochs, "blocks": b} for b in setup["surgical"]], seed)
+    return pretrained, task, chosen, hps, tables
+
+
+def run_seed(setup: dict, seed: int) -> dict:
+    """Every method of ``setup["methods"]`` (default: all) on the task of ``seed``: selected hyperparameters,
+    ID/OOD accuracies, feature change, the selection grids and the compute time in seconds."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    pretrained, task, chosen, hps, tables = select_models(setup, seed)
+    ood_sets = {float(s): make_task(setup, seed, strength=s).test_ood for s in setup["strengths"]}
 
     out = {}
     for name, model in chosen.items():
@@ -95,8 +116,13 @@ def run_seed(setup: dict, seed: int) -> dict:
     return out
 
 
+# The modules a seed record depends on: editing any other module of the library does not invalidate the records.
+DEPENDS = ("digits", "models", "methods", "protocol")
+
+
 def _run_seed_record(setup: dict, seed: int, folder: str) -> dict:
-    return runs.run_once(Path(folder), {**setup, "seed": seed}, lambda: run_seed(setup, seed), name=f"seed{seed}")
+    return runs.run_once(Path(folder), {**setup, "seed": seed}, lambda: run_seed(setup, seed), name=f"seed{seed}",
+                         code=runs.code_fingerprint(DEPENDS))
 
 
 def run_all(setup: dict, seeds: list[int], folder: Path, jobs: int = 2) -> list[dict]:

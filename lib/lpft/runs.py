@@ -17,10 +17,16 @@ import pandas as pd
 from lpft.execute import atomic_write_text, environment, git_revision
 
 
-def code_fingerprint() -> str:
-    """sha256 (16 hex digits) of the library's source files: a record is valid only for the code that computed it."""
+def code_fingerprint(modules: tuple[str, ...] | None = None) -> str:
+    """sha256 (16 hex digits) of the library's source files: a record is valid only for the code that computed it.
+
+    ``modules`` (names such as ``"largescale"``) restricts it to those files, for long runs that should not be
+    repeated after an edit of an unrelated module; default: every module.
+    """
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    paths = sorted(Path(__file__).parent.glob("*.py")) if modules is None else \
+        [Path(__file__).parent / f"{m}.py" for m in sorted(modules)]
+    for path in paths:
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -35,16 +41,24 @@ def write_record(path: Path, record: dict) -> None:
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str))
 
 
-def run_once(folder: Path, config: dict, compute: Callable[[], dict], name: str | None = None) -> dict:
+def record_path(folder: Path, config: dict, name: str | None = None, code: str | None = None) -> Path:
+    """Where :func:`run_once` keeps the record of ``config`` computed by library code ``code`` (default: the current
+    :func:`code_fingerprint`)."""
+    code = code_fingerprint() if code is None else code
+    return Path(folder) / f"{name or 'run'}-{record_key({**config, 'code': code})}.json"
+
+
+def run_once(folder: Path, config: dict, compute: Callable[[], dict], name: str | None = None,
+             code: str | None = None) -> dict:
     """The record for ``config`` in ``folder``: read back if it exists, else ``compute()`` it and write it.
 
     The record holds ``config`` (which must include the seed), ``results`` (what ``compute`` returned), and the
     provenance: library versions, git revision and :func:`code_fingerprint`. A record made by other library code is
-    not reused (its key differs), so editing ``lib/lpft`` re-runs the experiments that depend on it.
+    not reused (its key differs), so editing ``lib/lpft`` re-runs the experiments that depend on it. ``code`` replaces
+    that fingerprint (e.g. ``code_fingerprint(modules)`` of the modules the run depends on).
     """
-    folder = Path(folder)
-    code = code_fingerprint()
-    path = folder / f"{name or 'run'}-{record_key({**config, 'code': code})}.json"
+    code = code_fingerprint() if code is None else code
+    path = record_path(folder, config, name, code)
     if path.exists():
         record = json.loads(path.read_text())
         if record.get("config") == json.loads(json.dumps(config, sort_keys=True, default=str)):
@@ -64,3 +78,15 @@ def load_records(folder: Path) -> pd.DataFrame:
         rows.append({**record["config"], **record["results"], "git_revision": record["git_revision"],
                      "file": path.name})
     return pd.json_normalize(rows) if rows else pd.DataFrame()
+
+
+def parallel_map(fn: Callable, args: list[tuple], jobs: int = 2) -> list:
+    """``[fn(*a) for a in args]`` in ``jobs`` spawned processes (one torch thread each), in order; in-process when
+    ``jobs <= 1``. ``fn`` must be importable (a module-level function)."""
+    if jobs <= 1:
+        return [fn(*a) for a in args]
+    import concurrent.futures as cf
+    import multiprocessing
+
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(fn, *zip(*args)))

@@ -1,0 +1,302 @@
+"""LP, FT and LP-FT on image tasks at the paper's scale (reference Sections 3.3-3.4), on a GPU or a CPU.
+
+The same three methods as :mod:`lpft.methods` (the CPU digit chapter), for a :class:`~lpft.backbones.Classifier` on an
+:class:`~lpft.imagedata.ImageTask` whose images stay ``uint8`` until each batch is moved to the device:
+
+* **LP** (:func:`linear_probe`): penultimate features of the frozen backbone (``eval()`` mode, float32), one scalar
+  mean and std over the training features, scikit-learn's L-BFGS logistic regression over a grid of ``C`` (warm
+  started from small to large ``C``, ``max_iter`` 200), the ``C`` with the best ID-val accuracy kept;
+* **FT** (:func:`fine_tune`): a fresh head in PyTorch's default initialisation (drawn from the seed), every parameter
+  trained, network in ``train()`` mode (BatchNorm statistics update);
+* **LP-FT** (:func:`lp_ft`): the LP head, then every parameter trained with a 10-100× smaller learning rate, network
+  in ``eval()`` mode (BatchNorm statistics frozen, the paper's ``use_net_val_mode``).
+
+FT and LP-FT share :func:`train`: SGD with momentum 0.9, no weight decay, cross-entropy, cosine learning rate stepped
+once per epoch, batches in an order fixed by (seed, epoch), early stopping at the epoch with the best ID-val accuracy
+(the pretrained starting point is never a candidate). On a GPU it runs under bf16 autocast with channels-last
+tensors (:class:`Runtime`). After every epoch it can write a checkpoint (model, optimizer, scheduler, RNG states and
+the early-stopping state) atomically, and it resumes from one: on a CPU a resumed run ends bit-identical to an
+uninterrupted one. :func:`evaluate` measures ID and OOD accuracy and the feature change of reference Section 5.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+from tqdm import tqdm  # plain tqdm: no ipywidgets needed inside kernels
+
+from lpft import imagedata
+from lpft.backbones import Classifier
+from lpft.execute import atomic_write
+from lpft.methods import BATCH_SIZE, MOMENTUM, probe_weights
+
+PRECISIONS = ("fp32", "bf16")
+LP_MAX_ITER = 200  # the paper's sklearn setting (reference Section 3.4)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a run computes: device, autocast precision for training and accuracy (features for LP and
+    feature change are always float32), channels-last memory format, input size, batch sizes, progress bars."""
+    device: str = "cpu"
+    precision: str = "fp32"
+    channels_last: bool = False
+    image_size: int = 224
+    batch_size: int = BATCH_SIZE
+    eval_batch_size: int = 256
+    progress: bool = False
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
+
+    @classmethod
+    def for_device(cls, device: str, **options) -> Runtime:
+        """bf16 autocast and channels-last on a GPU, float32 and the default layout on a CPU (overridable)."""
+        gpu = torch.device(device).type == "cuda"
+        return cls(device=device, **{"precision": "bf16" if gpu else "fp32", "channels_last": gpu, **options})
+
+    def autocast(self, enabled: bool = True):
+        if not enabled or self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return imagedata.prepare(x, self.image_size, self.device, channels_last=self.channels_last)
+
+    def place(self, model: nn.Module) -> nn.Module:
+        model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+
+# ---- measurements -------------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def _outputs(fn: Callable, model: nn.Module, data: imagedata.ImageSet, rt: Runtime, exact: bool) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    rt.place(model)
+    out = []
+    for i in range(0, len(data), rt.eval_batch_size):
+        with rt.autocast(enabled=not exact):
+            out.append(fn(rt.inputs(data.x[i:i + rt.eval_batch_size])).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def features(model: nn.Module, data: imagedata.ImageSet, rt: Runtime) -> torch.Tensor:
+    """Penultimate features (float32, on the CPU) of ``data``, network in ``eval()`` mode; ``model`` is a
+    :class:`~lpft.backbones.Classifier` or a bare backbone."""
+    fn = model.features if hasattr(model, "features") else model
+    return _outputs(fn, model, data, rt, exact=True)
+
+
+def accuracy(model: nn.Module, data: imagedata.ImageSet, rt: Runtime) -> float:
+    """Fraction of ``data`` classified correctly, network in ``eval()`` mode (under the runtime's autocast)."""
+    if len(data) == 0:
+        return float("nan")
+    return (_outputs(model, model, data, rt, exact=False).argmax(1) == data.y).double().mean().item()
+
+
+def feature_change(before: torch.Tensor, model: nn.Module, data: imagedata.ImageSet, rt: Runtime) -> float:
+    """Mean over examples and dimensions of the squared change of the penultimate features, ×100 (the paper's
+    metric, reference Section 5); ``before`` are the pretrained features of the same ``data``."""
+    return 100.0 * ((features(model, data, rt) - before) ** 2).mean().item()
+
+
+# ---- LP -----------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Probe:
+    """The selected LP head on raw features (``W`` (classes, dim), ``b``), its ``C`` and the whole C-sweep."""
+    C: float
+    W: np.ndarray
+    b: np.ndarray
+    table: list[dict]
+
+    def logits(self, f: torch.Tensor) -> np.ndarray:
+        return f.double().numpy() @ self.W.T + self.b
+
+    def accuracy(self, f: torch.Tensor, y: torch.Tensor) -> float:
+        return float((self.logits(f).argmax(1) == y.numpy()).mean()) if len(y) else float("nan")
+
+
+def linear_probe(f_train: torch.Tensor, y_train: torch.Tensor, f_val: torch.Tensor, y_val: torch.Tensor,
+                 Cs, n_classes: int, max_iter: int = LP_MAX_ITER, progress: bool = False) -> Probe:
+    """LP (reference Section 3.4): logistic regression on ``f_train`` normalised by one scalar mean and std, fitted
+    for every ``C`` in ascending order (each fit warm-started from the previous one), the best ID-val accuracy kept
+    (the smallest such ``C`` on ties). The sweep's table records each ``C``'s val accuracy and whether L-BFGS
+    converged within ``max_iter``."""
+    Cs = sorted(float(c) for c in Cs)
+    if not Cs:
+        raise ValueError("Cs must hold at least one value")
+    f = f_train.double().numpy()
+    mu, sigma = float(f.mean()), float(f.std())
+    z = (f - mu) / sigma
+    clf = LogisticRegression(max_iter=max_iter, warm_start=True)
+    best, table = None, []
+    for C in tqdm(Cs, desc="LP: C sweep", disable=not progress):
+        clf.set_params(C=C)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(z, y_train.numpy())
+        W, b = probe_weights(clf, mu, sigma, n_classes)
+        probe = Probe(C, W, b, [])
+        acc = probe.accuracy(f_val, y_val)
+        table.append({"C": C, "val_acc": acc, "converged": bool(np.max(clf.n_iter_) < max_iter)})
+        if best is None or acc > best[0]:
+            best = (acc, probe)
+    best[1].table = table
+    return best[1]
+
+
+# ---- the shared training loop -------------------------------------------------------------------------------------
+
+def batch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of ``n`` training examples in ``epoch`` of a run with ``seed``: fixed by (seed, epoch)
+    alone, so a resumed run visits the same batches."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(1_000_003 * seed + epoch))
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train(model: Classifier, task: imagedata.ImageTask, *, lr: float, epochs: int, seed: int, eval_mode: bool,
+          rt: Runtime, checkpoint: Path | None = None, on_epoch_end: Callable[[int], None] | None = None,
+          desc: str = "fine-tune") -> tuple[Classifier, dict]:
+    """Fine-tune every parameter of ``model`` in place on ``task.train``; returns it at its best epoch by ID-val
+    accuracy, with ``{"best_epoch", "best_val", "history"}`` (per epoch: val accuracy, mean training loss, learning
+    rate used).
+
+    SGD (momentum 0.9, no weight decay), cross-entropy, cosine schedule with T_max = ``epochs`` stepped per epoch;
+    ``eval_mode`` keeps the network in ``eval()`` mode (LP-FT) instead of ``train()`` (FT). With ``checkpoint``, the
+    state after each epoch is written there atomically and a run finding one resumes after its epoch (a checkpoint
+    of another configuration is refused). ``on_epoch_end(epoch)`` is called after each epoch's checkpoint.
+    """
+    rt.place(model)
+    if torch.device(rt.device).type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
+    for p in model.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=MOMENTUM, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    meta = {"lr": float(lr), "epochs": int(epochs), "seed": int(seed), "eval_mode": bool(eval_mode),
+            "n_train": len(task.train), "batch_size": rt.batch_size}
+    progress = {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "history": []}
+    best_state = None
+    if checkpoint is not None and Path(checkpoint).exists():
+        saved = torch.load(checkpoint, map_location=rt.device, weights_only=True)
+        if saved.get("meta") != meta:
+            raise RuntimeError(f"checkpoint {checkpoint} belongs to another run ({saved.get('meta')} vs {meta}); "
+                               f"delete it to start this run afresh")
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["scheduler"])
+        _set_rng_state(saved["rng"])
+        progress, best_state = saved["progress"], saved["best_state"]
+    n = len(task.train)
+    for epoch in tqdm(range(progress["epoch"], epochs), desc=desc, initial=progress["epoch"], total=epochs,
+                      disable=not rt.progress):
+        model.train(not eval_mode)
+        used_lr = opt.param_groups[0]["lr"]
+        total, batches = torch.zeros((), device=rt.device), 0
+        order = batch_order(n, seed, epoch)
+        for idx in order.split(rt.batch_size):
+            if len(idx) == 1 and not eval_mode and batches:  # BatchNorm cannot train on one example
+                continue
+            x, y = rt.inputs(task.train.x[idx]), task.train.y[idx].to(rt.device)
+            with rt.autocast():
+                loss = F.cross_entropy(model(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+            batches += 1
+        schedule.step()
+        val = accuracy(model, task.val, rt)
+        progress["history"].append({"epoch": epoch + 1, "val_acc": val, "train_loss": total.item() / max(batches, 1),
+                                    "lr": used_lr})
+        progress["epoch"] = epoch + 1
+        if val > progress["best_val"]:
+            progress["best_val"], progress["best_epoch"] = val, epoch + 1
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if checkpoint is not None:
+            state = {"meta": meta, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": schedule.state_dict(), "rng": _rng_state(), "progress": progress,
+                     "best_state": best_state}
+            atomic_write(Path(checkpoint), lambda tmp: torch.save(state, tmp))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval(), {k: progress[k] for k in ("best_epoch", "best_val", "history")}
+
+
+# ---- the methods --------------------------------------------------------------------------------------------------
+
+def with_fresh_head(backbone: nn.Module, n_classes: int, seed: int) -> Classifier:
+    """A copy of ``backbone`` with a head in PyTorch's default initialisation drawn from ``seed`` (FT's start)."""
+    backbone = copy.deepcopy(backbone).cpu()
+    torch.manual_seed(seed)
+    return Classifier(backbone, n_classes)
+
+
+def with_probe_head(backbone: nn.Module, probe: Probe) -> Classifier:
+    """A copy of ``backbone`` with the LP head (LP-FT's start)."""
+    model = Classifier(copy.deepcopy(backbone).cpu(), probe.W.shape[0])
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(probe.W))
+        model.head.bias.copy_(torch.from_numpy(probe.b))
+    return model
+
+
+def fine_tune(backbone: nn.Module, task: imagedata.ImageTask, *, lr: float, epochs: int, seed: int, rt: Runtime,
+              **options) -> tuple[Classifier, dict]:
+    """FT (reference Section 3.4): fresh random head, every parameter trained, network in ``train()`` mode."""
+    return train(with_fresh_head(backbone, task.n_classes, seed), task, lr=lr, epochs=epochs, seed=seed,
+                 eval_mode=False, rt=rt, **options)
+
+
+def lp_ft(backbone: nn.Module, probe: Probe, task: imagedata.ImageTask, *, lr: float, epochs: int, seed: int,
+          rt: Runtime, **options) -> tuple[Classifier, dict]:
+    """LP-FT (reference Section 3.4): from the LP head, every parameter trained (with a 10-100× smaller learning rate
+    than FT), network in ``eval()`` mode so the BatchNorm statistics stay the pretrained ones."""
+    return train(with_probe_head(backbone, probe), task, lr=lr, epochs=epochs, seed=seed, eval_mode=True, rt=rt,
+                 **options)
+
+
+def evaluation_sets(task: imagedata.ImageTask, n: int | None) -> dict[str, imagedata.ImageSet]:
+    """The inputs of the feature-change measurement: fixed subsets of at most ``n`` ID test and OOD test images."""
+    return {"ID": task.test_id.subset(n), **{name: data.subset(n) for name, data in task.ood.items()}}
+
+
+def evaluate(model: Classifier, task: imagedata.ImageTask, rt: Runtime,
+             before: dict[str, torch.Tensor] | None = None, sets: dict | None = None) -> dict:
+    """ID-val, ID test and OOD test accuracy of ``model``; with ``before`` (pretrained features of ``sets``, from
+    :func:`evaluation_sets`), the feature change on each of those sets too."""
+    out = {"val": accuracy(model, task.val, rt), "id": accuracy(model, task.test_id, rt),
+           "ood": {name: accuracy(model, data, rt) for name, data in task.ood.items()}}
+    if before is not None:
+        out["feature_change"] = {name: feature_change(before[name], model, data, rt) for name, data in sets.items()}
+    return out
+

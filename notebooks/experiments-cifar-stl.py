@@ -1,0 +1,308 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# (ch-cifar-stl)=
+# # Paper scale on a GPU: CIFAR-10 → STL-10 and CIFAR-10.1
+#
+# **Claim** ({cite:t}`kumar2022finetuning`, Tables 1 and 2). A ResNet-50 pretrained with MoCo-v2
+# {cite:p}`chen2020improved` and trained on CIFAR-10 {cite:p}`krizhevsky2009learning` is evaluated on two shifts. On
+# **STL-10** {cite:p}`coates2011analysis` (a large shift: other photographs, other resolution) fine-tuning
+# (FT) loses to linear probing (LP) out of distribution, {glue:text}`cs_paper_ft_stl`% against
+# {glue:text}`cs_paper_lp_stl`%, while LP-FT reaches {glue:text}`cs_paper_lpft_stl`%. On **CIFAR-10.1** {cite:p}`recht2018cifar` (a small
+# shift: new images collected like CIFAR-10's) FT beats LP, {glue:text}`cs_paper_ft_c101`% against
+# {glue:text}`cs_paper_lp_c101`%, and LP-FT again does best ({glue:text}`cs_paper_lpft_c101`%). The paper's mechanism:
+# FT changes the pretrained features, and LP-FT, starting from a good head, changes them far less.
+#
+# This chapter runs the paper's protocol end to end from the datasets' own files and a local checkpoint. The `full`
+# profile is the paper's experiment and needs a GPU; the `quick` profile runs **the same code** on small generated images
+# in the same file formats, with a small random-weight network, so that CI checks every step on a CPU in seconds.
+# What the page you are reading ran is printed just below.
+
+# %% tags=["parameters"]
+profile = "quick"  # "quick" (CI, CPU: generated images, tiny random network) or "full" (the paper's run, GPU)
+seed = 0  # first seed: runs use seeds seed, seed + 1, ...
+device = "auto"  # "auto" | "cpu" | "cuda"
+data_root = ""  # full profile: folder with cifar-10-batches-py/, stl10_binary/, cifar10.1/ (default: $LPFT_DATA_ROOT)
+checkpoint = ""  # full profile: MoCo-v2 ResNet-50 checkpoint file (default: $LPFT_CHECKPOINT)
+source = "moco_v2"  # checkpoint format: "moco_v2" (the paper's backbone) or "torchvision" (supervised ImageNet)
+
+# %%
+import tempfile
+
+import lpft
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from lpft import imagedata, launch, paper, plotting, protocol, report
+
+cfg = lpft.start_chapter("experiments-cifar-stl", profile=profile, seed=seed, device=device)
+scratch = tempfile.TemporaryDirectory()  # the quick profile's generated files; removed when the kernel exits
+if cfg.synthetic:
+    data_root, checkpoint = launch.write_quick_inputs(scratch.name, cfg.arch, cfg.width)
+    missing = []
+    mode = (f"QUICK PROFILE (smoke test): generated images written as CIFAR-10 / STL-10 / CIFAR-10.1 files, and a "
+            f"{cfg.arch} of width {cfg.width} with random weights saved as a MoCo-v2 checkpoint; {cfg.image_size}px "
+            f"inputs, {cfg.epochs} epochs, {cfg.n_seeds} seeds. The code path is the full profile's; the numbers are "
+            f"not results about CIFAR-10 or STL-10.")
+else:
+    data_root, checkpoint = launch.resolve_inputs(data_root, checkpoint)
+    missing = launch.missing_inputs(data_root, checkpoint)
+    mode = (f"FULL PROFILE: {cfg.arch} from {checkpoint.name} ({source}), {cfg.image_size}px inputs, {cfg.epochs} "
+            f"epochs, {cfg.n_seeds} seeds, on {cfg.device}" +
+            (" (a CPU: expect days; this profile is meant for a GPU)." if cfg.device == "cpu" else ".")
+            if not missing else
+            "FULL PROFILE WITHOUT INPUTS: the data or the checkpoint is not on this machine, so nothing was run; "
+            "the tables below show only the paper's numbers. Missing:\n  " + "\n  ".join(missing) +
+            f"\nTo run the experiment, put the files there and run:\n  {launch.FULL_COMMAND}")
+ran = not missing
+print(mode)
+for name, split, m in (("stl", "STL-10", "FT"), ("stl", "STL-10", "LP"), ("stl", "STL-10", "LP-FT"),
+                       ("c101", "CIFAR-10.1", "FT"), ("c101", "CIFAR-10.1", "LP"), ("c101", "CIFAR-10.1", "LP-FT"),
+                       ("id", "CIFAR-10", "FT"), ("id", "CIFAR-10", "LP"), ("id", "CIFAR-10", "LP-FT")):
+    table = paper.ID_ACCURACY if split == "CIFAR-10" else paper.OOD_ACCURACY
+    report.glue_number(f"cs_paper_{m.replace('-', '').lower()}_{name}", table[split][m][0], digits=3)
+
+# %% [markdown]
+# ## Data, backbone and protocol
+#
+# The protocol below is the `full` profile's (the `quick` profile's sizes and grids are printed). The loaders read the
+# standard files from `data_root` (layout in `lpft.imagedata`): CIFAR-10's python batches,
+# STL-10's binary files and CIFAR-10.1's `.npy` arrays. STL-10's "monkey" class is dropped and its labels are mapped
+# to CIFAR-10's, as in the paper; CIFAR-10's "frog" has no STL-10 counterpart, and a "frog" prediction on STL-10 counts
+# as an error. A fixed set of 5,000 CIFAR-10 training images is held out as **ID validation**, used for every
+# selection; ID accuracy is on CIFAR-10's test set. Images are resized to 224×224 with no augmentation (the paper's
+# CIFAR transform) and normalised with ImageNet statistics.
+#
+# The backbone is read from a local checkpoint only (`lpft.backbones`, MoCo-v2's `.pth.tar` or a torchvision
+# `state_dict`; a wrong or partial file is refused). The methods follow the paper's released code (`lpft.largescale`):
+#
+# - **LP**: logistic regression (scikit-learn, L-BFGS) on frozen penultimate features, $C$ swept over
+#   $10^{-7}\dots10^{2}$ and chosen on ID-val; with no augmentation it is deterministic, so it runs once;
+# - **FT**: a fresh random head, every weight trained (SGD, momentum 0.9, cosine schedule, batch 64, 20 epochs),
+#   BatchNorm in training mode, learning rate from $\{3\cdot10^{-5},\dots,10^{-2}\}$;
+# - **LP-FT**: the LP head, then every weight trained with BatchNorm statistics frozen and a learning rate from
+#   $\{3\cdot10^{-7},\dots,10^{-4}\}$.
+#
+# Every FT and LP-FT run is early-stopped at its best ID-val epoch; each method's learning rate is the one with the best
+# mean ID-val accuracy over seeds; tables give the mean and the paper's 90% interval ($1.645\,\sigma/\sqrt{n}$).
+# Each run writes one record (config, results, versions, git revision) and an epoch checkpoint while it trains, so an
+# interrupted sweep resumes where it stopped; on a cluster the same runs go through Slurm with `lpft-sweep`.
+
+# %%
+if ran:
+    sweep = launch.sweep_from_settings(vars(cfg), data_root=data_root, checkpoint=checkpoint, source=source,
+                                       folder=protocol.RESULTS / cfg.chapter / cfg.profile, device=cfg.device,
+                                       seed=cfg.seed)
+    task, _ = launch.load_task(sweep)
+    sizes = pd.DataFrame({"images": task.sizes})
+    n_runs = len(launch.jobs(sweep))
+    print(f"{n_runs} runs: LP once, FT and LP-FT at {len(sweep.ft_lrs)} and {len(sweep.lpft_lrs)} learning rates "
+          f"× {len(sweep.seeds)} seeds")
+    display(sizes)  # noqa: F821 (IPython's display)
+else:
+    print("no data on this machine: nothing was loaded")
+
+# %%
+fig, ax = plotting.figure(width=6.4, height=2.8)
+if ran:
+    rows = [("CIFAR-10 (ID)", task.test_id), *((f"{k} (OOD)", v) for k, v in task.ood.items())]
+    strip = [imagedata.prepare(data.x[:8], 64, mean=(0, 0, 0), std=(1, 1, 1)) for _, data in rows]
+    ax.imshow(np.concatenate([np.concatenate(list(s.permute(0, 2, 3, 1).numpy()), axis=1) for s in strip], axis=0))
+    ax.set(yticks=[32 + 64 * i for i in range(len(rows))], yticklabels=[r[0] for r in rows], xticks=[],
+           xlabel="the first eight test images of each set, shown at 64 × 64")
+else:
+    ax.text(0.5, 0.5, "no data on this machine:\nthis page shows the paper's numbers only", ha="center", va="center")
+    ax.set_axis_off()
+ax.grid(False)
+plotting.finish(fig, "fig_cs_examples")
+
+# %% [markdown]
+# ```{glue:figure} fig_cs_examples
+# :name: fig-cs-examples
+#
+# Test images of the ID set and of each OOD set, as the loaders read them (in the `quick` profile, generated images:
+# each class a coloured wave pattern; the STL-10 stand-in is drawn at 96 px with a colour cast).
+# ```
+#
+# ## Running the sweep
+
+# %%
+if ran:
+    records = launch.run_sweep(sweep)  # runs what is missing; finished runs are read back
+    trained = [r for r in records if r["config"]["method"] != "LP"]
+    print(f"{len(records)} records in {sweep.folder.replace(str(protocol.ROOT) + '/', '')}")
+    print(f"compute time summed over runs: elapsed: {sum(r['results']['seconds'] for r in records):.1f} s")
+    summary = launch.summarise(records)
+    runs = launch.runs_table(records)
+else:
+    records, summary, runs = [], None, None
+
+# %% [markdown]
+# ## This run next to the paper
+#
+# The paper's numbers are Kumar et al.'s (Tables 1 and 2, as recorded in the project's reference notes); "this run" is
+# what this page computed, and the difference is this run minus the paper.
+
+# %%
+compare = launch.compare_with_paper(summary) if ran else paper.table(
+    {"CIFAR-10": "ID", "STL-10": "OOD", "CIFAR-10.1": "OOD"})
+print(paper.SOURCE)
+compare.round(1)
+
+# %%
+long = compare.melt(id_vars=["set", "method"], value_vars=["paper"] + (["this run"] if ran else []),
+                    var_name="source", value_name="accuracy")
+fig, axes = plotting.figure(ncols=2 if ran else 1, width=9.0 if ran else 5.0, height=3.6, sharey=True)
+for ax, src in zip(np.atleast_1d(axes), long["source"].unique()):
+    sns.barplot(data=long[long["source"] == src], x="set", y="accuracy", hue="method", palette=plotting.METHOD_COLORS,
+                hue_order=plotting.METHOD_ORDER, ax=ax)
+    ax.set(title="Kumar et al. (paper)" if src == "paper" else f"this run ({cfg.profile} profile)", xlabel="",
+           ylabel="accuracy (%)")
+    ax.legend(fontsize="small", title=None, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+for ax in np.atleast_1d(axes)[:-1]:
+    ax.get_legend().remove()
+plotting.finish(fig, "fig_cs_compare")
+
+# %% [markdown]
+# ```{glue:figure} fig_cs_compare
+# :name: fig-cs-compare
+#
+# ID (CIFAR-10) and OOD (STL-10, CIFAR-10.1) accuracy of LP, FT and LP-FT: the paper's (left) and this run's (right,
+# when it ran; mean over seeds at the selected learning rate).
+# ```
+#
+# ## Feature distortion
+#
+# The paper's measurement (reference Section 5): the mean over examples and dimensions of the squared change of the
+# penultimate features, ×100, between the pretrained backbone and the fine-tuned one, on ID inputs and on OOD inputs
+# (here up to 2,000 test images of each set). LP keeps the pretrained features, so its change is zero by construction.
+
+# %%
+if ran:
+    change_cols = [c for c in summary.columns if c.startswith("change ") and not c.endswith("±")]
+    change = summary[change_cols].rename(columns=lambda c: c.removeprefix("change ") + " inputs")
+    change.index = ["pretrained (= LP)" if m == "LP" else m for m in change.index]
+    ratio = change.loc["FT", "ID inputs"] / change.loc["LP-FT", "ID inputs"]
+    print(f"FT changes the features {report.fmt(ratio)}× more than LP-FT on ID inputs "
+          f"({'more' if change.loc['FT', 'ID inputs'] > change.loc['FT', 'STL-10 inputs'] else 'less'} "
+          f"on ID than on STL-10 inputs)")
+else:
+    change, ratio = None, float("nan")
+print("the paper's measurement on Living-17 (reference Section 5), for scale:")
+pd.DataFrame({k: {s: f"{v[0]} ± {v[1]}" for s, v in d.items()} for k, d in paper.FEATURE_CHANGE_LIVING17.items()}).T
+
+# %%
+if ran:
+    display(report.table(change.reset_index(names="model"), floor=0.0))  # noqa: F821 (IPython's display)
+    long_change = runs[runs["method"] != "LP"].melt(id_vars=["method", "lr", "seed"],
+                                                   value_vars=[c for c in runs.columns if c.startswith("change ")],
+                                                   var_name="inputs", value_name="change")
+    long_change["inputs"] = long_change["inputs"].str.removeprefix("change ")
+    chosen = launch.select(runs)
+    long_change = long_change.merge(chosen[["method", "lr"]].drop_duplicates(), on=["method", "lr"])
+fig, ax = plotting.figure(width=6.0, height=3.6)
+if ran:
+    sns.barplot(data=long_change, x="inputs", y="change", hue="method", palette=plotting.METHOD_COLORS,
+                hue_order=["FT", "LP-FT"], errorbar=("pi", 90), ax=ax)
+    ax.set(yscale="log", xlabel="inputs", ylabel="feature change (mean squared, ×100)")
+    ax.legend(fontsize="small", title=None)
+else:
+    ax.text(0.5, 0.5, "not run on this machine", ha="center", va="center")
+    ax.set_axis_off()
+plotting.finish(fig, "fig_cs_change")
+
+# %% [markdown]
+# ```{glue:figure} fig_cs_change
+# :name: fig-cs-change
+#
+# How far FT and LP-FT moved the penultimate features from the pretrained ones, on ID inputs and on each OOD set (bars:
+# mean over seeds at the selected learning rate; whiskers: the 90% band of seeds; log scale).
+# ```
+#
+# ## Learning-rate sensitivity
+#
+# Every run of the grid, measured on ID and OOD test data (never used to select).
+
+# %%
+fig, axes = plotting.figure(ncols=2, width=9.0, height=3.6, sharex=False)
+if ran:
+    grid = runs[runs["method"] != "LP"]
+    for ax, col in zip(axes, ("ID", "OOD STL-10")):
+        sns.lineplot(data=grid, x="lr", y=col, hue="method", palette=plotting.METHOD_COLORS, marker="o",
+                     errorbar=("pi", 90), ax=ax)
+        ax.axhline(summary.loc["LP", col], color=plotting.METHOD_COLORS["LP"], ls="--", lw=1, label="LP")
+        ax.set(xscale="log", xlabel="learning rate", ylabel=f"{col} accuracy (%)")
+        ax.legend(fontsize="small", title=None)
+    lr_table = grid.groupby(["method", "lr"])[["val", "ID", *[c for c in grid.columns if c.startswith("OOD ")]]]
+    lr_table = lr_table.mean().round(1)
+    display(lr_table)  # noqa: F821 (IPython's display)
+else:
+    for ax in axes:
+        ax.set_axis_off()
+    print("not run on this machine")
+plotting.finish(fig, "fig_cs_lr")
+
+# %% [markdown]
+# ```{glue:figure} fig_cs_lr
+# :name: fig-cs-lr
+#
+# ID (left) and STL-10 (right) accuracy of FT and LP-FT at every learning rate of their grids (mean over seeds, 90%
+# band), with LP's accuracy dashed. Empty when the sweep did not run on this machine.
+# ```
+
+# %%
+if ran:
+    for m in ("LP", "FT", "LP-FT"):
+        key = m.replace("-", "").lower()
+        report.glue_number(f"cs_{key}_id", summary.loc[m, "ID"], digits=3)
+        report.glue_number(f"cs_{key}_stl", summary.loc[m, "OOD STL-10"], digits=3)
+        report.glue_number(f"cs_{key}_c101", summary.loc[m, "OOD CIFAR-10.1"], digits=3)
+    report.glue_number("cs_change_ratio", ratio, digits=3)
+    report.glue_number("cs_lp_beats_ft_stl", "yes" if summary.loc["LP", "OOD STL-10"] > summary.loc["FT", "OOD STL-10"]
+                       else "no")
+else:
+    for m in ("lp", "ft", "lpft"):
+        for s in ("id", "stl", "c101"):
+            report.glue_number(f"cs_{m}_{s}", "not run")
+    report.glue_number("cs_change_ratio", "not run")
+    report.glue_number("cs_lp_beats_ft_stl", "not run")
+report.glue_number("cs_mode", cfg.profile if ran else "full, without inputs")
+print(f"profile: {cfg.profile}; ran: {ran}")
+
+# %% [markdown]
+# ## What we found
+#
+# This page was executed in the **{glue:text}`cs_mode`** profile; the first output cell says exactly what that ran.
+#
+# - **This run.** LP: {glue:text}`cs_lp_id`% ID, {glue:text}`cs_lp_stl`% STL-10, {glue:text}`cs_lp_c101`% CIFAR-10.1;
+#   FT: {glue:text}`cs_ft_id`%, {glue:text}`cs_ft_stl`%, {glue:text}`cs_ft_c101`%; LP-FT: {glue:text}`cs_lpft_id`%,
+#   {glue:text}`cs_lpft_stl`%, {glue:text}`cs_lpft_c101`%. LP beats FT on STL-10: {glue:text}`cs_lp_beats_ft_stl`.
+#   FT changed the features {glue:text}`cs_change_ratio` times more than LP-FT on ID inputs.
+# - **In the `quick` profile these numbers are not evidence** about the paper: the images are generated, the network is
+#   a small random-weight ResNet, so there are no "good pretrained features" whose distortion the paper is about. The
+#   quick run checks that loading the real file formats, the checkpoint, LP's C sweep, FT and LP-FT with epoch
+#   checkpoints, selection, the records and this comparison work end to end.
+# - **The paper** reports, on STL-10, FT {glue:text}`cs_paper_ft_stl`%, LP {glue:text}`cs_paper_lp_stl`% and LP-FT
+#   {glue:text}`cs_paper_lpft_stl`%; in distribution (CIFAR-10) FT {glue:text}`cs_paper_ft_id`%, LP
+#   {glue:text}`cs_paper_lp_id`%, LP-FT {glue:text}`cs_paper_lpft_id`%.
+# - **To reproduce the paper's column** on a GPU machine, with CIFAR-10, STL-10, CIFAR-10.1 and the MoCo-v2 checkpoint
+#   on disk (the first cell's message names each file and where to get it), one command runs LP, FT and LP-FT and fills
+#   the tables above; interrupted, it resumes where it stopped:
+#
+#   ```bash
+#   LPFT_DATA_ROOT=/path/to/data LPFT_CHECKPOINT=/path/to/moco_v2_800ep_pretrain.pth.tar \
+#     .venv/bin/lpft-run experiments-cifar-stl --profile full --device cuda
+#   ```
+#
+#   On a Slurm cluster, run the same runs as job arrays first (`.venv/bin/lpft-sweep --profile full --executor slurm
+#   --slurm-partition <partition> --data-root ... --checkpoint ... --device cuda`); the chapter then reads their records.

@@ -1,0 +1,321 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# (ch-fixed-point)=
+# # Fixed point: do LP, FT and LP-FT keep their ranking in 8 bits?
+#
+# **Question.** Fine-tuning distorts pretrained features ({numref}`ch-digits`); deploying a network in 8-bit integers
+# perturbs them again. When the digit chapter's LP, FT and LP-FT models (and the later methods) run integer-only, in
+# the 8-bit fixed-point format of F8Net {cite:p}`jin2022f8net`, do they keep their ID and OOD accuracy, and does the
+# ranking of the paper {cite:p}`kumar2022finetuning` (LP above FT out of distribution, FT above LP in distribution)
+# survive? Neither paper asks this.
+#
+# The chapter builds the pieces in order: the number format and how its one free parameter is chosen; an integer
+# kernel for `torch.compile`, checked bit for bit against a plain reference; then the experiment.
+
+# %% tags=["parameters"]
+profile = "quick"  # "quick" (CI, CPU, 3 seeds) or "full" (10 seeds, the digit chapter's full grids)
+seed = 0  # first downstream seed: the chapter runs seeds seed, seed + 1, ...
+device = "auto"  # "auto" | "cpu" | "cuda" (the experiment runs on the CPU: 8x8 images)
+
+# %%
+import json
+from types import SimpleNamespace
+
+import lpft
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from lpft import fixedpoint as fp
+from lpft import plotting, profiles, protocol, report
+
+cfg = lpft.start_chapter("fixed-point", profile=profile, seed=seed, device=device)
+print(cfg)
+
+# %% [markdown]
+# ## The format: 8 bits and a fractional length
+#
+# A fixed-point number with fractional length FL is $x = q\cdot 2^{-\mathrm{FL}}$ with $q$ an 8-bit integer: signed,
+# $q\in[-127, 127]$, or unsigned after a ReLU, $q\in[0, 255]$. Each tensor (a layer's weights, a layer's input) has
+# one FL. Rounding is half to even and out-of-range values saturate. A small FL gives a coarse grid (rounding error);
+# a large one a small range (clipping error). F8Net's rule picks FL from the tensor's standard deviation,
+#
+# $$\mathrm{FL} = \operatorname{clamp}\big(\lfloor \log_2(c/\sigma) \rfloor,\ 0,\ 8 - \mathrm{signed}\big),
+#   \qquad c = 40 \text{ (signed)},\ 70 \text{ (unsigned; } \sigma \text{ of the pre-ReLU tensor)}.$$
+#
+# Below, Gaussian samples over a range of $\sigma$: each FL's relative RMS error, the rule's choice and the
+# brute-force optimum.
+
+# %%
+sigmas = np.geomspace(1e-3, 1e3, cfg.n_sigmas)
+sweeps = {kind: fp.fl_rule_sweep(sigmas, cfg.n_samples, signed=(kind == "signed"), seed=cfg.seed)
+          for kind in ("signed", "unsigned")}
+agreement = {}
+for kind, df in sweeps.items():
+    per_sigma = df.drop_duplicates("sigma")
+    agreement[kind] = 100 * (per_sigma["rule_FL"] == per_sigma["best_FL"]).mean()
+    chosen = df[df["FL"] == df["rule_FL"]].set_index("sigma")["relative_rmse"]
+    best = df[df["FL"] == df["best_FL"]].set_index("sigma")["relative_rmse"]
+    report.glue_number(f"fxp_rule_agree_{kind}", agreement[kind], digits=3)
+    report.glue_number(f"fxp_rule_excess_{kind}", 100 * (chosen / best - 1).max(), digits=2)
+    print(f"{kind}: the σ rule picks the brute-force optimal FL for {agreement[kind]:.1f}% of the σ grid; "
+          f"worst excess error over the optimum {100 * (chosen / best - 1).max():.1f}%")
+
+# %%
+fig, axes = plotting.figure(ncols=2, width=8.0, height=3.4, sharey=True)
+for ax, (kind, df) in zip(axes, sweeps.items()):
+    sns.lineplot(df, x="sigma", y="relative_rmse", hue="FL", palette="viridis", ax=ax, legend=kind == "unsigned",
+                 linewidth=0.9)
+    rule = df[df["FL"] == df["rule_FL"]]
+    ax.plot(rule["sigma"], rule["relative_rmse"], color="black", linewidth=2.2, linestyle="--", label="σ rule")
+    ax.set(xscale="log", yscale="log", xlabel="σ of the tensor (log scale)", title=f"{kind} 8-bit",
+           ylabel="relative RMS error (log scale)", ylim=(1e-3, 2))
+axes[1].legend(title="FL", fontsize="small", ncols=2)
+plotting.finish(fig, "fig_fxp_rule")
+
+# %% [markdown]
+# ```{glue:figure} fig_fxp_rule
+# :name: fig-fxp-rule
+#
+# Relative RMS quantisation error of Gaussian data (left) and ReLU'd Gaussian data (right) against its standard
+# deviation σ, one curve per fractional length; the dashed black curve is the FL chosen by the σ rule. Each FL is
+# best on an octave of σ; the rule follows the lower envelope.
+# ```
+#
+# The rule picks the optimal FL on {glue:text}`fxp_rule_agree_signed`% of the grid for signed tensors and
+# {glue:text}`fxp_rule_agree_unsigned`% for unsigned ones; where it misses, its error is at most
+# {glue:text}`fxp_rule_excess_signed`% (signed) and {glue:text}`fxp_rule_excess_unsigned`% (unsigned) above the
+# optimum.
+#
+# ## The kernel
+#
+# A fixed-point linear layer multiplies 8-bit integers, sums exactly in int32 at $\mathrm{FL}_x + \mathrm{FL}_w$
+# (`torch._int_mm`), adds an int32 bias at that FL and moves the sum to the next layer's FL by a shift of
+# $n = \mathrm{FL}_x + \mathrm{FL}_w - \mathrm{FL}_y$ bits, rounding half to even, then saturates:
+#
+# $$y = \operatorname{clamp}\Big(\operatorname{round}_{\text{half even}}\big((q_x q_w^\top + b) / 2^{n}\big)\Big).$$
+#
+# `lpft.fixedpoint.fixed_point_linear` computes exactly this; with unsigned output the clamp to $[0, 255]$ is the ReLU.
+# The shift is a Python `int`, so under `torch.compile` it is a constant of the graph. It refuses shapes whose int32
+# sum could overflow. Here it is, eager and compiled, against an int64 / float64 reference on random cases (ties and
+# saturation included by construction: biases up to $2^{24}$ and shifts from left shifts to 31 bits):
+
+# %%
+rng = np.random.default_rng(cfg.seed)
+# One graph per (shift, output signedness, input dtype): 20 here, above dynamo's default limit of 8 recompiles.
+torch._dynamo.config.recompile_limit = 64
+compiled_linear = torch.compile(fp.fixed_point_linear, fullgraph=True, dynamic=True)
+compiled_shifts = (-3, 0, 1, 6, 13)
+mismatches = {"eager": 0, "compiled": 0}
+for i in range(cfg.n_kernel_cases):
+    m, k, n = (int(v) for v in rng.integers(2, 300, 3))
+    unsigned, out_signed = bool(rng.integers(2)), bool(rng.integers(2))
+    x_q = torch.tensor(rng.integers(0, 256, (m, k)) if unsigned else rng.integers(-127, 128, (m, k)),
+                       dtype=torch.uint8 if unsigned else torch.int8)
+    w_q = torch.tensor(rng.integers(-127, 128, (n, k)), dtype=torch.int8)
+    b_q = torch.tensor(rng.integers(-2**24, 2**24, n), dtype=torch.int32)
+    shift = compiled_shifts[i % len(compiled_shifts)]
+    expected = fp.reference_linear(x_q, w_q, b_q, shift, out_signed=out_signed)
+    mismatches["eager"] += not torch.equal(fp.fixed_point_linear(x_q, w_q, b_q, shift, out_signed=out_signed), expected)
+    mismatches["compiled"] += not torch.equal(compiled_linear(x_q, w_q, b_q, shift, out_signed=out_signed), expected)
+report.glue_number("fxp_kernel_cases", cfg.n_kernel_cases)
+report.glue_number("fxp_kernel_mismatch", sum(mismatches.values()))
+print(f"{cfg.n_kernel_cases} random cases: mismatches with the reference {mismatches}")
+
+# %% [markdown]
+# Under `torch.compile` the integer GEMM stays a call into oneDNN and everything after it (bias add, the rounding
+# shift, saturation, the cast to 8 bits) becomes **one** generated C++ loop. The generated code, with the loop's body:
+
+# %%
+from torch._inductor.utils import run_and_get_code
+
+torch._dynamo.reset()
+x_q = torch.randint(0, 256, (64, 96), dtype=torch.uint8)
+w_q = torch.randint(-127, 128, (32, 96), dtype=torch.int8)
+b_q = torch.randint(-2**20, 2**20, (32,), dtype=torch.int32)
+_, (code,) = run_and_get_code(torch.compile(lambda x, w, b: fp.fixed_point_linear(x, w, b, 6, out_signed=False),
+                                            fullgraph=True), x_q, w_q, b_q)
+n_loops = code.count("async_compile.cpp_pybinding(")
+gemm = [line.strip() for line in code.splitlines() if line.strip().startswith("extern_kernels._int_mm")]
+report.glue_number("fxp_fused_loops", n_loops)
+print(f"generated C++ kernels: {n_loops}\nGEMM: {gemm[0] if gemm else 'not found'}\nthe fused loop's body:")
+print("\n".join(line.strip() for line in code.splitlines() if "auto tmp" in line or ".store(" in line))
+
+# %% [markdown]
+# The speed of the kernel is measured by the benchmark script, not here (a timing in an executed chapter would differ
+# from run to run). `benchmarks/fixedpoint.py` times, interleaved in one process on one thread, fp32 `nn.Linear`, the
+# fixed-point layer eager and compiled, and `torch._int_mm` alone; its last run on a 2-core CPU is committed and read
+# back here:
+
+# %%
+bench = json.loads((protocol.ROOT / "archive" / "benchmarks" / "fixedpoint-cpu.json").read_text())
+bench_df = pd.DataFrame(bench["rows"])
+print(f"measured {bench['date']} at git {bench['git_revision']}, torch {bench['environment']['torch']}, "
+      f"{bench['threads']} thread, {bench['cpu_count']} CPUs; _int_mm path: {bench['int_mm_path']}")
+speed = bench_df.pivot_table(index=["M", "K", "N"], columns="variant", values="median_ms", sort=False)
+speed = speed[["fp32 nn.Linear", "fixed point, eager", "fixed point, compiled", "torch._int_mm alone"]]
+first = speed.iloc[0]
+report.glue_number("fxp_speed_vs_fp32", first["fp32 nn.Linear"] / first["fixed point, compiled"], digits=2)
+report.glue_number("fxp_speed_vs_eager", first["fixed point, eager"] / first["fixed point, compiled"], digits=2)
+report.glue_number("fxp_speed_vs_intmm", first["fixed point, compiled"] / first["torch._int_mm alone"], digits=2)
+speed.round(3).rename(columns=lambda c: f"{c} (median ms)")
+
+# %% [markdown]
+# At batch 512, 512 → 512 the compiled layer is {glue:text}`fxp_speed_vs_fp32`× faster than fp32 `nn.Linear` and
+# {glue:text}`fxp_speed_vs_eager`× faster than the same code run eagerly, and takes {glue:text}`fxp_speed_vs_intmm`×
+# the time of the bare integer GEMM.
+#
+# ## The integer-only digit network
+#
+# `lpft.fixedpoint.FixedPointDigitNet` converts a trained digit network. Calibration uses the first 512 ID training
+# images. Every tensor between layers is 8-bit:
+#
+# - the input image is uint8, with FL from the σ rule;
+# - each convolution is the kernel above applied to image patches; weights are int8 (σ rule), biases int32;
+# - GroupNorm has no counterpart in F8Net, which folds BatchNorm into the weights. GroupNorm normalises each image by
+#   its own statistics, so it is computed in integers. With $n$ values per group, $S_1=\sum q$ and $S_2=\sum q^2$,
+#   the normalised value is exactly $(nq - S_1)/\sqrt{nS_2 - S_1^2 + n^2\epsilon 4^{\mathrm{FL}}}$: one integer
+#   square root and one rounding integer division per group. The only operations outside F8Net's shift-only set
+#   are this square root and this division. $\gamma$ is 8-bit and $\beta$ 32-bit;
+# - ReLU is the unsigned clamp; max pooling is exact on integers;
+# - the global average over the last $2\times2$ positions is a sum and a rounding shift by 2;
+# - the head returns int32 logits, whose argmax is the prediction.
+#
+# Each method is trained exactly as in the digit chapter: same seeds, same grids, selection on ID validation. Each
+# selected model is then deployed, and float and fixed point are compared on the ID test set, the OOD test set
+# (inverted UCI) and the natural shift alone (plain UCI).
+
+# %%
+digit_cfg = profiles.CHAPTERS["experiments-digits"][cfg.profile]
+setup = protocol.paper_conditions(SimpleNamespace(**digit_cfg))
+folder = protocol.RESULTS / "fixed-point" / cfg.profile
+seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
+records = fp.deploy_all(setup, seeds, folder, n_calibration=cfg.n_calibration, jobs=cfg.jobs)
+if cfg.profile == "full":  # a full run refreshes the committed archive that quick-profile pages show
+    protocol.archive(records, "fixed-point-full")
+print(f"{len(records)} records in {folder.relative_to(protocol.ROOT)}; code fingerprint "
+      f"{records[0]['code_fingerprint']}; fractional lengths of seed {seeds[0]}'s FT model: "
+      f"{records[0]['results']['FT']['fls']}")
+
+# %%
+summary, checks, found = fp.deployment_summary(records)
+order = list(summary.index.get_level_values("method").unique())
+summary
+
+# %% [markdown]
+# Accuracies in %, means over seeds with the 90% interval half-widths (±); "drop" is float minus fixed point; "agree"
+# is the % of test images whose prediction is unchanged; "feature change" is the mean squared change of the
+# penultimate features caused by quantisation and "tuning change" the one caused by training from the pretrained
+# backbone (×100, the digit chapter's metric; zero for LP, whose backbone is frozen).
+
+# %%
+wide = fp.deployment_table(records).pivot_table(index=["seed", "method"], columns="split", values=["float", "fixed"]).reset_index()
+fig, axes = plotting.figure(ncols=2, width=8.0, height=3.6)
+palette = {m: plotting.METHOD_COLORS.get(m, c) for m, c in zip(order, sns.color_palette("colorblind", len(order)))}
+for ax, kind in zip(axes, ("float", "fixed")):
+    sns.scatterplot(wide, x=(kind, "id"), y=(kind, "ood"), hue="method", hue_order=order, palette=palette, ax=ax,
+                    legend=kind == "fixed", s=40)
+    ax.set(xlabel="ID test accuracy (%)", ylabel="OOD test accuracy (%), inverted UCI",
+           title="float32" if kind == "float" else "8-bit fixed point, integer-only")
+lims = [(min(wide[(k, s)].min() for k in ("float", "fixed")) - 1, 100) for s in ("id", "ood")]
+for ax in axes:
+    ax.set(xlim=lims[0], ylim=lims[1])
+axes[1].legend(fontsize="small", loc="lower left")
+plotting.finish(fig, "fig_fxp_scatter")
+
+# %% [markdown]
+# ```{glue:figure} fig_fxp_scatter
+# :name: fig-fxp-scatter
+#
+# ID vs OOD test accuracy of every method and seed, float32 (left) and the same models deployed in 8-bit fixed point,
+# integer-only (right). One point per (method, seed).
+# ```
+
+# %%
+for name, value in {"fxp_n": found["n"], "fxp_lp_ood_float": found["lp_ood"]["float"],
+                    "fxp_lp_ood_fixed": found["lp_ood"]["fixed"], "fxp_ft_id_float": found["ft_id"]["float"],
+                    "fxp_ft_id_fixed": found["ft_id"]["fixed"], "fxp_same_rank_id": found["same_rank"]["id"],
+                    "fxp_same_rank_ood": found["same_rank"]["ood"]}.items():
+    report.glue_number(name, value)
+report.glue_number("fxp_max_drop", found["max_drop"], digits=2)
+report.glue_number("fxp_change_id", found["change"]["id"], digits=2)
+report.glue_number("fxp_change_ood", found["change"]["ood"], digits=2)
+report.glue_number("fxp_ft_change_id", found["ft_tuning_change"], digits=3)
+for m in ("LP", "FT", "LP-FT"):
+    key = m.replace("-", "").lower()
+    for split in ("id", "ood"):
+        report.glue_number(f"fxp_{key}_{split}_float", summary.loc[(m, split), "float"], digits=3)
+        report.glue_number(f"fxp_{key}_{split}_fixed", summary.loc[(m, split), "fixed"], digits=3)
+checks
+
+# %% [markdown]
+# ## The full profile: an archived run
+#
+# The page may have been executed in the `quick` profile (3 seeds, small grids). The records of a `full`-profile
+# run (10 seeds, the digit chapter's full grids) are committed under `archive/fixed-point-full/` and read back here.
+
+# %%
+archived = protocol.load_archive("fixed-point-full")
+if archived:
+    arch_summary, arch_checks, arch = fp.deployment_summary(archived)
+    a0 = archived[0]
+    print(f"archived run: {arch['n']} seeds, computed {a0['date']} at git revision {a0['git_revision']}, code "
+          f"fingerprint {a0['code_fingerprint']} ({'the same as' if a0['code_fingerprint'] == records[0]['code_fingerprint'] else 'differs from'} "
+          f"this code); compute time summed over seeds {sum(r['results']['seconds'] for r in archived):.0f} s")
+    report.glue_number("fxp_arch_n", arch["n"])
+    report.glue_number("fxp_arch_lp_ood_float", arch["lp_ood"]["float"])
+    report.glue_number("fxp_arch_lp_ood_fixed", arch["lp_ood"]["fixed"])
+    report.glue_number("fxp_arch_ft_id_float", arch["ft_id"]["float"])
+    report.glue_number("fxp_arch_ft_id_fixed", arch["ft_id"]["fixed"])
+    report.glue_number("fxp_arch_max_drop", arch["max_drop"], digits=2)
+    display(arch_checks)
+    display(arch_summary.loc[["LP", "FT", "LP-FT"]])
+else:
+    print("no archived full-profile run yet: `lpft-run fixed-point --profile full` writes archive/fixed-point-full/")
+    for name in ("fxp_arch_n", "fxp_arch_lp_ood_float", "fxp_arch_lp_ood_fixed", "fxp_arch_ft_id_float",
+                 "fxp_arch_ft_id_fixed", "fxp_arch_max_drop"):
+        report.glue_number(name, "—")
+
+# %% [markdown]
+# ## What we found
+#
+# - **The format.** F8Net's σ rule picks the brute-force optimal fractional length on
+#   {glue:text}`fxp_rule_agree_signed`% (signed) and {glue:text}`fxp_rule_agree_unsigned`% (unsigned) of a σ grid
+#   spanning six decades ({numref}`fig-fxp-rule`).
+# - **The kernel** agrees bit for bit with the int64 reference, eager and compiled, on {glue:text}`fxp_kernel_cases`
+#   random cases ({glue:text}`fxp_kernel_mismatch` mismatches; the test suite adds thousands of property-based cases,
+#   exact ties and saturation). Compiled, its epilogue is {glue:text}`fxp_fused_loops` generated loop after the oneDNN
+#   GEMM; in the committed benchmark the layer runs {glue:text}`fxp_speed_vs_fp32`× faster than fp32 `nn.Linear` and
+#   {glue:text}`fxp_speed_vs_eager`× faster than eager at batch 512, 512 → 512.
+# - **Accuracy.** Integer-only, LP gets {glue:text}`fxp_lp_id_fixed`% ID / {glue:text}`fxp_lp_ood_fixed`% OOD
+#   (float {glue:text}`fxp_lp_id_float`% / {glue:text}`fxp_lp_ood_float`%), FT {glue:text}`fxp_ft_id_fixed`% /
+#   {glue:text}`fxp_ft_ood_fixed`% (float {glue:text}`fxp_ft_id_float`% / {glue:text}`fxp_ft_ood_float`%), LP-FT
+#   {glue:text}`fxp_lpft_id_fixed`% / {glue:text}`fxp_lpft_ood_fixed`% (float {glue:text}`fxp_lpft_id_float`% /
+#   {glue:text}`fxp_lpft_ood_float`%). The largest mean change of any method on any split is
+#   {glue:text}`fxp_max_drop` points.
+# - **The ranking.** LP beats FT out of distribution in {glue:text}`fxp_lp_ood_float` of {glue:text}`fxp_n` seeds in
+#   float and {glue:text}`fxp_lp_ood_fixed` in fixed point. FT beats LP in distribution in {glue:text}`fxp_ft_id_float`
+#   and {glue:text}`fxp_ft_id_fixed`. The full ranking of all methods is unchanged in {glue:text}`fxp_same_rank_ood`
+#   of {glue:text}`fxp_n` seeds out of distribution and {glue:text}`fxp_same_rank_id` in distribution. Differences
+#   between methods of a fraction of a point reorder easily. In the archived full-profile run of
+#   {glue:text}`fxp_arch_n` seeds, LP beats FT out of distribution in {glue:text}`fxp_arch_lp_ood_float` seeds in float
+#   and {glue:text}`fxp_arch_lp_ood_fixed` in fixed point, FT beats LP in distribution in
+#   {glue:text}`fxp_arch_ft_id_float` and {glue:text}`fxp_arch_ft_id_fixed`, and no method's mean accuracy on any
+#   split moves by more than {glue:text}`fxp_arch_max_drop` points.
+# - **Features.** Quantisation changes the penultimate features by {glue:text}`fxp_change_id` on ID inputs and
+#   {glue:text}`fxp_change_ood` on OOD inputs (mean over methods, ×100). Fine-tuning itself changes FT's features by
+#   {glue:text}`fxp_ft_change_id` on ID inputs. Compared with fine-tuning, 8-bit fixed point is a small perturbation.
+# - **Not done.** Quantisation-aware fine-tuning (the issue lists it as optional) and F8Net's PACT clipping are not
+#   implemented. Calibration alone is used. The CUDA path of the kernel follows `_int_mm`'s documented shape rules but
+#   has not been run on a GPU.

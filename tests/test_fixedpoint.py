@@ -1,0 +1,258 @@
+"""The 8-bit fixed-point format, kernel and integer-only network (lpft.fixedpoint) against plain references."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lpft import fixedpoint as fp
+from lpft.models import DigitNet
+
+
+# ---- format --------------------------------------------------------------------------------------------------------
+
+def test_quantize_rounds_half_to_even_and_saturates():
+    x = torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5, 126.5, 127.5, 1e6, -1e6])
+    assert fp.quantize(x, 0, True).tolist() == [0, 2, 2, 0, -2, 126, 127, 127, -127]
+    assert fp.quantize(x, 0, False).tolist() == [0, 2, 2, 0, 0, 126, 128, 255, 0]
+    assert fp.quantize(torch.tensor([0.25, 0.375]), 3, True).tolist() == [2, 3]   # 2.0, 3.0 exact
+    assert fp.quantize(x, 0, True).dtype == torch.int8 and fp.quantize(x, 0, False).dtype == torch.uint8
+
+
+def test_std_rule_closed_form_and_clamps():
+    # floor(log2(40 / 0.3)) = floor(7.06) = 7; floor(log2(40/1)) = 5; floor(log2(70/1)) = 6
+    assert fp.fl_std_rule(0.3, True) == 7 and fp.fl_std_rule(1.0, True) == 5 and fp.fl_std_rule(1.0, False) == 6
+    assert fp.fl_std_rule(1e-6, True) == 7 and fp.fl_std_rule(1e-6, False) == 8   # clamped above at 8 - signed
+    assert fp.fl_std_rule(1e6, True) == 0                                           # clamped below at 0
+    # the threshold: σ = 40 / 2^FL is the largest σ with that FL
+    for fl in range(1, 7):
+        assert fp.fl_std_rule(40 / 2**fl, True) == fl and fp.fl_std_rule(40 / 2**fl * 1.001, True) == fl - 1
+
+
+def test_grid_search_is_the_brute_force_minimum():
+    g = torch.Generator().manual_seed(0)
+    for sigma in (0.01, 0.1, 1.0, 5.0):
+        x = torch.randn(20000, generator=g, dtype=torch.float64) * sigma
+        errors = [fp.quantization_mse(x, fl, True) for fl in range(8)]
+        assert errors[fp.fl_grid_search(x, True)] == min(errors)
+        # the σ rule lands within one FL of the optimum on Gaussian data (notes §2: they agree ~99% of the time)
+        assert abs(fp.choose_fl(x, True, "std") - fp.fl_grid_search(x, True)) <= 1
+    with pytest.raises(ValueError, match="rule"):
+        fp.choose_fl(x, True, "mean")
+
+
+# ---- kernel vs oracle ----------------------------------------------------------------------------------------------
+
+def _random_case(rng: np.random.Generator, m: int, k: int, n: int, unsigned: bool, bias_scale: int):
+    x = rng.integers(0, 256, (m, k)) if unsigned else rng.integers(-127, 128, (m, k))
+    w = rng.integers(-127, 128, (n, k))
+    b = rng.integers(-bias_scale, bias_scale + 1, n)
+    return (torch.tensor(x, dtype=torch.uint8 if unsigned else torch.int8), torch.tensor(w, dtype=torch.int8),
+            torch.tensor(b, dtype=torch.int32))
+
+
+_compiled = torch.compile(fp.fixed_point_linear, fullgraph=True, dynamic=True)
+# Each (shift, out_signed) is a constant baked into its own compiled graph: a few shifts keep the compile time small.
+# Sizes of 1 are specialised by dynamo (another graph each): the compiled test draws sizes >= 2, and size-1 cases
+# run compiled in the tie and saturation tests below.
+COMPILED_SHIFTS = (-3, 0, 1, 6, 31)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_silent_eager_fallback():
+    """Past its recompile limit dynamo would quietly run the eager function: make that an error instead."""
+    config = torch._dynamo.config
+    saved = config.recompile_limit, config.fail_on_recompile_limit_hit
+    config.recompile_limit, config.fail_on_recompile_limit_hit = 64, True
+    yield
+    config.recompile_limit, config.fail_on_recompile_limit_hit = saved
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(m=st.integers(1, 40), k=st.integers(1, 300), n=st.integers(1, 40), unsigned=st.booleans(),
+       shift=st.integers(fp.MIN_SHIFT, fp.MAX_SHIFT), out_signed=st.booleans(), seed=st.integers(0, 2**32 - 1),
+       bias_log=st.integers(0, 24))
+def test_eager_kernel_is_bit_exact_with_the_reference(m, k, n, unsigned, shift, out_signed, seed, bias_log):
+    x, w, b = _random_case(np.random.default_rng(seed), m, k, n, unsigned, 2**bias_log)
+    got = fp.fixed_point_linear(x, w, b, shift, out_signed=out_signed)
+    assert got.dtype == (torch.int8 if out_signed else torch.uint8)
+    assert torch.equal(got, fp.reference_linear(x, w, b, shift, out_signed=out_signed))
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(m=st.integers(2, 40), k=st.integers(2, 300), n=st.integers(2, 40), unsigned=st.booleans(),
+       shift=st.sampled_from(COMPILED_SHIFTS), out_signed=st.booleans(), seed=st.integers(0, 2**32 - 1),
+       bias_log=st.integers(0, 24))
+def test_compiled_kernel_is_bit_exact_with_the_reference(m, k, n, unsigned, shift, out_signed, seed, bias_log):
+    x, w, b = _random_case(np.random.default_rng(seed), m, k, n, unsigned, 2**bias_log)
+    assert torch.equal(_compiled(x, w, b, shift, out_signed=out_signed),
+                       fp.reference_linear(x, w, b, shift, out_signed=out_signed))
+
+
+def test_ties_round_to_even_in_both_directions():
+    # one input, weight 1: the accumulator is the bias, so every tie value can be placed exactly
+    x = torch.ones(1, 1, dtype=torch.int8)
+    w = torch.ones(1, 1, dtype=torch.int8)
+    for shift in (1, 6):
+        for acc in range(-40 * 2**shift, 40 * 2**shift + 1):
+            b = torch.tensor([acc - 1], dtype=torch.int32)
+            expected = max(-127, min(127, round(acc / 2**shift)))   # Python round: half to even
+            assert fp.fixed_point_linear(x, w, b, shift).item() == expected, (acc, shift)
+            assert _compiled(x, w, b, shift).item() == expected, (acc, shift)
+
+
+def test_saturation_at_both_ends_and_no_wraparound():
+    k = fp.max_reduction_length(torch.uint8)
+    x = torch.full((2, k), 255, dtype=torch.uint8)
+    w = torch.stack([torch.full((k,), 127, dtype=torch.int8), torch.full((k,), -127, dtype=torch.int8)])
+    b = torch.zeros(2, dtype=torch.int32)
+    acc = fp.integer_linear(x, w, b)
+    assert acc[0, 0].item() == 255 * 127 * k and acc[0, 1].item() == -255 * 127 * k   # no int32 wrap at the limit
+    for shift in (0, 3, 31, -5):
+        assert fp.fixed_point_linear(x, w, b, shift).tolist() == fp.reference_linear(x, w, b, shift).tolist()
+    assert fp.fixed_point_linear(x, w, b, 0).tolist() == [[127, -127]] * 2
+    assert fp.fixed_point_linear(x, w, b, 0, out_signed=False).tolist() == [[255, 0]] * 2
+
+
+def test_refuses_overflowing_shapes_and_bad_input():
+    k = fp.max_reduction_length(torch.uint8) + 1
+    x = torch.zeros(1, k, dtype=torch.uint8)
+    w = torch.zeros(1, k, dtype=torch.int8)
+    with pytest.raises(ValueError, match="too long for an int32 accumulator"):
+        fp.fixed_point_linear(x, w, torch.zeros(1, dtype=torch.int32), 2)
+    assert fp.max_reduction_length(torch.int8) == (2**31 - 1) // (128 * 128)
+    x, w = torch.zeros(2, 4, dtype=torch.uint8), torch.zeros(3, 4, dtype=torch.int8)
+    with pytest.raises(ValueError, match="bias"):
+        fp.fixed_point_linear(x, w, torch.full((3,), 2**31 - 1, dtype=torch.int32), 2)
+    with pytest.raises(TypeError, match="x_q must be int8 or uint8"):
+        fp.fixed_point_linear(x.float(), w, torch.zeros(3, dtype=torch.int32), 2)
+    with pytest.raises(TypeError, match="int32"):
+        fp.fixed_point_linear(x, w, torch.zeros(3, dtype=torch.int64), 2)
+    with pytest.raises(ValueError, match="shapes do not match"):
+        fp.fixed_point_linear(x, w, torch.zeros(2, dtype=torch.int32), 2)
+    for bad in (2.0, True, 40, -30):
+        with pytest.raises(ValueError, match="shift"):
+            fp.fixed_point_linear(x, w, torch.zeros(3, dtype=torch.int32), bad)
+
+
+def test_compiled_epilogue_is_one_fused_loop():
+    """Inductor's generated code for the compiled kernel: the GEMM stays an extern call and everything after it
+    (bias, rounding shift, clamp, cast) is a single kernel."""
+    from torch._inductor.utils import run_and_get_code
+
+    torch._dynamo.reset()
+    rng = np.random.default_rng(0)
+    x, w, b = _random_case(rng, 64, 128, 32, True, 2**10)
+    fn = torch.compile(lambda x, w, b: fp.fixed_point_linear(x, w, b, 6, out_signed=False), fullgraph=True)
+    _, codes = run_and_get_code(fn, x, w, b)
+    code = "\n".join(codes)
+    kernels = code.count("async_compile.cpp_pybinding(")
+    assert "_int_mm" in code or "mkldnn" in code or "int_mm" in code
+    assert kernels == 1, code
+
+
+def test_conv2d_matches_float_convolution_on_integers():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (3, 5, 6, 6), generator=g, dtype=torch.uint8)
+    w = torch.randint(-127, 128, (4, 5, 3, 3), generator=g, dtype=torch.int8)
+    b = torch.randint(-1000, 1000, (4,), generator=g, dtype=torch.int32)
+    for shift, padding in [(9, 1), (0, 0), (12, 1)]:
+        exact = torch.nn.functional.conv2d(x.double(), w.double(), b.double(), padding=padding)   # exact in float64
+        expected = torch.from_numpy((exact.numpy() / 2.0**shift).round().clip(-127, 127)).to(torch.int8)
+        assert torch.equal(fp.fixed_point_conv2d(x, w, b, shift, padding=padding), expected)
+
+
+# ---- integer helpers -----------------------------------------------------------------------------------------------
+
+def test_isqrt_and_rounding_division_are_exact():
+    rng = np.random.default_rng(3)
+    values = np.concatenate([np.arange(1, 2000), rng.integers(1, 2**62, 3000),
+                             np.array([n * n for n in rng.integers(1, 2**31, 500)] + [2**62 - 1])])
+    d = torch.tensor(values, dtype=torch.int64)
+    assert fp.isqrt(d).tolist() == [math.isqrt(int(v)) for v in values]
+    a = torch.tensor(rng.integers(-10**9, 10**9, 5000), dtype=torch.int64)
+    b = torch.tensor(rng.integers(1, 10**4, 5000), dtype=torch.int64)
+    a[:50] = b[:50] * torch.arange(-25, 25) + b[:50] // 2 * (b[:50] % 2 == 0)     # exact ties
+    from fractions import Fraction
+    assert fp.round_half_even_div(a, b).tolist() == [round(Fraction(int(p), int(q))) for p, q in zip(a, b)]
+
+
+def test_integer_group_norm_matches_float_group_norm():
+    g = torch.Generator().manual_seed(2)
+    fl_in, fl_out = 5, 6
+    q = torch.randint(-127, 128, (4, 16, 4, 4), generator=g, dtype=torch.int8)
+    norm = torch.nn.GroupNorm(4, 16)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5, generator=g)
+        norm.bias.uniform_(-0.5, 0.5, generator=g)
+    fl_gamma = fp.choose_fl(norm.weight, True, "search")
+    gamma_q = fp.quantize(norm.weight, fl_gamma, True)
+    beta_q = torch.round(norm.bias.double() * 2.0**fl_out).to(torch.int32)
+    got = fp.group_norm_int(q, 4, fl_in, gamma_q, fl_gamma, beta_q, fl_out, norm.eps)
+    # the float GroupNorm with the same (quantised) γ, in float64, then ReLU and rounding to the output grid
+    ref_norm = torch.nn.functional.group_norm(fp.dequantize(q, fl_in).double(), 4, fp.dequantize(gamma_q, fl_gamma)
+                                              .double(), beta_q.double() * 2.0**-fl_out, norm.eps)
+    expected = (ref_norm * 2**fl_out).round().clamp(0, 255)
+    diff = (got.double() - expected).abs()
+    assert diff.max() <= 1 and (diff > 0).double().mean() < 0.01   # off by one code only near rounding boundaries
+
+
+# ---- integer-only network ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("norm", ["group", "none"])
+def test_fixed_point_network_tracks_the_float_network(norm):
+    torch.manual_seed(0)
+    model = DigitNet(10, norm).eval()
+    x = torch.rand(256, 1, 8, 8)
+    q = fp.FixedPointDigitNet(model, x[:128])
+    logits = q(x)
+    assert logits.dtype == torch.int32 and logits.shape == (256, 10)
+    real = logits.double() * 2.0 ** -(q.fl_features + q.fl_head)
+    with torch.no_grad():
+        ref = model(x).double()
+    assert torch.corrcoef(torch.stack([real.flatten(), ref.flatten()]))[0, 1] > 0.95
+    feats = q.features(x)
+    with torch.no_grad():
+        assert ((feats - model.features(x)) ** 2).mean() < 0.05 * (model.features(x) ** 2).mean()
+    compiled = torch.compile(q, fullgraph=True)
+    assert torch.equal(compiled(x), logits)   # compiled integer network = eager integer network, bit for bit
+
+
+def test_rule_sweep_reports_the_rule_and_the_brute_force_optimum():
+    df = fp.fl_rule_sweep([0.05, 0.3, 2.0, 40.0], 5000, signed=True, seed=0)
+    for sigma, rows in df.groupby("sigma"):
+        assert (rows["rule_FL"] == fp.fl_std_rule(sigma, True)).all()
+        assert rows.loc[rows["relative_rmse"].idxmin(), "FL"] == rows["best_FL"].iloc[0]
+    assert set(df["FL"]) == set(range(8))
+    unsigned = fp.fl_rule_sweep([1.0], 5000, signed=False)
+    assert set(unsigned["FL"]) == set(range(9)) and unsigned["rule_FL"].iloc[0] == 6   # floor(log2 70) = 6
+
+
+def test_folded_batchnorm_is_the_same_function():
+    torch.manual_seed(0)
+    conv, bn = torch.nn.Conv2d(3, 5, 3, padding=1), torch.nn.BatchNorm2d(5)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    bn.eval()
+    x = torch.randn(4, 3, 6, 6, dtype=torch.float64)
+    w, b = fp.fold_batchnorm(conv.double(), bn.double())
+    with torch.no_grad():
+        assert torch.allclose(torch.nn.functional.conv2d(x, w, b, padding=1), bn(conv(x)), atol=1e-12)
+
+
+def test_residual_add_aligns_fractional_lengths_and_saturates():
+    a = torch.tensor([3, -5, 2**30], dtype=torch.int32)      # at FL 2: 0.75, -1.25, 2^28
+    b = torch.tensor([1, 1, 2**30], dtype=torch.int32)       # at FL 4: 0.0625, 0.0625, 2^26
+    total, fl = fp.residual_add(a, 2, b, 4)
+    assert fl == 4 and total.dtype == torch.int32
+    assert total[:2].tolist() == [3 * 4 + 1, -5 * 4 + 1]      # exact at the larger FL
+    assert total[2].item() == 2**31 - 1                       # 2^32 + 2^30 saturates instead of wrapping

@@ -1,0 +1,173 @@
+"""Loaders of CIFAR-10, STL-10 and CIFAR-10.1 read the published file formats, built here byte by byte from the
+formats' descriptions (not with the library's own writers), and refuse missing or malformed files with a useful
+message."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from lpft import imagedata
+
+
+def _pattern(n, size, seed=0):
+    """Images whose rows, columns and channels all differ, so any transposition shows."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8)
+
+
+def _cifar_batch(images, labels):
+    # CIFAR-10's description: each row of 'data' is 3072 bytes, the 1024 red values (row-major), then green, then blue
+    rows = np.stack([np.concatenate([img[c].reshape(-1) for c in range(3)]) for img in images])
+    return pickle.dumps({b"batch_label": b"x", b"labels": list(map(int, labels)), b"data": rows,
+                         b"filenames": [b"f.png"] * len(labels)}, protocol=2)
+
+
+def test_cifar10_reads_the_python_batches_in_order(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    images, labels = _pattern(10, 32), np.arange(10) % 10
+    for i in range(5):
+        (folder / f"data_batch_{i + 1}").write_bytes(_cifar_batch(images[2 * i:2 * i + 2], labels[2 * i:2 * i + 2]))
+    (folder / "test_batch").write_bytes(_cifar_batch(images[:3], labels[:3]))
+    x, y = imagedata.load_cifar10(tmp_path, "train")
+    assert x.dtype == torch.uint8 and x.shape == (10, 3, 32, 32)
+    assert np.array_equal(x.numpy(), images) and y.tolist() == labels.tolist()
+    xt, yt = imagedata.load_cifar10(tmp_path, "test")
+    assert np.array_equal(xt.numpy(), images[:3]) and yt.tolist() == [0, 1, 2]
+
+
+def test_cifar10_missing_file_names_it_and_how_to_get_it(tmp_path):
+    with pytest.raises(imagedata.MissingData) as err:
+        imagedata.load_cifar10(tmp_path, "test")
+    msg = str(err.value)
+    assert str(tmp_path / "cifar-10-batches-py" / "test_batch") in msg and "cifar-10-python.tar.gz" in msg
+    assert isinstance(err.value, FileNotFoundError)
+
+
+def test_cifar10_malformed_batches_are_refused(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    bad = pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, protocol=2)
+    (folder / "test_batch").write_bytes(bad)
+    with pytest.raises(imagedata.MalformedData, match="3072"):
+        imagedata.load_cifar10(tmp_path, "test")
+    (folder / "test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(imagedata.MalformedData, match="test_batch"):
+        imagedata.load_cifar10(tmp_path, "test")
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_cifar10_batch_files_cannot_run_code(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": _Exploit(marker), b"labels": []}, protocol=2))
+    with pytest.raises(imagedata.MalformedData, match="refusing"):
+        imagedata.load_cifar10(tmp_path, "test")
+    assert not marker.exists()
+
+
+def _write_stl(folder, split, images, labels):
+    # STL-10's description: per image the red, green, blue channels, each stored column-major; labels 1..10 as bytes
+    raw = np.concatenate([img[c].reshape(-1, order="F") for img in images for c in range(3)])
+    (folder / f"{split}_X.bin").write_bytes(raw.astype(np.uint8).tobytes())
+    (folder / f"{split}_y.bin").write_bytes(np.asarray(labels, np.uint8).tobytes())
+
+
+def test_stl10_orientation_monkey_dropped_labels_mapped(tmp_path):
+    folder = tmp_path / "stl10_binary"
+    folder.mkdir()
+    images = _pattern(10, 96)
+    labels = np.arange(1, 11)  # airplane, bird, car, cat, deer, dog, horse, monkey, ship, truck
+    _write_stl(folder, "test", images, labels)
+    x, y = imagedata.load_stl10(tmp_path, "test")
+    keep = labels != 8
+    assert np.array_equal(x.numpy(), images[keep])
+    names = [imagedata.CIFAR10_CLASSES[i] for i in y.tolist()]
+    assert names == ["airplane", "bird", "automobile", "cat", "deer", "dog", "horse", "ship", "truck"]
+    assert 6 not in y.tolist()  # no STL image is a frog
+    x_all, y_all = imagedata.load_stl10(tmp_path, "test", drop_monkey=False)
+    assert len(x_all) == 10 and y_all.tolist() == list(range(10))
+
+
+def test_stl10_malformed_and_missing(tmp_path):
+    folder = tmp_path / "stl10_binary"
+    folder.mkdir()
+    (folder / "test_X.bin").write_bytes(b"\0" * (3 * 96 * 96 * 2 + 5))
+    (folder / "test_y.bin").write_bytes(bytes([1, 2]))
+    with pytest.raises(imagedata.MalformedData, match="bytes"):
+        imagedata.load_stl10(tmp_path, "test")
+    (folder / "test_X.bin").write_bytes(b"\0" * (3 * 96 * 96 * 2))
+    (folder / "test_y.bin").write_bytes(bytes([1, 11]))
+    with pytest.raises(imagedata.MalformedData, match="1-10"):
+        imagedata.load_stl10(tmp_path, "test")
+    with pytest.raises(imagedata.MissingData, match="stl10_binary.tar.gz"):
+        imagedata.load_stl10(tmp_path, "train")
+
+
+def test_cifar101_reads_nhwc_npy(tmp_path):
+    folder = tmp_path / "cifar10.1"
+    folder.mkdir()
+    images = _pattern(4, 32)
+    np.save(folder / "cifar10.1_v6_data.npy", images.transpose(0, 2, 3, 1))
+    np.save(folder / "cifar10.1_v6_labels.npy", np.array([3, 1, 4, 1]))
+    x, y = imagedata.load_cifar101(tmp_path)
+    assert np.array_equal(x.numpy(), images) and y.tolist() == [3, 1, 4, 1] and y.dtype == torch.int64
+
+
+def test_cifar101_malformed_and_missing(tmp_path):
+    with pytest.raises(imagedata.MissingData, match="CIFAR-10.1"):
+        imagedata.load_cifar101(tmp_path)
+    folder = tmp_path / "cifar10.1"
+    folder.mkdir()
+    np.save(folder / "cifar10.1_v6_data.npy", np.zeros((2, 3, 32, 32), np.uint8))  # NCHW: wrong layout
+    np.save(folder / "cifar10.1_v6_labels.npy", np.array([0, 1]))
+    with pytest.raises(imagedata.MalformedData, match="32, 32, 3"):
+        imagedata.load_cifar101(tmp_path)
+    np.save(folder / "cifar10.1_v6_data.npy", np.array([object()] * 2), allow_pickle=True)
+    with pytest.raises(imagedata.MalformedData):
+        imagedata.load_cifar101(tmp_path)
+
+
+def test_writers_round_trip_and_the_task_split(tmp_path):
+    sizes = imagedata.write_synthetic_root(tmp_path, n_train=60, n_test=20, n_stl=30, n_c101=10, seed=1)
+    assert sizes["CIFAR-10 train"] == 60
+    task = imagedata.cifar_task(tmp_path, n_val=12)
+    assert len(task.train) == 48 and len(task.val) == 12 and len(task.test_id) == 20
+    assert set(task.ood) == {"STL-10", "CIFAR-10.1"} and task.ood["STL-10"].x.shape[-1] == 96
+    raw = np.fromfile(tmp_path / "stl10_binary" / "test_y.bin", dtype=np.uint8)
+    assert (raw == 8).any() and len(task.ood["STL-10"]) == (raw != 8).sum()  # the generated monkeys are dropped
+    # the val split is disjoint from train and fixed: it does not change from one call to the next
+    rows = {bytes(img.numpy().tobytes()) for img in task.train.x}
+    assert not any(bytes(img.numpy().tobytes()) in rows for img in task.val.x)
+    again = imagedata.cifar_task(tmp_path, n_val=12)
+    assert torch.equal(again.val.x, task.val.x)
+    small = imagedata.cifar_task(tmp_path, n_val=12, max_train=10, max_eval=5)
+    assert len(small.train) == 10 and len(small.test_id) == 5 and len(small.ood["CIFAR-10.1"]) == 5
+
+
+def test_prepare_scales_resizes_and_normalises():
+    x = torch.full((2, 3, 32, 32), 255, dtype=torch.uint8)
+    out = imagedata.prepare(x, 32)
+    expected = (1 - torch.tensor(imagedata.IMAGENET_MEAN)) / torch.tensor(imagedata.IMAGENET_STD)
+    assert out.shape == (2, 3, 32, 32) and torch.allclose(out[0, :, 5, 5], expected)
+    assert imagedata.prepare(x, 224).shape == (2, 3, 224, 224)
+    assert imagedata.prepare(x, 16, channels_last=True).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_missing_files_lists_every_absent_file_per_dataset(tmp_path):
+    imagedata.write_synthetic_root(tmp_path, n_train=20, n_test=10, n_stl=10, n_c101=10)
+    assert imagedata.missing_files(tmp_path) == []
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
+    (tmp_path / "cifar10.1" / "cifar10.1_v6_labels.npy").unlink()
+    lines = imagedata.missing_files(tmp_path)
+    assert len(lines) == 2 and "data_batch_3" in lines[0] and "cifar-10-python.tar.gz" in lines[0]
+    assert "cifar10.1_v6_labels.npy" in lines[1]

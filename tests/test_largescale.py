@@ -1,0 +1,131 @@
+"""LP, FT and LP-FT at paper scale, on a tiny task: the LP head, frozen BatchNorm in LP-FT, epoch checkpoints that
+resume bit-exactly on a CPU, and the GPU settings (bf16 autocast, channels-last) exercised on the CPU."""
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from lpft import imagedata, largescale
+from lpft.backbones import ResNet
+
+RT = largescale.Runtime(image_size=16, batch_size=16, eval_batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    imagedata.write_synthetic_root(root, n_train=96, n_test=40, n_stl=30, n_c101=20, seed=2)
+    return imagedata.cifar_task(root, n_val=32)
+
+
+def backbone(seed=0):
+    torch.manual_seed(seed)
+    return ResNet("resnet18", 4).eval()
+
+
+def state_equal(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_linear_probe_head_reproduces_sklearn_on_raw_features():
+    rng = np.random.default_rng(0)
+    f = torch.from_numpy(rng.normal(3.0, 2.0, (120, 6)))
+    y = torch.from_numpy((f[:, 0] + 0.5 * f[:, 1] > 4.5).long().numpy() + 2 * (f[:, 2] > 3).long().numpy())
+    probe = largescale.linear_probe(f[:80], y[:80], f[80:], y[80:], Cs=[10.0, 0.01, 1.0], n_classes=5)
+    assert [row["C"] for row in probe.table] == [0.01, 1.0, 10.0]  # swept in ascending order (warm start)
+    assert probe.table[[r["C"] for r in probe.table].index(probe.C)]["val_acc"] == max(r["val_acc"] for r in probe.table)
+    # the un-normalised head on raw features gives sklearn's decision function on scalar-normalised features
+    single = largescale.linear_probe(f[:80], y[:80], f[80:], y[80:], Cs=[probe.C], n_classes=5)
+    mu, sigma = f[:80].double().mean().item(), f[:80].double().std(unbiased=False).item()
+    clf = LogisticRegression(C=probe.C, max_iter=largescale.LP_MAX_ITER).fit(((f[:80] - mu) / sigma).numpy(),
+                                                                             y[:80].numpy())
+    expected = clf.decision_function(((f[80:] - mu) / sigma).numpy())
+    assert np.allclose(single.logits(f[80:])[:, clf.classes_], expected, rtol=1e-9, atol=1e-9)
+    assert np.all(probe.W[4] == 0) and probe.b[4] == 0  # class 4 never appears: a zero row
+
+
+def test_lp_ft_starts_from_the_probe_and_keeps_batchnorm_statistics(task):
+    bb = backbone()
+    f_train, f_val = largescale.features(bb, task.train, RT), largescale.features(bb, task.val, RT)
+    probe = largescale.linear_probe(f_train, task.train.y, f_val, task.val.y, [0.1, 1.0], task.n_classes)
+    start = largescale.with_probe_head(bb, probe)
+    with torch.no_grad():
+        logits = start.eval()(RT.inputs(task.val.x)).double().numpy()
+    assert np.allclose(logits, probe.logits(f_val), atol=1e-4)
+    assert largescale.accuracy(start, task.val, RT) == pytest.approx(probe.accuracy(f_val, task.val.y))
+    lpft, info = largescale.lp_ft(bb, probe, task, lr=0.05, epochs=2, seed=0, rt=RT)
+    ft, _ = largescale.fine_tune(bb, task, lr=0.05, epochs=2, seed=0, rt=RT)
+    stats = [k for k in bb.state_dict() if "running_" in k]
+    assert all(torch.equal(lpft.backbone.state_dict()[k], bb.state_dict()[k]) for k in stats)  # frozen statistics
+    assert not all(torch.equal(ft.backbone.state_dict()[k], bb.state_dict()[k]) for k in stats)  # FT updates them
+    assert not torch.equal(lpft.backbone.conv1.weight, bb.conv1.weight)  # but LP-FT trains the weights
+    assert len(info["history"]) == 2 and 1 <= info["best_epoch"] <= 2
+
+
+def test_fine_tuning_never_changes_the_pretrained_backbone(task):
+    bb = backbone()
+    before = {k: v.clone() for k, v in bb.state_dict().items()}
+    largescale.fine_tune(bb, task, lr=0.1, epochs=1, seed=0, rt=RT)
+    assert all(torch.equal(before[k], v) for k, v in bb.state_dict().items())
+
+
+def test_feature_change_is_zero_for_the_pretrained_model_and_positive_after_ft(task):
+    bb = backbone()
+    data = task.ood["STL-10"]
+    pre = largescale.features(bb, data, RT)
+    assert largescale.feature_change(pre, largescale.with_fresh_head(bb, 10, 0), data, RT) == 0.0
+    ft, _ = largescale.fine_tune(bb, task, lr=0.1, epochs=1, seed=0, rt=RT)
+    assert largescale.feature_change(pre, ft, data, RT) > 0
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("eval_mode", [False, True])
+def test_a_killed_run_resumes_from_its_epoch_checkpoint_bit_exactly(task, tmp_path, eval_mode):
+    bb = backbone()
+
+    def start():
+        return largescale.with_fresh_head(bb, task.n_classes, seed=3)
+
+    kwargs = dict(lr=0.05, epochs=4, seed=3, eval_mode=eval_mode, rt=RT)
+    reference, ref_info = largescale.train(start(), task, **kwargs)
+
+    def stop_after_two(epoch):
+        if epoch == 2:
+            raise Interrupt
+
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(Interrupt):
+        largescale.train(start(), task, checkpoint=ckpt, on_epoch_end=stop_after_two, **kwargs)
+    assert ckpt.exists() and [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary files left
+    epochs_run = []
+    resumed, info = largescale.train(start(), task, checkpoint=ckpt, on_epoch_end=epochs_run.append, **kwargs)
+    assert epochs_run == [3, 4]  # only the missing epochs ran
+    assert state_equal(resumed, reference) and info == ref_info
+    with pytest.raises(RuntimeError, match="another run"):
+        largescale.train(start(), task, checkpoint=ckpt, **{**kwargs, "lr": 0.1})
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(task):
+    model, info = largescale.fine_tune(backbone(), task, lr=0.5, epochs=3, seed=1, rt=RT)
+    vals = [h["val_acc"] for h in info["history"]]
+    assert info["best_val"] == max(vals) and info["best_epoch"] == vals.index(max(vals)) + 1
+    assert largescale.accuracy(model, task.val, RT) == pytest.approx(info["best_val"])
+    assert [h["lr"] for h in info["history"]][0] == 0.5 and info["history"][1]["lr"] < 0.5  # cosine schedule
+
+
+def test_bf16_autocast_and_channels_last_run_on_cpu(task):
+    rt = largescale.Runtime(image_size=16, batch_size=16, precision="bf16", channels_last=True)
+    model, info = largescale.fine_tune(backbone(), task, lr=0.05, epochs=1, seed=0, rt=rt)
+    assert np.isfinite(info["history"][0]["train_loss"]) and 0 <= info["best_val"] <= 1
+    assert model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    bb = backbone()
+    fp32 = largescale.features(bb, task.val, RT)
+    cl = largescale.features(bb, task.val, largescale.Runtime(image_size=16, channels_last=True, precision="bf16"))
+    assert torch.allclose(fp32, cl, atol=1e-4)  # features are computed in float32 whatever the training precision
+    assert largescale.Runtime.for_device("cpu").precision == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        largescale.Runtime(precision="fp16")

@@ -1,0 +1,188 @@
+"""Sweeps of the paper-scale runs: a killed sweep loses no finished record and repeats no finished run, a killed run
+resumes from its epoch checkpoint to the same result, the submitit executors give the same records as the inline
+loop, and the summary selects learning rates as the paper did."""
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lpft import largescale, launch, paper, profiles
+
+IGNORED = ("seconds", "paths", "device")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return launch.write_quick_inputs(tmp_path_factory.mktemp("inputs"), "resnet18", 4)
+
+
+def make_sweep(inputs, folder, **changes):
+    data_root, checkpoint = inputs
+    sweep = launch.Sweep(data_root=str(data_root), checkpoint=str(checkpoint), folder=str(folder), arch="resnet18",
+                         width=4, seeds=(0, 1), Cs=(0.1, 1.0), ft_lrs=(0.05,), lpft_lrs=(0.01,), epochs=3,
+                         image_size=16, batch_size=32, n_val=40, max_train=96, max_eval=40, feature_n=20)
+    return replace(sweep, **changes)
+
+
+def results(records):
+    """Each run's results without the fields that legitimately differ between runs (time, paths, device)."""
+    return {launch.job_name(r["config"]): {k: v for k, v in r["results"].items() if k not in IGNORED}
+            for r in records}
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory):
+    """The uninterrupted sweep's records."""
+    return results(launch.run_sweep(make_sweep(inputs, tmp_path_factory.mktemp("reference"))))
+
+
+def test_jobs_cover_lp_once_and_every_lr_and_seed(inputs, tmp_path):
+    sweep = make_sweep(inputs, tmp_path, ft_lrs=(0.1, 0.01), lpft_lrs=(0.001,), seeds=(3, 4, 5))
+    jobs = launch.jobs(sweep)
+    assert [j["method"] for j in jobs].count("LP") == 1 and len(jobs) == 1 + 2 * 3 + 1 * 3
+    configs = [launch.job_config(sweep, j) for j in jobs]
+    assert len({str(c) for c in configs}) == len(jobs)  # every run has its own identity
+    assert "seed" not in configs[0] and configs[0]["common"]["backbone"]["sha256"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_sweep_resumes_without_losing_or_repeating_runs(inputs, tmp_path, reference, monkeypatch):
+    sweep = make_sweep(inputs, tmp_path)
+    epochs = []
+
+    def interrupt_in_second_training_run(epoch):
+        epochs.append(epoch)
+        if len(epochs) == 5:  # FT seed 1, its second epoch (the first FT run took epochs 1-3)
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        launch.run_sweep(sweep, on_epoch_end=interrupt_in_second_training_run)
+    done = sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.glob("*.json"))
+    assert done == ["FT-lr0.05-seed0", "LP"]  # LP and the first FT run finished and were recorded
+    assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 1  # the killed run's epoch checkpoint
+
+    probes, trained = [], []
+    real_probe, real_train = launch._linear_probe, largescale.train
+    monkeypatch.setattr(launch, "_linear_probe", lambda *a: probes.append(1) or real_probe(*a))
+    monkeypatch.setattr(largescale, "train", lambda *a, **k: trained.append(k["seed"]) or real_train(*a, **k))
+    resumed_epochs = []
+    records = launch.run_sweep(sweep, on_epoch_end=resumed_epochs.append)
+    assert probes == []  # LP is not recomputed
+    assert trained == [1, 0, 1]  # the killed FT run and the two LP-FT runs; the finished FT run is not repeated
+    assert resumed_epochs == [3, 1, 2, 3, 1, 2, 3]  # the killed run resumed after its checkpointed epoch 2
+    assert results(records) == reference  # bit-identical to the uninterrupted sweep on a CPU
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))  # checkpoints are removed once recorded
+    again = launch.run_sweep(sweep, on_epoch_end=resumed_epochs.append)
+    assert len(resumed_epochs) == 7 and results(again) == reference  # a finished sweep only reads its records
+
+
+def test_a_sweep_killed_by_sigkill_resumes_to_the_same_records(inputs, tmp_path, reference):
+    sweep = make_sweep(inputs, tmp_path)
+    script = (f"import os, signal\nfrom lpft import launch\nfrom lpft.launch import Sweep\nsweep = {sweep!r}\n"
+              "seen = []\n"
+              "def hook(epoch):\n    seen.append(epoch)\n"
+              "    if len(seen) == 5:\n        os.kill(os.getpid(), signal.SIGKILL)\n"
+              "launch.run_sweep(sweep, on_epoch_end=hook)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.glob("*.json")) == ["FT-lr0.05-seed0", "LP"]
+    assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 1
+    assert not list(tmp_path.rglob("*.tmp"))  # atomic writes: no half-written file survives the kill
+    assert results(launch.run_sweep(sweep)) == reference
+
+
+def test_submitit_debug_executor_gives_the_inline_records(inputs, tmp_path, reference):
+    records = launch.run_sweep(make_sweep(inputs, tmp_path / "records"), "debug", log_folder=tmp_path / "logs")
+    assert results(records) == reference
+
+
+def test_submitit_local_executor_runs_jobs_in_subprocesses(inputs, tmp_path):
+    sweep = make_sweep(inputs, tmp_path / "records", seeds=(0,), epochs=1, lpft_lrs=())  # LP and FT: one stage
+    records = launch.run_sweep(sweep, "local", parallel=2, log_folder=tmp_path / "logs", timeout_min=10)
+    assert [r["config"]["method"] for r in records] == ["LP", "FT"]
+    assert len(list((tmp_path / "logs").glob("*_log.out"))) == 2  # two submitit jobs ran
+    assert results(launch.run_sweep(sweep)) == results(records)  # the inline loop only reads them back
+
+
+def fake_record(method, lr, seed, val, id_acc, stl, change=1.0):
+    config = {"method": method, **({} if method == "LP" else {"lr": lr, "seed": seed})}
+    return {"config": config, "results": {"val": val / 100, "id": id_acc / 100,
+                                          "ood": {"STL-10": stl / 100, "CIFAR-10.1": stl / 100},
+                                          "feature_change": {"ID": change, "STL-10": change, "CIFAR-10.1": change},
+                                          "best_epoch": 1, "seconds": 1.0}}
+
+
+def test_summary_selects_the_lr_with_the_best_mean_validation_accuracy():
+    records = [fake_record("LP", None, None, 70, 71, 60, 0.0),
+               fake_record("FT", 0.1, 0, 80, 81, 50), fake_record("FT", 0.1, 1, 60, 61, 40),   # mean val 70
+               fake_record("FT", 0.01, 0, 75, 76, 55), fake_record("FT", 0.01, 1, 74, 73, 57),  # mean val 74.5
+               fake_record("LP-FT", 0.001, 0, 77, 78, 65), fake_record("LP-FT", 0.001, 1, 77, 80, 66)]
+    summary = launch.summarise(records)
+    assert summary.loc["FT", "lr"] == 0.01  # not 0.1, which has the best single seed
+    assert summary.loc["FT", "ID"] == pytest.approx(74.5)
+    assert summary.loc["FT", "ID ±"] == pytest.approx(1.645 * np.std([76, 73], ddof=1) / np.sqrt(2))
+    assert summary.loc["LP", "ID ±"] == 0.0 and summary.loc["LP", "seeds"] == 1
+    compare = launch.compare_with_paper(summary).set_index(["set", "method"])
+    assert compare.loc[("STL-10", "LP-FT"), "paper"] == paper.OOD_ACCURACY["STL-10"]["LP-FT"][0]
+    assert compare.loc[("STL-10", "LP-FT"), "difference"] == pytest.approx(65.5 - 90.7)
+    assert compare.loc[("CIFAR-10", "FT"), "this run"] == pytest.approx(74.5)
+
+
+def test_the_full_profile_is_the_papers_grid():
+    full = launch.sweep_from_settings(profiles.CHAPTERS[launch.CHAPTER]["full"], data_root="d", checkpoint="c",
+                                      folder="f", device="cuda")
+    assert (full.arch, full.width, full.epochs, full.batch_size, full.image_size) == ("resnet50", 64, 20, 64, 224)
+    assert full.ft_lrs == (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2) and full.lpft_lrs == (3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4)
+    assert len(full.Cs) == 50 and np.isclose(full.Cs[0], 1e-7) and np.isclose(full.Cs[-1], 100.0)
+    assert full.seeds == (0, 1, 2) and full.runtime().precision == "bf16" and full.runtime().channels_last
+    quick = launch.sweep_from_settings(profiles.CHAPTERS[launch.CHAPTER]["quick"], data_root="d", checkpoint="c",
+                                       folder="f", device="cpu", seed=5)
+    assert quick.seeds == (5, 6) and quick.runtime().precision == "fp32"
+
+
+def test_missing_inputs_are_listed_and_the_command_line_refuses_to_start(tmp_path, capsys):
+    lines = launch.missing_inputs(tmp_path / "data", tmp_path / "moco.pth.tar")
+    assert len(lines) == 4 and any("cifar-10-batches-py" in line for line in lines)
+    assert any("moco_v2_800ep_pretrain.pth.tar" in line for line in lines)
+    assert launch.main(["--data-root", str(tmp_path / "data"), "--checkpoint", str(tmp_path / "x.pt")]) == 1
+    assert "stl10_binary" in capsys.readouterr().err
+
+
+def test_command_line_runs_a_profile_into_records(inputs, tmp_path, monkeypatch, capsys):
+    tiny = {**profiles.CHAPTERS[launch.CHAPTER]["quick"], "n_seeds": 1, "width": 4, "epochs": 1, "image_size": 16,
+            "ft_lrs": (0.05,), "lpft_lrs": (0.01,), "Cs": (1.0,), "n_val": 40, "max_train": 64, "max_eval": 20}
+    monkeypatch.setitem(profiles.CHAPTERS, launch.CHAPTER, {"quick": tiny, "full": tiny})
+    data_root, checkpoint = inputs
+    monkeypatch.setenv(launch.ENV_DATA_ROOT, str(data_root))
+    assert launch.main(["--profile", "quick", "--checkpoint", str(checkpoint), "--device", "cpu",
+                        "--folder", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "3 records" in out and "LP-FT" in out and len(list(Path(tmp_path).glob("*.json"))) == 3
+    assert isinstance(launch.summarise(launch.run_sweep(launch.sweep_from_settings(
+        tiny, data_root=data_root, checkpoint=checkpoint, folder=tmp_path, device="cpu"))), pd.DataFrame)
+
+
+def test_slurm_submission_asks_for_one_gpu_per_job_and_the_options(tmp_path, monkeypatch):
+    fake_bin = tmp_path / "bin"  # submitit's Slurm executor only starts where srun exists
+    fake_bin.mkdir()
+    (fake_bin / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (fake_bin / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    sweep = launch.Sweep(data_root="d", checkpoint="c", folder=str(tmp_path), device="cuda",
+                         slurm={"slurm_partition": "gpu", "cpus_per_task": 8, "mem_gb": 64})
+    ex = launch.submitit_executor(sweep, "slurm", parallel=4, log_folder=tmp_path / "logs", timeout_min=600)
+    script = ex._executor._make_submission_file_text("python -m x", "uid")
+    for line in ("--partition=gpu", "--gpus-per-node=1", "--cpus-per-task=8", "--mem=64GB", "--time=600",
+                 "--ntasks-per-node=1"):
+        assert f"#SBATCH {line}" in script, line
+    assert ex._executor.parameters["array_parallelism"] == 4
