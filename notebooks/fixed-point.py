@@ -61,7 +61,7 @@ print(cfg)
 sigmas = np.geomspace(1e-3, 1e3, cfg.n_sigmas)
 sweeps = {kind: fp.fl_rule_sweep(sigmas, cfg.n_samples, signed=(kind == "signed"), seed=cfg.seed)
           for kind in ("signed", "unsigned")}
-agreement = {}
+agreement, lines = {}, []
 for kind, df in sweeps.items():
     per_sigma = df.drop_duplicates("sigma")
     agreement[kind] = 100 * (per_sigma["rule_FL"] == per_sigma["best_FL"]).mean()
@@ -69,8 +69,9 @@ for kind, df in sweeps.items():
     best = df[df["FL"] == df["best_FL"]].set_index("sigma")["relative_rmse"]
     report.glue_number(f"fxp_rule_agree_{kind}", agreement[kind], digits=3)
     report.glue_number(f"fxp_rule_excess_{kind}", 100 * (chosen / best - 1).max(), digits=2)
-    print(f"{kind}: the σ rule picks the brute-force optimal FL for {agreement[kind]:.1f}% of the σ grid; "
-          f"worst excess error over the optimum {100 * (chosen / best - 1).max():.1f}%")
+    lines.append(f"{kind}: the σ rule picks the brute-force optimal FL for {agreement[kind]:.1f}% of the σ grid; "
+                 f"worst excess error over the optimum {100 * (chosen / best - 1).max():.1f}%")
+print("\n".join(lines))
 
 # %%
 fig, axes = plotting.figure(ncols=2, width=8.0, height=3.4, sharey=True)
@@ -243,9 +244,9 @@ plotting.finish(fig, "fig_fxp_scatter")
 # ```
 
 # %%
-for name, value in {"fxp_n": found["n"], "fxp_lp_ood_float": found["lp_ood"]["float"],
-                    "fxp_lp_ood_fixed": found["lp_ood"]["fixed"], "fxp_ft_id_float": found["ft_id"]["float"],
-                    "fxp_ft_id_fixed": found["ft_id"]["fixed"], "fxp_same_rank_id": found["same_rank"]["id"],
+for name, value in {"fxp_n": found["n"], "fxp_lpwin_float": found["lp_ood"]["float"],
+                    "fxp_lpwin_fixed": found["lp_ood"]["fixed"], "fxp_ftwin_float": found["ft_id"]["float"],
+                    "fxp_ftwin_fixed": found["ft_id"]["fixed"], "fxp_same_rank_id": found["same_rank"]["id"],
                     "fxp_same_rank_ood": found["same_rank"]["ood"]}.items():
     report.glue_number(name, value)
 report.glue_number("fxp_max_drop", found["max_drop"], digits=2)
@@ -274,17 +275,17 @@ if archived:
           f"fingerprint {a0['code_fingerprint']} ({'the same as' if a0['code_fingerprint'] == records[0]['code_fingerprint'] else 'differs from'} "
           f"this code); compute time summed over seeds {sum(r['results']['seconds'] for r in archived):.0f} s")
     report.glue_number("fxp_arch_n", arch["n"])
-    report.glue_number("fxp_arch_lp_ood_float", arch["lp_ood"]["float"])
-    report.glue_number("fxp_arch_lp_ood_fixed", arch["lp_ood"]["fixed"])
-    report.glue_number("fxp_arch_ft_id_float", arch["ft_id"]["float"])
-    report.glue_number("fxp_arch_ft_id_fixed", arch["ft_id"]["fixed"])
+    report.glue_number("fxp_arch_lpwin_float", arch["lp_ood"]["float"])
+    report.glue_number("fxp_arch_lpwin_fixed", arch["lp_ood"]["fixed"])
+    report.glue_number("fxp_arch_ftwin_float", arch["ft_id"]["float"])
+    report.glue_number("fxp_arch_ftwin_fixed", arch["ft_id"]["fixed"])
     report.glue_number("fxp_arch_max_drop", arch["max_drop"], digits=2)
     display(arch_checks)
     display(arch_summary.loc[["LP", "FT", "LP-FT"]])
 else:
     print("no archived full-profile run yet: `lpft-run fixed-point --profile full` writes archive/fixed-point-full/")
-    for name in ("fxp_arch_n", "fxp_arch_lp_ood_float", "fxp_arch_lp_ood_fixed", "fxp_arch_ft_id_float",
-                 "fxp_arch_ft_id_fixed", "fxp_arch_max_drop"):
+    for name in ("fxp_arch_n", "fxp_arch_lpwin_float", "fxp_arch_lpwin_fixed", "fxp_arch_ftwin_float",
+                 "fxp_arch_ftwin_fixed", "fxp_arch_max_drop"):
         report.glue_number(name, "—")
 
 # %% [markdown]
@@ -304,14 +305,14 @@ else:
 #   {glue:text}`fxp_lpft_id_fixed`% / {glue:text}`fxp_lpft_ood_fixed`% (float {glue:text}`fxp_lpft_id_float`% /
 #   {glue:text}`fxp_lpft_ood_float`%). The largest mean change of any method on any split is
 #   {glue:text}`fxp_max_drop` points.
-# - **The ranking.** LP beats FT out of distribution in {glue:text}`fxp_lp_ood_float` of {glue:text}`fxp_n` seeds in
-#   float and {glue:text}`fxp_lp_ood_fixed` in fixed point. FT beats LP in distribution in {glue:text}`fxp_ft_id_float`
-#   and {glue:text}`fxp_ft_id_fixed`. The full ranking of all methods is unchanged in {glue:text}`fxp_same_rank_ood`
+# - **The ranking.** LP beats FT out of distribution in {glue:text}`fxp_lpwin_float` of {glue:text}`fxp_n` seeds in
+#   float and {glue:text}`fxp_lpwin_fixed` in fixed point. FT beats LP in distribution in {glue:text}`fxp_ftwin_float`
+#   and {glue:text}`fxp_ftwin_fixed`. The full ranking of all methods is unchanged in {glue:text}`fxp_same_rank_ood`
 #   of {glue:text}`fxp_n` seeds out of distribution and {glue:text}`fxp_same_rank_id` in distribution. Differences
 #   between methods of a fraction of a point reorder easily. In the archived full-profile run of
-#   {glue:text}`fxp_arch_n` seeds, LP beats FT out of distribution in {glue:text}`fxp_arch_lp_ood_float` seeds in float
-#   and {glue:text}`fxp_arch_lp_ood_fixed` in fixed point, FT beats LP in distribution in
-#   {glue:text}`fxp_arch_ft_id_float` and {glue:text}`fxp_arch_ft_id_fixed`, and no method's mean accuracy on any
+#   {glue:text}`fxp_arch_n` seeds, LP beats FT out of distribution in {glue:text}`fxp_arch_lpwin_float` seeds in float
+#   and {glue:text}`fxp_arch_lpwin_fixed` in fixed point, FT beats LP in distribution in
+#   {glue:text}`fxp_arch_ftwin_float` and {glue:text}`fxp_arch_ftwin_fixed`, and no method's mean accuracy on any
 #   split moves by more than {glue:text}`fxp_arch_max_drop` points.
 # - **Features.** Quantisation changes the penultimate features by {glue:text}`fxp_change_id` on ID inputs and
 #   {glue:text}`fxp_change_ood` on OOD inputs (mean over methods, ×100). Fine-tuning itself changes FT's features by
