@@ -80,8 +80,7 @@ records = robustness.run_all([supervised, *contrastive, *fewer], seeds, folder, 
 if cfg.profile == "full":  # a full run refreshes the committed archive
     robustness.archive(records, "experiments-digits-extra-full")
 print(f"{len(records)} records in {folder.relative_to(protocol.ROOT)}; code fingerprint "
-      f"{records[0]['code_fingerprint']}; compute time summed over records "
-      f"{sum(r['results']['seconds'] for r in records):.0f} s")
+      f"{records[0]['code_fingerprint']}")  # (compute times vary run to run: they are in the records, not printed)
 long = robustness.long_table(records)
 
 # %%

@@ -67,9 +67,7 @@ def run_once(folder: Path, config: dict, compute: Callable[[], dict], name: str 
     record = {"config": config, "results": results, "environment": environment(), "git_revision": git_revision(),
               "code_fingerprint": code, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     write_record(path, record)
-    # Return exactly what a later call reads back (JSON: sorted keys, strings for odd types), so that a chapter prints
-    # the same tables whether it computed its records or read them.
-    return json.loads(json.dumps(record, sort_keys=True, default=str))
+    return record
 
 
 def load_records(folder: Path) -> pd.DataFrame:
