@@ -122,9 +122,7 @@ def breeds_task(imagenet_root, split_file, *, name: str, size: int = 224, n_val:
     test = _breeds_set(root / "val", split["source"], size, workers)
     ood = _breeds_set(root / "val", split["target"], size, workers)
     if n_val:
-        perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(split_seed))
-        val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
-        train, val = ImageSet(train.x[train_idx], train.y[train_idx]), ImageSet(train.x[val_idx], train.y[val_idx])
+        train, val = train.hold_out(n_val, split_seed)
     else:
         val = test
     sizes = {"ID train (source, ImageNet train)": len(train), "ID-val": len(val),
@@ -180,9 +178,7 @@ def domainnet_task(domainnet_root, lists_root, *, id_domain: str = "sketch", ood
 
     train, test = load((id_domain, "train")), load((id_domain, "test"))
     if n_val:
-        perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(split_seed))
-        val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
-        train, val = ImageSet(train.x[train_idx], train.y[train_idx]), ImageSet(train.x[val_idx], train.y[val_idx])
+        train, val = train.hold_out(n_val, split_seed)
     else:
         val = test
     ood = {d: load((d, "test")) for d in ood_domains}

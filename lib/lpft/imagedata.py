@@ -222,6 +222,13 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.y)
 
+    def hold_out(self, n: int, seed: int) -> tuple[ImageSet, ImageSet]:
+        """``(rest, held_out)``: ``n`` random examples (fixed by ``seed``) held out, e.g. ID-val out of ID train; both
+        parts keep the original order."""
+        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        held, rest = perm[:n].sort().values, perm[n:].sort().values
+        return ImageSet(self.x[rest], self.y[rest]), ImageSet(self.x[held], self.y[held])
+
     def subset(self, n: int | None, seed: int = 0) -> ImageSet:
         """A fixed random subset of ``n`` examples (all of them when ``n`` is None or ≥ the size)."""
         if n is None or n >= len(self):
@@ -254,10 +261,8 @@ def cifar_task(data_root, *, ood=("STL-10", "CIFAR-10.1"), n_val: int = 5000, sp
     x, y = load_cifar10(data_root, "train")
     if not 0 < n_val < len(y):
         raise ValueError(f"n_val must lie in 1..{len(y) - 1}; got {n_val}")
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(split_seed))
-    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
-    train = ImageSet(x[train_idx], y[train_idx]).subset(max_train, split_seed)
-    val = ImageSet(x[val_idx], y[val_idx]).subset(max_eval, split_seed)
+    train, val = ImageSet(x, y).hold_out(n_val, split_seed)
+    train, val = train.subset(max_train, split_seed), val.subset(max_eval, split_seed)
     test = ImageSet(*load_cifar10(data_root, "test")).subset(max_eval, split_seed)
     ood_sets = {name: ImageSet(*known[name]()).subset(max_eval, split_seed) for name in ood}
     sizes = {"ID train (CIFAR-10 train)": len(train), "ID-val (held out of CIFAR-10 train)": len(val),
