@@ -40,32 +40,18 @@ source = "moco_v2"  # checkpoint format: "moco_v2" (the paper's backbone) or "to
 import tempfile
 
 import lpft
-import numpy as np
 import pandas as pd
-import seaborn as sns
-from lpft import imagedata, launch, paper, plotting, protocol, report
+from lpft import launch, paper, plotting, protocol, report
 
 cfg = lpft.start_chapter("experiments-cifar-stl", profile=profile, seed=seed, device=device)
 scratch = tempfile.TemporaryDirectory()  # the quick profile's generated files; removed when the kernel exits
-if cfg.synthetic:
-    data_root, checkpoint = launch.write_quick_inputs(scratch.name, cfg.arch, cfg.width)
-    missing = []
-    mode = (f"QUICK PROFILE (smoke test): generated images written as CIFAR-10 / STL-10 / CIFAR-10.1 files, and a "
-            f"{cfg.arch} of width {cfg.width} with random weights saved as a MoCo-v2 checkpoint; {cfg.image_size}px "
-            f"inputs, {cfg.epochs} epochs, {cfg.n_seeds} seeds. The code path is the full profile's; the numbers are "
-            f"not results about CIFAR-10 or STL-10.")
-else:
-    data_root, checkpoint = launch.resolve_inputs(data_root, checkpoint)
-    missing = launch.missing_inputs(data_root, checkpoint)
-    mode = (f"FULL PROFILE: {cfg.arch} from {checkpoint.name} ({source}), {cfg.image_size}px inputs, {cfg.epochs} "
-            f"epochs, {cfg.n_seeds} seeds, on {cfg.device}" +
-            (" (a CPU: expect days; this profile is meant for a GPU)." if cfg.device == "cpu" else ".")
-            if not missing else
-            "FULL PROFILE WITHOUT INPUTS: the data or the checkpoint is not on this machine, so nothing was run; "
-            "the tables below show only the paper's numbers. Missing:\n  " + "\n  ".join(missing) +
-            f"\nTo run the experiment, put the files there and run:\n  {launch.FULL_COMMAND}")
-ran = not missing
-print(mode)
+inputs = launch.chapter_inputs("cifar-stl", vars(cfg), scratch.name, data_root=data_root, checkpoint=checkpoint,
+                               source=source)
+ran = inputs.ran
+sweep = launch.sweep_from_settings(vars(cfg), data_root=inputs.data_root, checkpoint=inputs.checkpoint, source=source,
+                                   folder=launch.records_folder("cifar-stl", cfg.profile), device=cfg.device,
+                                   seed=cfg.seed) if ran else None
+print(launch.describe(inputs, sweep, cfg.profile))
 for name, split, m in (("stl", "STL-10", "FT"), ("stl", "STL-10", "LP"), ("stl", "STL-10", "LP-FT"),
                        ("c101", "CIFAR-10.1", "FT"), ("c101", "CIFAR-10.1", "LP"), ("c101", "CIFAR-10.1", "LP-FT"),
                        ("id", "CIFAR-10", "FT"), ("id", "CIFAR-10", "LP"), ("id", "CIFAR-10", "LP-FT")):
@@ -100,30 +86,19 @@ for name, split, m in (("stl", "STL-10", "FT"), ("stl", "STL-10", "LP"), ("stl",
 
 # %%
 if ran:
-    sweep = launch.sweep_from_settings(vars(cfg), data_root=data_root, checkpoint=checkpoint, source=source,
-                                       folder=protocol.RESULTS / cfg.chapter / cfg.profile, device=cfg.device,
-                                       seed=cfg.seed)
     task, _ = launch.load_task(sweep)
-    sizes = pd.DataFrame({"images": task.sizes})
-    n_runs = len(launch.jobs(sweep))
-    print(f"{n_runs} runs: LP once, FT and LP-FT at {len(sweep.ft_lrs)} and {len(sweep.lpft_lrs)} learning rates "
-          f"× {len(sweep.seeds)} seeds")
-    display(sizes)  # noqa: F821 (IPython's display)
+    print(f"{len(launch.jobs(sweep))} runs: LP once, FT and LP-FT at {len(sweep.ft_lrs)} and {len(sweep.lpft_lrs)} "
+          f"learning rates × {len(sweep.seeds)} seeds")
+    display(pd.DataFrame({"images": task.sizes}))  # noqa: F821 (IPython's display)
 else:
     print("no data on this machine: nothing was loaded")
 
 # %%
-fig, ax = plotting.figure(width=6.4, height=2.8)
 if ran:
-    rows = [("CIFAR-10 (ID)", task.test_id), *((f"{k} (OOD)", v) for k, v in task.ood.items())]
-    strip = [imagedata.prepare(data.x[:8], 64, mean=(0, 0, 0), std=(1, 1, 1)) for _, data in rows]
-    ax.imshow(np.concatenate([np.concatenate(list(s.permute(0, 2, 3, 1).numpy()), axis=1) for s in strip], axis=0))
-    ax.set(yticks=[32 + 64 * i for i in range(len(rows))], yticklabels=[r[0] for r in rows], xticks=[],
-           xlabel="the first eight test images of each set, shown at 64 × 64")
+    fig = plotting.example_images([("CIFAR-10 (ID)", task.test_id), *((f"{k} (OOD)", v) for k, v in task.ood.items())])
 else:
-    ax.text(0.5, 0.5, "no data on this machine:\nthis page shows the paper's numbers only", ha="center", va="center")
-    ax.set_axis_off()
-ax.grid(False)
+    fig, ax = plotting.figure(width=6.4, height=2.0)
+    plotting.placeholder(ax, "no data on this machine:\nthis page shows the paper's numbers only")
 plotting.finish(fig, "fig_cs_examples")
 
 # %% [markdown]
@@ -154,23 +129,13 @@ else:
 # what this page computed, and the difference is this run minus the paper.
 
 # %%
-compare = launch.compare_with_paper(summary) if ran else paper.table(
-    {"CIFAR-10": "ID", "STL-10": "OOD", "CIFAR-10.1": "OOD"})
+compare = launch.compare_with_paper(summary, "cifar-stl") if ran else paper.table(
+    [("CIFAR-10", "ID"), ("STL-10", "OOD"), ("CIFAR-10.1", "OOD")])
 print(paper.SOURCE)
 compare.round(1)
 
 # %%
-long = compare.melt(id_vars=["set", "method"], value_vars=["paper"] + (["this run"] if ran else []),
-                    var_name="source", value_name="accuracy")
-fig, axes = plotting.figure(ncols=2 if ran else 1, width=9.0 if ran else 5.0, height=3.6, sharey=True)
-for ax, src in zip(np.atleast_1d(axes), long["source"].unique()):
-    sns.barplot(data=long[long["source"] == src], x="set", y="accuracy", hue="method", palette=plotting.METHOD_COLORS,
-                hue_order=plotting.METHOD_ORDER, ax=ax)
-    ax.set(title="Kumar et al. (paper)" if src == "paper" else f"this run ({cfg.profile} profile)", xlabel="",
-           ylabel="accuracy (%)")
-    ax.legend(fontsize="small", title=None, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-for ax in np.atleast_1d(axes)[:-1]:
-    ax.get_legend().remove()
+fig = plotting.paper_vs_run(compare, cfg.profile, ran)
 plotting.finish(fig, "fig_cs_compare")
 
 # %% [markdown]
@@ -193,9 +158,9 @@ if ran:
     change = summary[change_cols].rename(columns=lambda c: c.removeprefix("change ") + " inputs")
     change.index = ["pretrained (= LP)" if m == "LP" else m for m in change.index]
     ratio = change.loc["FT", "ID inputs"] / change.loc["LP-FT", "ID inputs"]
-    print(f"FT changes the features {report.fmt(ratio)}× more than LP-FT on ID inputs "
-          f"({'more' if change.loc['FT', 'ID inputs'] > change.loc['FT', 'STL-10 inputs'] else 'less'} "
-          f"on ID than on STL-10 inputs)")
+    print(f"FT's feature change is {report.fmt(ratio)}× LP-FT's on ID inputs, and "
+          f"{'larger' if change.loc['FT', 'ID inputs'] > change.loc['FT', 'STL-10 inputs'] else 'smaller'} on ID than "
+          f"on STL-10 inputs")
 else:
     change, ratio = None, float("nan")
 print("the paper's measurement on Living-17 (reference Section 5), for scale:")
@@ -204,21 +169,10 @@ pd.DataFrame({k: {s: f"{v[0]} ± {v[1]}" for s, v in d.items()} for k, d in pape
 # %%
 if ran:
     display(report.table(change.reset_index(names="model"), floor=0.0))  # noqa: F821 (IPython's display)
-    long_change = runs[runs["method"] != "LP"].melt(id_vars=["method", "lr", "seed"],
-                                                   value_vars=[c for c in runs.columns if c.startswith("change ")],
-                                                   var_name="inputs", value_name="change")
-    long_change["inputs"] = long_change["inputs"].str.removeprefix("change ")
-    chosen = launch.select(runs)
-    long_change = long_change.merge(chosen[["method", "lr"]].drop_duplicates(), on=["method", "lr"])
-fig, ax = plotting.figure(width=6.0, height=3.6)
-if ran:
-    sns.barplot(data=long_change, x="inputs", y="change", hue="method", palette=plotting.METHOD_COLORS,
-                hue_order=["FT", "LP-FT"], errorbar=("pi", 90), ax=ax)
-    ax.set(yscale="log", xlabel="inputs", ylabel="feature change (mean squared, ×100)")
-    ax.legend(fontsize="small", title=None)
+    fig = plotting.feature_change(launch.feature_change_long(runs))
 else:
-    ax.text(0.5, 0.5, "not run on this machine", ha="center", va="center")
-    ax.set_axis_off()
+    fig, ax = plotting.figure(width=6.0, height=3.6)
+    plotting.placeholder(ax, "not run on this machine")
 plotting.finish(fig, "fig_cs_change")
 
 # %% [markdown]
@@ -237,18 +191,12 @@ plotting.finish(fig, "fig_cs_change")
 fig, axes = plotting.figure(ncols=2, width=9.0, height=3.6, sharex=False)
 if ran:
     grid = runs[runs["method"] != "LP"]
-    for ax, col in zip(axes, ("ID", "OOD STL-10")):
-        sns.lineplot(data=grid, x="lr", y=col, hue="method", palette=plotting.METHOD_COLORS, marker="o",
-                     errorbar=("pi", 90), ax=ax)
-        ax.axhline(summary.loc["LP", col], color=plotting.METHOD_COLORS["LP"], ls="--", lw=1, label="LP")
-        ax.set(xscale="log", xlabel="learning rate", ylabel=f"{col} accuracy (%)")
-        ax.legend(fontsize="small", title=None)
-    lr_table = grid.groupby(["method", "lr"])[["val", "ID", *[c for c in grid.columns if c.startswith("OOD ")]]]
-    lr_table = lr_table.mean().round(1)
-    display(lr_table)  # noqa: F821 (IPython's display)
+    plotting.lr_sensitivity(grid, summary.loc["LP"], ("ID", "OOD STL-10"), axes)
+    display(grid.groupby(["method", "lr"])[["val", "ID", *[c for c in grid.columns if c.startswith("OOD ")]]]  # noqa: F821
+            .mean().round(1))
 else:
     for ax in axes:
-        ax.set_axis_off()
+        plotting.placeholder(ax, "not run on this machine")
     print("not run on this machine")
 plotting.finish(fig, "fig_cs_lr")
 
@@ -287,9 +235,10 @@ print(f"profile: {cfg.profile}; ran: {ran}")
 # - **This run.** LP: {glue:text}`cs_lp_id`% ID, {glue:text}`cs_lp_stl`% STL-10, {glue:text}`cs_lp_c101`% CIFAR-10.1;
 #   FT: {glue:text}`cs_ft_id`%, {glue:text}`cs_ft_stl`%, {glue:text}`cs_ft_c101`%; LP-FT: {glue:text}`cs_lpft_id`%,
 #   {glue:text}`cs_lpft_stl`%, {glue:text}`cs_lpft_c101`%. LP beats FT on STL-10: {glue:text}`cs_lp_beats_ft_stl`.
-#   FT changed the features {glue:text}`cs_change_ratio` times more than LP-FT on ID inputs.
+#   FT's feature change on ID inputs is {glue:text}`cs_change_ratio` times LP-FT's.
 # - **In the `quick` profile these numbers are not evidence** about the paper: the images are generated, the network is
-#   a small random-weight ResNet, so there are no "good pretrained features" whose distortion the paper is about. The
+#   a small random-weight ResNet (only its BatchNorm statistics are set from the generated images), so there are no
+#   "good pretrained features" whose distortion the paper is about. The
 #   quick run checks that loading the real file formats, the checkpoint, LP's C sweep, FT and LP-FT with epoch
 #   checkpoints, selection, the records and this comparison work end to end.
 # - **The paper** reports, on STL-10, FT {glue:text}`cs_paper_ft_stl`%, LP {glue:text}`cs_paper_lp_stl`% and LP-FT

@@ -1,8 +1,14 @@
 """BREEDS (split file + ImageNet folder) and DomainNet (file lists) loaders read tiny image files written here."""
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lpft import filelists
@@ -76,3 +82,87 @@ def test_domainnet_task_from_file_lists(tmp_path):
     (lists / "real_test_mini.txt").unlink()
     with pytest.raises(MissingData, match="SENTRY"):
         filelists.domainnet_task(root, lists, size=8)
+
+
+def test_generated_breeds_tasks_load_through_the_real_layout(tmp_path):
+    counts = filelists.write_synthetic_breeds(tmp_path, "living17", n_train=3, n_val=2)
+    filelists.write_synthetic_breeds(tmp_path, "entity30", n_train=3, n_val=2)
+    assert filelists.missing_breeds(tmp_path, "living17") == [] == filelists.missing_breeds(tmp_path, "entity30")
+    imagenet, split_file = filelists.breeds_paths(tmp_path, "entity30")
+    split = filelists.read_breeds_split(split_file)
+    assert len(split["names"]) == 6 and all(len(s) == 2 for s in split["source"] + split["target"])
+    task = filelists.breeds_task(imagenet, split_file, name="Entity-30", size=40, workers=2)
+    assert task.train.x.shape == (6 * 2 * 3, 3, 40, 40) and task.n_classes == 6
+    assert len(task.ood["Entity-30 target"]) == 6 * 2 * 2 and task.val is task.test_id
+    living = filelists.breeds_task(*filelists.breeds_paths(tmp_path, "living17"), name="Living-17", size=40)
+    assert len(living.train) == counts["train"] == 4 * 2 * 3
+    assert not torch.equal(living.train.x[:6], task.train.x[:6])  # each task draws its own images
+    # the ImageNet class folders a split names are checked, train for the source, val for both
+    shutil.rmtree(imagenet / "val" / split["target"][1][0])
+    (missing,) = filelists.missing_breeds(tmp_path, "entity30")
+    assert "1 missing" in missing and split["target"][1][0] in missing and "data_root/imagenet" in missing
+    assert "scripts/breeds_splits.py" in filelists.missing_breeds(tmp_path / "elsewhere", "living17")[0]
+    with pytest.raises(ValueError, match="living17"):
+        filelists.breeds_paths(tmp_path, "living-17")
+
+
+def test_generated_domainnet_loads_at_the_papers_two_sizes(tmp_path):
+    filelists.write_synthetic_domainnet(tmp_path, n_train=4, n_test=3)
+    assert filelists.missing_domainnet(tmp_path) == []
+    task = filelists.domainnet_task(*filelists.domainnet_paths(tmp_path), size=16, train_size=20, workers=2)
+    assert task.train.x.shape == (4 * 4, 3, 20, 20) and task.test_id.x.shape == (4 * 3, 3, 16, 16)
+    assert task.n_classes == 4 and sorted(task.ood) == ["clipart", "painting", "real"]
+    assert task.train.y.tolist() == [k for k in range(4) for _ in range(4)]  # labels 3, 11, 24, 37 -> 0..3
+    sketch = task.train.x.float()
+    assert (sketch[:, 0] - sketch[:, 1]).abs().mean() < 3  # sketches are grey (JPEG adds a little colour)
+    (filelists.domainnet_paths(tmp_path)[1] / "clipart_test_mini.txt").unlink()
+    shutil.rmtree(tmp_path / "domainnet" / "painting")
+    lists, folders = filelists.missing_domainnet(tmp_path)
+    assert "clipart_test_mini.txt" in lists and "SENTRY" in lists and "painting" in folders
+
+
+def test_square_resize_is_bicubic_to_the_exact_size(tmp_path):
+    img = np.zeros((10, 30, 3), dtype=np.uint8)
+    img[:, :10] = 255  # the left third white
+    Image.fromarray(img).save(tmp_path / "a.png")
+    x = filelists.load_image(tmp_path / "a.png", 12, resize="square")
+    assert x.shape == (3, 12, 12) and x[:, :, :3].min() > 200 and x[:, :, -3:].max() < 30  # not cropped: squeezed
+    with pytest.raises(ValueError, match="resize"):
+        filelists.load_image(tmp_path / "a.png", 12, resize="stretch")
+
+
+def test_breeds_split_maps_imagenet_indices_to_wnids(tmp_path):
+    wnids = [f"n{i:08d}" for i in range(1000)]
+    split = filelists.breeds_split(["dog", "cat"], [[0, 5], [7]], [[1], [999, 2]], wnids)
+    assert split == {"names": ["dog", "cat"], "source": [["n00000000", "n00000005"], ["n00000007"]],
+                     "target": [["n00000001"], ["n00000999", "n00000002"]]}
+    with pytest.raises(MalformedData, match="1000"):
+        filelists.breeds_split(["dog"], [[0]], [[1]], wnids[:10])
+
+
+def test_the_breeds_script_writes_the_split_files(tmp_path):
+    """scripts/breeds_splits.py against a stand-in for the robustness library (same call and return shape)."""
+    fake = tmp_path / "fake" / "robustness" / "tools"
+    fake.mkdir(parents=True)
+    (fake.parent / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "breeds_helpers.py").write_text(
+        "def _make(n):\n"
+        "    def make(info_dir, split=None):\n"
+        "        assert split == 'rand'\n"
+        "        return list(range(n)), ([[2 * i] for i in range(n)], [[2 * i + 1] for i in range(n)]), "
+        "{i: f'super {i}' for i in range(n)}\n"
+        "    return make\n"
+        "make_living17, make_entity30 = _make(17), _make(30)\n")
+    imagenet = tmp_path / "imagenet"
+    for i in range(1000):
+        (imagenet / "train" / f"n{i:08d}").mkdir(parents=True)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "breeds_splits.py"
+    proc = subprocess.run([sys.executable, str(script), "--info-dir", str(tmp_path), "--imagenet", str(imagenet),
+                           "--out", str(tmp_path / "breeds")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path / "fake")}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    split = filelists.read_breeds_split(tmp_path / "breeds" / "entity30.json")
+    assert len(split["names"]) == 30 and split["names"][3] == "super 3"
+    assert split["source"][3] == ["n00000006"] and split["target"][3] == ["n00000007"]
+    assert len(filelists.read_breeds_split(tmp_path / "breeds" / "living17.json")["names"]) == 17

@@ -171,3 +171,58 @@ def test_missing_files_lists_every_absent_file_per_dataset(tmp_path):
     lines = imagedata.missing_files(tmp_path)
     assert len(lines) == 2 and "data_batch_3" in lines[0] and "cifar-10-python.tar.gz" in lines[0]
     assert "cifar10.1_v6_labels.npy" in lines[1]
+
+
+def test_random_crop_boxes_copy_the_pixels_exactly_and_flip_half_of_them():
+    x = torch.randint(0, 256, (64, 3, 20, 18), dtype=torch.uint8)
+    boxes = imagedata.crop_boxes(64, 20, 18, "random-crop", 16, imagedata.augmentation_generator(3, 1, 0))
+    out = imagedata.augment(x, boxes, 16, mean=(0, 0, 0), std=(1, 1, 1))
+    for i, (top, left, h, w, flip) in enumerate(boxes.long().tolist()):
+        assert (h, w) == (16, 16) and 0 <= top <= 4 and 0 <= left <= 2
+        ref = x[i, :, top:top + 16, left:left + 16].float() / 255
+        assert torch.allclose(out[i], ref.flip(-1) if flip else ref, atol=1e-5)
+    assert 0 < boxes[:, 4].sum() < 64  # both flipped and unflipped crops occur
+    with pytest.raises(ValueError, match="at least"):
+        imagedata.crop_boxes(4, 10, 10, "random-crop", 16, imagedata.augmentation_generator(0, 1))
+    with pytest.raises(ValueError, match="augmentation"):
+        imagedata.crop_boxes(4, 10, 10, "cutout", 8, imagedata.augmentation_generator(0, 1))
+
+
+def test_random_resized_crop_boxes_follow_the_rule():
+    n, height, width = 20000, 40, 30
+    boxes = imagedata.crop_boxes(n, height, width, "random-resized-crop", 16, imagedata.augmentation_generator(0, 1))
+    top, left, h, w, flip = boxes.unbind(1)
+    assert (top >= 0).all() and (left >= 0).all() and (top + h <= height).all() and (left + w <= width).all()
+    area, aspect = h * w / (height * width), w / h
+    assert area.min() >= 0.08 * 0.9 and area.max() <= 1  # rounding to whole pixels moves the fraction a little
+    assert aspect.min() >= 3 / 4 * 0.9 and aspect.max() <= 4 / 3 * 1.1
+    assert abs(flip.mean().item() - 0.5) < 0.02
+    # the same (seed, stream, epoch) gives the same draws; another epoch other draws
+    again = imagedata.crop_boxes(n, height, width, "random-resized-crop", 16, imagedata.augmentation_generator(0, 1))
+    other = imagedata.crop_boxes(n, height, width, "random-resized-crop", 16, imagedata.augmentation_generator(0, 1, 1))
+    assert torch.equal(boxes, again) and not torch.equal(boxes, other)
+    # a very wide image: no try fits within 10, so the whole image is used, its aspect ratio clamped to 4/3, centred
+    wide = imagedata.crop_boxes(50, 2, 200, "random-resized-crop", 2, imagedata.augmentation_generator(0, 1))
+    assert (wide[:, 2] == 2).all() and (wide[:, 3] == 3).all() and (wide[:, 1] == (200 - 3) // 2).all()
+
+
+def test_resized_crops_sample_the_box_and_centre_crop_is_the_middle():
+    x = torch.zeros((1, 3, 32, 32), dtype=torch.uint8)
+    x[..., 8:24, 8:24] = 255  # a white square in the middle
+    box = torch.tensor([[8.0, 8.0, 16.0, 16.0, 0.0]])
+    assert torch.allclose(imagedata.augment(x, box, 8, mean=(0, 0, 0), std=(1, 1, 1)), torch.ones(1, 3, 8, 8))
+    centre = imagedata.prepare(x, 16, mean=(0, 0, 0), std=(1, 1, 1), centre_crop=True)
+    assert torch.equal(centre, torch.ones(1, 3, 16, 16))
+    assert imagedata.prepare(x, 64, centre_crop=True).shape == (1, 3, 64, 64)  # smaller than size: only resized
+
+
+def test_capped_task_keeps_an_id_val_that_is_the_id_test_set():
+    def images(n, value):
+        return imagedata.ImageSet(torch.full((n, 3, 4, 4), value, dtype=torch.uint8), torch.arange(n) % 2)
+
+    test = images(10, 1)
+    task = imagedata.ImageTask("t", images(20, 0), test, test, {"o": images(12, 2)}, 2,
+                               sizes={"train": 20, "val": 10, "test": 10, "ood": 12})
+    small = task.capped(5, 4)
+    assert small.val is small.test_id and small.sizes == {"train": 5, "val": 4, "test": 4, "ood": 4}
+    assert task.capped(None, None) is task

@@ -1,5 +1,8 @@
 """LP, FT and LP-FT at paper scale, on a tiny task: the LP head, frozen BatchNorm in LP-FT, epoch checkpoints that
 resume bit-exactly on a CPU, and the GPU settings (bf16 autocast, channels-last) exercised on the CPU."""
+import copy
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -83,14 +86,16 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("eval_mode", [False, True])
-def test_a_killed_run_resumes_from_its_epoch_checkpoint_bit_exactly(task, tmp_path, eval_mode):
+@pytest.mark.parametrize("eval_mode, augment", [(False, "none"), (True, "none"), (False, "random-resized-crop"),
+                                                (True, "random-crop")])
+def test_a_killed_run_resumes_from_its_epoch_checkpoint_bit_exactly(task, tmp_path, eval_mode, augment):
     bb = backbone()
+    rt = replace(RT, augment=augment, image_size=24)  # crops of 24 px out of the 32 px images
 
     def start():
         return largescale.with_fresh_head(bb, task.n_classes, seed=3)
 
-    kwargs = dict(lr=0.05, epochs=4, seed=3, eval_mode=eval_mode, rt=RT)
+    kwargs = dict(lr=0.05, epochs=4, seed=3, eval_mode=eval_mode, rt=rt)
     reference, ref_info = largescale.train(start(), task, **kwargs)
 
     def stop_after_two(epoch):
@@ -132,3 +137,38 @@ def test_bf16_autocast_and_channels_last_run_on_cpu(task):
     assert largescale.Runtime.for_device("cpu").precision == "fp32"
     with pytest.raises(ValueError, match="precision"):
         largescale.Runtime(precision="fp16")
+
+
+def test_accumulated_micro_batches_take_the_whole_batchs_step_when_batchnorm_is_frozen(task):
+    bb = backbone()
+    start = largescale.with_fresh_head(bb, task.n_classes, seed=0)
+    whole, _ = largescale.train(copy.deepcopy(start), task, lr=0.05, epochs=2, seed=0, eval_mode=True, rt=RT)
+    parts, _ = largescale.train(copy.deepcopy(start), task, lr=0.05, epochs=2, seed=0, eval_mode=True,
+                                rt=replace(RT, accumulate=4))
+    a, b = whole.state_dict(), parts.state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=2e-5) for k in a)
+    assert not state_equal(whole, start)
+    with pytest.raises(ValueError, match="accumulate"):
+        largescale.Runtime(batch_size=16, accumulate=3)
+    with pytest.raises(ValueError, match="augment"):
+        largescale.Runtime(augment="mixup")
+
+
+def test_calibrated_batchnorm_holds_the_statistics_of_the_data(task):
+    bb = backbone()
+    rt = replace(RT, eval_batch_size=len(task.train))  # one batch: the running statistics are its own
+    largescale.calibrate_batchnorm(bb, task.train, rt)
+    assert not bb.training and bb.bn1.momentum == 0.1
+    with torch.no_grad():
+        z = bb.conv1(rt.inputs(task.train.x))
+    assert torch.allclose(bb.bn1.running_mean, z.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(bb.bn1.running_var, z.var((0, 2, 3), unbiased=True), rtol=1e-4)
+
+
+def test_lp_features_of_an_augmented_view_are_fixed_by_the_seed(task):
+    bb, rt = backbone(), replace(RT, augment="random-resized-crop")
+    draw = lambda seed: rt.crops(task.train, imagedata.augmentation_generator(seed, 2))  # noqa: E731
+    plain = largescale.features(bb, task.train, rt)
+    view0, again, view1 = (largescale.features(bb, task.train, rt, draw(s)) for s in (0, 0, 1))
+    assert torch.equal(view0, again) and not torch.allclose(view0, view1) and not torch.allclose(view0, plain)
+    assert RT.crops(task.train, imagedata.augmentation_generator(0, 2)) is None  # no augmentation: no draws

@@ -15,11 +15,15 @@ import pytest
 from lpft import largescale, launch, paper, profiles
 
 IGNORED = ("seconds", "paths", "device")
+CHAPTER = launch.EXPERIMENTS["cifar-stl"].chapter
+
+
+TINY = {**profiles.CHAPTERS[CHAPTER]["quick"], "width": 4, "image_size": 16}
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    return launch.write_quick_inputs(tmp_path_factory.mktemp("inputs"), "resnet18", 4)
+    return launch.write_quick_inputs(tmp_path_factory.mktemp("inputs"), TINY, "cifar-stl")
 
 
 def make_sweep(inputs, folder, **changes):
@@ -139,13 +143,13 @@ def test_summary_selects_the_lr_with_the_best_mean_validation_accuracy():
 
 
 def test_the_full_profile_is_the_papers_grid():
-    full = launch.sweep_from_settings(profiles.CHAPTERS[launch.CHAPTER]["full"], data_root="d", checkpoint="c",
+    full = launch.sweep_from_settings(profiles.CHAPTERS[CHAPTER]["full"], data_root="d", checkpoint="c",
                                       folder="f", device="cuda")
     assert (full.arch, full.width, full.epochs, full.batch_size, full.image_size) == ("resnet50", 64, 20, 64, 224)
     assert full.ft_lrs == (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2) and full.lpft_lrs == (3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4)
     assert len(full.Cs) == 50 and np.isclose(full.Cs[0], 1e-7) and np.isclose(full.Cs[-1], 100.0)
     assert full.seeds == (0, 1, 2) and full.runtime().precision == "bf16" and full.runtime().channels_last
-    quick = launch.sweep_from_settings(profiles.CHAPTERS[launch.CHAPTER]["quick"], data_root="d", checkpoint="c",
+    quick = launch.sweep_from_settings(profiles.CHAPTERS[CHAPTER]["quick"], data_root="d", checkpoint="c",
                                        folder="f", device="cpu", seed=5)
     assert quick.seeds == (5, 6) and quick.runtime().precision == "fp32"
 
@@ -159,9 +163,9 @@ def test_missing_inputs_are_listed_and_the_command_line_refuses_to_start(tmp_pat
 
 
 def test_command_line_runs_a_profile_into_records(inputs, tmp_path, monkeypatch, capsys):
-    tiny = {**profiles.CHAPTERS[launch.CHAPTER]["quick"], "n_seeds": 1, "width": 4, "epochs": 1, "image_size": 16,
+    tiny = {**profiles.CHAPTERS[CHAPTER]["quick"], "n_seeds": 1, "width": 4, "epochs": 1, "image_size": 16,
             "ft_lrs": (0.05,), "lpft_lrs": (0.01,), "Cs": (1.0,), "n_val": 40, "max_train": 64, "max_eval": 20}
-    monkeypatch.setitem(profiles.CHAPTERS, launch.CHAPTER, {"quick": tiny, "full": tiny})
+    monkeypatch.setitem(profiles.CHAPTERS, CHAPTER, {"quick": tiny, "full": tiny})
     data_root, checkpoint = inputs
     monkeypatch.setenv(launch.ENV_DATA_ROOT, str(data_root))
     assert launch.main(["--profile", "quick", "--checkpoint", str(checkpoint), "--device", "cpu",
@@ -186,3 +190,84 @@ def test_slurm_submission_asks_for_one_gpu_per_job_and_the_options(tmp_path, mon
                  "--ntasks-per-node=1"):
         assert f"#SBATCH {line}" in script, line
     assert ex._executor.parameters["array_parallelism"] == 4
+
+
+BD = "experiments-breeds-domainnet"
+BD_TINY = {**profiles.CHAPTERS[BD]["quick"], "width": 4, "image_size": 32, "load_size": 36, "epochs": 1,
+           "ft_lrs": (0.01,), "lpft_lrs": (0.001,), "Cs": (0.1, 1.0), "feature_n": 20}
+
+
+def tiny_sweep(tmp_path, experiment):
+    data_root, checkpoint = launch.write_quick_inputs(tmp_path / "inputs", BD_TINY, experiment)
+    return launch.sweep_from_settings(BD_TINY, data_root=data_root, checkpoint=checkpoint, folder=tmp_path / "records",
+                                      device="cpu", experiment=experiment)
+
+
+def test_augmented_experiments_probe_once_per_seed_and_lp_ft_starts_from_its_seeds_head(tmp_path, monkeypatch):
+    sweep = tiny_sweep(tmp_path, "living17")
+    assert (sweep.augment, sweep.centre_crop, sweep.n_val, sweep.arch) == ("random-resized-crop", True, None,
+                                                                           "resnet18")
+    assert [launch.job_name(j) for j in launch.jobs(sweep)] == [
+        "LP-seed0", "LP-seed1", "FT-lr0.01-seed0", "FT-lr0.01-seed1", "LP-FT-lr0.001-seed0", "LP-FT-lr0.001-seed1"]
+    starts = {}
+    real = largescale.lp_ft
+    monkeypatch.setattr(largescale, "lp_ft", lambda bb, probe, task, **k: starts.setdefault(k["seed"], probe.W) is None
+                        or real(bb, probe, task, **k))
+    records = {launch.job_name(r["config"]): r for r in launch.run_sweep(sweep)}
+    lp = {s: launch.probe_of(records[f"LP-seed{s}"]).W for s in (0, 1)}
+    assert not np.array_equal(lp[0], lp[1])  # each seed probes its own augmented view
+    assert all(np.array_equal(starts[s], lp[s]) for s in (0, 1))
+    assert records["LP-seed1"]["config"]["seed"] == 1
+    summary = launch.summarise(list(records.values()))
+    assert summary.loc["LP", "seeds"] == 2 and summary.loc["LP", "ID ±"] >= 0
+    compare = launch.compare_with_paper(summary, "living17").set_index(["set", "split", "method"])
+    assert compare.loc[("Living-17", "OOD", "FT"), "paper"] == paper.OOD_ACCURACY["Living-17"]["FT"][0]
+    assert compare.loc[("Living-17", "ID", "FT"), "paper"] == paper.ID_ACCURACY["Living-17"]["FT"][0]
+    assert compare.loc[("Living-17", "OOD", "LP"), "this run"] == summary.loc["LP", "OOD Living-17 target"]
+
+
+def test_domainnet_reports_the_mean_over_its_three_ood_domains(tmp_path):
+    sweep = replace(tiny_sweep(tmp_path, "domainnet"), seeds=(0,))
+    assert (sweep.source, sweep.arch, sweep.accumulate, sweep.augment) == ("clip", "RN50", 2, "random-crop")
+    assert sweep.runtime().mean == launch.clip.CLIP_MEAN
+    runs = launch.runs_table(launch.run_sweep(sweep))
+    assert np.allclose(runs["OOD mean"], runs[["OOD clipart", "OOD painting", "OOD real"]].mean(axis=1))
+    compare = launch.compare_with_paper(launch.summarise(launch.run_sweep(sweep)), "domainnet")
+    assert list(zip(compare["set"], compare["split"]))[::3] == [("DomainNet", "ID"), ("DomainNet", "OOD")]
+    order = launch.orderings(launch.summarise(launch.run_sweep(sweep)), "domainnet").set_index("comparison")
+    assert order.loc["FT > LP on ID (DomainNet)", "paper"] == "no"  # the paper's FT is worse than LP even ID
+    assert order.loc["LP > FT on OOD mean (DomainNet)", "paper"] == "yes"
+    assert set(launch.orderings(None, "domainnet")["this run"]) == {"not run"}
+
+
+def test_each_experiments_full_profile_has_the_papers_settings():
+    def full(experiment):
+        return launch.sweep_from_settings(profiles.CHAPTERS[launch.EXPERIMENTS[experiment].chapter]["full"],
+                                          data_root="d", checkpoint="c", folder="f", device="cuda",
+                                          experiment=experiment)
+
+    for name in ("living17", "entity30"):
+        s = full(name)
+        assert (s.source, s.arch, s.width, s.epochs, s.batch_size, s.accumulate) == ("moco_v2", "resnet50", None, 20, 64,
+                                                                                     1)
+        assert (s.augment, s.centre_crop, s.load_size, s.image_size, s.n_val) == ("random-resized-crop", True, 256,
+                                                                                  224, None)
+    d = full("domainnet")
+    assert (d.source, d.arch, d.epochs, d.batch_size, d.accumulate, d.augment, d.load_size) == (
+        "clip", "RN50", 50, 32, 2, "random-crop", 256)
+    assert d.runtime().precision == "bf16" and d.seeds == (0, 1, 2) and len(d.Cs) == 50
+    assert full("living17").lpft_lrs == (3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4)
+    with pytest.raises(ValueError, match="unknown experiment"):
+        launch.sweep_from_settings(BD_TINY, data_root="d", checkpoint="c", folder="f", device="cpu",
+                                   experiment="imagenet")
+
+
+def test_missing_breeds_and_domainnet_inputs_name_the_files_and_the_command(tmp_path, capsys):
+    lines = launch.missing_inputs(tmp_path, tmp_path / "RN50.pt", "domainnet", "clip")
+    assert any("domainnet/lists" in line for line in lines) and any("RN50" in line for line in lines)
+    assert launch.main(["--experiment", "living17", "--data-root", str(tmp_path), "--checkpoint",
+                        str(tmp_path / "moco.pth.tar")]) == 1
+    err = capsys.readouterr().err
+    assert "breeds/living17.json" in err and "moco_v2_800ep_pretrain.pth.tar" in err
+    assert "LPFT_CLIP_CHECKPOINT" in launch.full_command("domainnet") and BD in launch.full_command("entity30")
+    assert launch.records_folder("entity30", "full").parts[-3:] == (BD, "full", "entity30")

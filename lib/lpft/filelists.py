@@ -12,11 +12,21 @@ Reference Section 3.1 (LP-FT paper, Kumar et al., ICLR 2022):
   _mini.txt`` (lines ``<path relative to the DomainNet root> <label>``) for sketch (ID) and real / painting / clipart
   (OOD); labels are mapped to 0..K-1 in sorted order of the ID training list's labels.
 
-Images are decoded with Pillow, resized (shorter side to ``size``) and centre-cropped to ``size``×``size``, and kept as
-uint8 :class:`~lpft.imagedata.ImageSet`s, so they feed the same training code as CIFAR. **Not done yet**: the paper's
-training augmentation for these sets (BREEDS: RandomResizedCrop + flip; DomainNet: random crop + flip) and their
-sweeps and chapter; so far these are loaders only. Missing files raise :class:`~lpft.imagedata.MissingData` naming
-them; malformed lists raise :class:`~lpft.imagedata.MalformedData`.
+Under one ``data_root`` the experiments expect (:data:`LAYOUT`; any folder may be a symbolic link)::
+
+    data_root/imagenet/{train,val}/<wnid>/*.JPEG           # ILSVRC-2012, val sorted into class folders
+    data_root/breeds/living17.json, entity30.json           # the BREEDS splits as JSON (see above)
+    data_root/domainnet/<domain>/<class>/*.jpg              # the DomainNet archives, unpacked
+    data_root/domainnet/lists/<domain>_{train,test}_mini.txt  # SENTRY's 40-class file lists
+
+Images are decoded with Pillow once, when the task is loaded, and kept as uint8 :class:`~lpft.imagedata.ImageSet`s at
+the size the paper's transforms start from (reference 3.3): BREEDS shorter side resized to 256 and centre-cropped
+(training crops are drawn from that square, evaluation takes its central 224), DomainNet resized to 256×256 (training,
+bicubic; random 224 crops are drawn from it) and to 224×224 (evaluation, bicubic). The random parts of the transforms
+run per batch on the training device (:func:`lpft.imagedata.augment`). Missing files raise
+:class:`~lpft.imagedata.MissingData` naming them; malformed lists raise :class:`~lpft.imagedata.MalformedData`.
+:func:`write_synthetic_breeds` and :func:`write_synthetic_domainnet` write small generated images in these layouts
+(JPEG files, split JSON, file lists) for the tests and the ``quick`` profile.
 """
 from __future__ import annotations
 
@@ -27,27 +37,39 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lpft import imagedata
 from lpft.imagedata import ImageSet, ImageTask, MalformedData, MissingData
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 DOMAINNET_OOD = ("real", "painting", "clipart")
 HOW_TO_GET = {
-    "ImageNet": "point imagenet_root at an ImageNet (ILSVRC-2012) folder with train/<wnid>/ and val/<wnid>/ class "
-                "folders (val sorted into class folders)",
-    "BREEDS": "write the split of robustness.tools.breeds_helpers.make_living17 / make_entity30 (BREEDS hierarchy "
-              "files from the BREEDS-Benchmarks repository) as JSON {names, source, target}",
-    "DomainNet": "download DomainNet (http://ai.bu.edu/M3SDA/) into domainnet_root, and the SENTRY 40-class file lists "
-                 "(<domain>_<split>_mini.txt, github.com/virajprabhu/SENTRY, data/DomainNet/txt/) into lists_root",
+    "ImageNet": "put an ImageNet (ILSVRC-2012) folder with train/<wnid>/ and val/<wnid>/ class folders (val sorted "
+                "into class folders) at data_root/imagenet (a symbolic link will do)",
+    "BREEDS": "write the split of robustness.tools.breeds_helpers.make_living17 / make_entity30 as JSON {names, source, "
+              "target} to data_root/breeds/<task>.json: scripts/breeds_splits.py does it, in an environment with the "
+              "robustness library and the BREEDS hierarchy files (github.com/MadryLab/BREEDS-Benchmarks)",
+    "DomainNet": "download DomainNet (http://ai.bu.edu/M3SDA/) and unpack its domains into data_root/domainnet/, and put "
+                 "the SENTRY 40-class file lists (<domain>_<split>_mini.txt, github.com/virajprabhu/SENTRY, "
+                 "data/DomainNet/txt/) into data_root/domainnet/lists/",
 }
 
 
-def load_image(path: Path, size: int) -> np.ndarray:
-    """One image as uint8 (3, size, size): RGB, shorter side resized to ``size`` (bilinear), centre crop."""
+RESIZES = ("shorter", "square")
+
+
+def load_image(path: Path, size: int, resize: str = "shorter") -> np.ndarray:
+    """One image as uint8 (3, size, size), RGB: ``"shorter"`` resizes the shorter side to ``size`` (bilinear) and
+    centre-crops (torchvision's Resize(size) + CenterCrop(size)); ``"square"`` resizes to ``size``×``size`` (bicubic,
+    the paper's DomainNet Resize((size, size)))."""
     from PIL import Image
 
+    if resize not in RESIZES:
+        raise ValueError(f"resize must be one of {RESIZES}; got {resize!r}")
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
+            if resize == "square":
+                return np.asarray(im.resize((size, size), Image.BICUBIC), dtype=np.uint8).transpose(2, 0, 1).copy()
             w, h = im.size
             scale = size / min(w, h)
             im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
@@ -59,10 +81,11 @@ def load_image(path: Path, size: int) -> np.ndarray:
         raise MalformedData(f"{path} is not a readable image ({e})") from e
 
 
-def load_images(paths: list[Path], labels: list[int], size: int, workers: int = 8) -> ImageSet:
+def load_images(paths: list[Path], labels: list[int], size: int, workers: int = 8, resize: str = "shorter"
+                ) -> ImageSet:
     """Decode ``paths`` (in order, ``workers`` threads) into an :class:`ImageSet` with ``labels``."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        images = list(pool.map(lambda p: load_image(p, size), paths))
+        images = list(pool.map(lambda p: load_image(p, size, resize), paths))
     x = torch.from_numpy(np.stack(images)) if images else torch.empty((0, 3, size, size), dtype=torch.uint8)
     return ImageSet(x, torch.tensor(labels, dtype=torch.int64))
 
@@ -153,17 +176,20 @@ def read_file_list(path) -> tuple[list[str], list[int]]:
 
 
 def domainnet_task(domainnet_root, lists_root, *, id_domain: str = "sketch", ood_domains=DOMAINNET_OOD,
-                   size: int = 224, n_val: int | None = None, split_seed: int = 0, workers: int = 8) -> ImageTask:
+                   size: int = 224, train_size: int | None = None, n_val: int | None = None, split_seed: int = 0,
+                   workers: int = 8) -> ImageTask:
     """DomainNet sketch → real / painting / clipart (reference 3.1; the paper's OOD number is the mean over the three):
     ID train / test from ``<id_domain>_{train,test}_mini.txt``, each OOD set from ``<domain>_test_mini.txt``. Labels
-    are mapped to 0..K-1 by the sorted labels of the ID training list; a label absent from it is an error."""
+    are mapped to 0..K-1 by the sorted labels of the ID training list; a label absent from it is an error. Training
+    images are resized to ``train_size`` squared (default ``size``; the paper's 256, from which 224 crops are drawn),
+    evaluation images to ``size`` squared (bicubic, as the paper)."""
     lists, root = Path(lists_root), Path(domainnet_root)
     files = {(d, s): read_file_list(lists / f"{d}_{s}_mini.txt")
              for d, s in [(id_domain, "train"), (id_domain, "test"), *((d, "test") for d in ood_domains)]}
     classes = sorted(set(files[(id_domain, "train")][1]))
     index = {c: i for i, c in enumerate(classes)}
 
-    def load(key) -> ImageSet:
+    def load(key, size) -> ImageSet:
         rel, labels = files[key]
         unknown = sorted(set(labels) - set(index))
         if unknown:
@@ -174,14 +200,148 @@ def domainnet_task(domainnet_root, lists_root, *, id_domain: str = "sketch", ood
         if absent:
             raise MissingData(f"DomainNet: {len(absent)} images of {key[0]}_{key[1]}_mini.txt are missing, e.g. "
                               f"{absent[0]}. To obtain them, {HOW_TO_GET['DomainNet']}.")
-        return load_images(paths, [index[c] for c in labels], size, workers)
+        return load_images(paths, [index[c] for c in labels], size, workers, resize="square")
 
-    train, test = load((id_domain, "train")), load((id_domain, "test"))
+    train, test = load((id_domain, "train"), train_size or size), load((id_domain, "test"), size)
     if n_val:
         train, val = train.hold_out(n_val, split_seed)
     else:
         val = test
-    ood = {d: load((d, "test")) for d in ood_domains}
+    ood = {d: load((d, "test"), size) for d in ood_domains}
     sizes = {f"ID train ({id_domain})": len(train), "ID-val": len(val), f"ID test ({id_domain})": len(test),
              **{f"OOD ({d})": len(v) for d, v in ood.items()}}
     return ImageTask("domainnet", train, val, test, ood, n_classes=len(classes), sizes=sizes)
+
+
+def breeds_split(names: list[str], source: list[list[int]], target: list[list[int]], wnids: list[str]) -> dict:
+    """The split file's content from the ``robustness`` library's BREEDS output (superclass ``names`` and, per
+    superclass, ImageNet class indices of its ``source`` and ``target`` subclasses), with ``wnids`` the 1000 ImageNet
+    wnids in index order (sorted, as the class folders of ImageNet train sort)."""
+    if len(wnids) != 1000 or wnids != sorted(wnids):
+        raise MalformedData(f"expected the 1000 ImageNet wnids in sorted order; got {len(wnids)}")
+    if not (len(names) == len(source) == len(target)):
+        raise MalformedData("one source and one target list per superclass name are needed")
+    return {"names": list(names), "source": [[wnids[i] for i in s] for s in source],
+            "target": [[wnids[i] for i in t] for t in target]}
+
+
+# ---- the layout under one data_root, and what is missing from it --------------------------------------------------
+
+BREEDS_NAMES = {"living17": "Living-17", "entity30": "Entity-30"}
+LAYOUT = {"imagenet": "imagenet", "breeds": "breeds", "domainnet": "domainnet", "lists": "domainnet/lists"}
+
+
+def breeds_paths(data_root, name: str) -> tuple[Path, Path]:
+    """``(ImageNet folder, split file)`` of BREEDS task ``name`` (``living17`` or ``entity30``) under ``data_root``."""
+    if name not in BREEDS_NAMES:
+        raise ValueError(f"unknown BREEDS task {name!r}; known: {list(BREEDS_NAMES)}")
+    root = Path(data_root)
+    return root / LAYOUT["imagenet"], root / LAYOUT["breeds"] / f"{name}.json"
+
+
+def domainnet_paths(data_root) -> tuple[Path, Path]:
+    """``(DomainNet image root, SENTRY lists folder)`` under ``data_root``."""
+    root = Path(data_root)
+    return root / LAYOUT["domainnet"], root / LAYOUT["lists"]
+
+
+def _absent(what: str, paths: list[Path], how: str) -> list[str]:
+    return [f"{what}: {len(paths)} missing ({', '.join(str(p) for p in paths[:3])}"
+            f"{', …' if len(paths) > 3 else ''}). To obtain them, {how}."] if paths else []
+
+
+def missing_breeds(data_root, name: str) -> list[str]:
+    """One line per kind of absent input of BREEDS task ``name`` (empty when all are there): the split file, and the
+    ImageNet class folders it names (train and val)."""
+    imagenet, split_file = breeds_paths(data_root, name)
+    if not split_file.is_file():
+        return _absent(f"BREEDS {BREEDS_NAMES[name]} split file", [split_file], HOW_TO_GET["BREEDS"])
+    split = read_breeds_split(split_file)
+    wnids = [w for ws in split["source"] for w in ws], [w for ws in split["target"] for w in ws]
+    folders = [imagenet / "train" / w for w in wnids[0]] + [imagenet / "val" / w for w in wnids[0] + wnids[1]]
+    return _absent(f"ImageNet class folders of {BREEDS_NAMES[name]}", [f for f in folders if not f.is_dir()],
+                   HOW_TO_GET["ImageNet"])
+
+
+def missing_domainnet(data_root, id_domain: str = "sketch", ood_domains=DOMAINNET_OOD) -> list[str]:
+    """One line per kind of absent DomainNet input (empty when all are there): file lists and domain folders."""
+    root, lists = domainnet_paths(data_root)
+    names = [f"{id_domain}_train_mini.txt", f"{id_domain}_test_mini.txt", *(f"{d}_test_mini.txt" for d in ood_domains)]
+    return (_absent("DomainNet file lists", [lists / n for n in names if not (lists / n).is_file()],
+                    HOW_TO_GET["DomainNet"]) +
+            _absent("DomainNet domain folders", [root / d for d in (id_domain, *ood_domains) if not (root / d).is_dir()],
+                    HOW_TO_GET["DomainNet"]))
+
+
+# ---- small generated data in the real layouts ---------------------------------------------------------------------
+
+def _save_jpegs(images: np.ndarray, paths: list[Path]) -> None:
+    from PIL import Image
+
+    for img, path in zip(images, paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(img.transpose(1, 2, 0))).save(path, format="JPEG", quality=92)
+
+
+def write_synthetic_breeds(data_root, name: str, *, n_classes: int | None = None, n_sub: int = 2, n_train: int = 30,
+                           n_val: int = 10, size: tuple[int, int] = (44, 52), seed: int = 0) -> dict:
+    """A BREEDS-like task ``name`` in the real layout under ``data_root``: JPEG files in ``imagenet/{train,val}/<wnid>``
+    and the split ``breeds/<name>.json``. Each of ``n_classes`` superclasses is a random coloured wave pattern
+    (:func:`lpft.imagedata.pattern_images`); each of its ``2 n_sub`` subclasses (made-up wnids) adds its own colour
+    cast, the first ``n_sub`` are the source (ID), the rest the target (OOD): a subpopulation shift in miniature.
+    Images are ``size`` (height, width), not square, so the loader's resize and crop are exercised. By default
+    Living-17 gets 4 superclasses and Entity-30 6, each task its own random stream. Returns counts."""
+    imagenet, split_file = breeds_paths(data_root, name)
+    n_classes = n_classes or {"living17": 4, "entity30": 6}[name]
+    rng = np.random.default_rng((seed, sorted(BREEDS_NAMES).index(name)))
+    protos = imagedata.pattern_prototypes(n_classes, rng)
+    base = 9_000_000 + 1000 * sorted(BREEDS_NAMES).index(name)
+    split = {"names": [f"superclass {c}" for c in range(n_classes)], "source": [], "target": []}
+    for c in range(n_classes):
+        wnids = [f"n{base + 10 * c + j:08d}" for j in range(2 * n_sub)]
+        split["source"].append(wnids[:n_sub])
+        split["target"].append(wnids[n_sub:])
+        for j, wnid in enumerate(wnids):
+            cast = rng.uniform(-0.15, 0.15, 3)
+            for folder, n in (("train", n_train if j < n_sub else 0), ("val", n_val)):
+                images = imagedata.pattern_images(n, size, np.full(n, c), rng, protos, cast, 0.08)
+                _save_jpegs(images, [imagenet / folder / wnid / f"{wnid}_{i}.JPEG" for i in range(n)])
+    split_file.parent.mkdir(parents=True, exist_ok=True)
+    split_file.write_text(json.dumps(split, indent=1))
+    return {"train": n_classes * n_sub * n_train, "val (source)": n_classes * n_sub * n_val,
+            "val (target)": n_classes * n_sub * n_val}
+
+
+def _domain_style(images: np.ndarray, domain: str) -> np.ndarray:
+    """The generated domains' looks: sketch grey and high-contrast, clipart posterised, real and painting as drawn."""
+    x = images.astype(np.float64)
+    if domain == "sketch":
+        x = np.repeat(x.mean(1, keepdims=True), 3, axis=1)
+        x = (x - 128) * 1.6 + 128
+    elif domain == "clipart":
+        x = (x // 64) * 64 + 32
+    return np.clip(x, 0, 255).round().astype(np.uint8)
+
+
+def write_synthetic_domainnet(data_root, *, labels=(3, 11, 24, 37), n_train: int = 30, n_test: int = 10,
+                              size: tuple[int, int] = (44, 52), seed: int = 0) -> dict:
+    """A DomainNet-like task in the real layout under ``data_root``: JPEG files in ``domainnet/<domain>/<class>/`` and
+    SENTRY-style lists ``domainnet/lists/<domain>_{train,test}_mini.txt`` with the original (not contiguous)
+    ``labels``. Every domain draws the same class patterns in its own style (sketch: grey; painting: a colour cast
+    and more noise; clipart: posterised; real: plain). Returns counts."""
+    root, lists = domainnet_paths(data_root)
+    rng = np.random.default_rng(seed)
+    protos = imagedata.pattern_prototypes(len(labels), rng)
+    casts = {"sketch": 0.0, "real": 0.0, "painting": rng.uniform(-0.15, 0.15, 3), "clipart": 0.0}
+    noise = {"sketch": 0.06, "real": 0.06, "painting": 0.12, "clipart": 0.06}
+    lists.mkdir(parents=True, exist_ok=True)
+    for domain in ("sketch", *DOMAINNET_OOD):
+        for split, n in (("train", n_train), ("test", n_test)):
+            lines = []
+            for k, label in enumerate(labels):
+                images = imagedata.pattern_images(n, size, np.full(n, k), rng, protos, casts[domain], noise[domain])
+                rel = [f"{domain}/class_{label:03d}/{domain}_{split}_{label:03d}_{i:04d}.jpg" for i in range(n)]
+                _save_jpegs(_domain_style(images, domain), [root / r for r in rel])
+                lines += [f"{r} {label}" for r in rel]
+            (lists / f"{domain}_{split}_mini.txt").write_text("\n".join(lines) + "\n")
+    return {"per domain and split": {"train": n_train * len(labels), "test": n_test * len(labels)}}

@@ -248,6 +248,17 @@ class ImageTask:
     n_classes: int
     sizes: dict = field(default_factory=dict)
 
+    def capped(self, max_train: int | None, max_eval: int | None, seed: int = 0) -> ImageTask:
+        """The same task on fixed random subsets (by ``seed``) of at most ``max_train`` training and ``max_eval``
+        images per evaluation set, for smoke runs; an ID-val that is the ID test set stays that set."""
+        if max_train is None and max_eval is None:
+            return self
+        train, test = self.train.subset(max_train, seed), self.test_id.subset(max_eval, seed)
+        val = test if self.val is self.test_id else self.val.subset(max_eval, seed)
+        ood = {k: v.subset(max_eval, seed) for k, v in self.ood.items()}
+        sizes = dict(zip(self.sizes, (len(s) for s in (train, val, test, *ood.values()))))
+        return ImageTask(self.name, train, val, test, ood, self.n_classes, sizes)
+
 
 def cifar_task(data_root, *, ood=("STL-10", "CIFAR-10.1"), n_val: int = 5000, split_seed: int = 0,
                max_train: int | None = None, max_eval: int | None = None) -> ImageTask:
@@ -262,39 +273,127 @@ def cifar_task(data_root, *, ood=("STL-10", "CIFAR-10.1"), n_val: int = 5000, sp
     if not 0 < n_val < len(y):
         raise ValueError(f"n_val must lie in 1..{len(y) - 1}; got {n_val}")
     train, val = ImageSet(x, y).hold_out(n_val, split_seed)
-    train, val = train.subset(max_train, split_seed), val.subset(max_eval, split_seed)
-    test = ImageSet(*load_cifar10(data_root, "test")).subset(max_eval, split_seed)
-    ood_sets = {name: ImageSet(*known[name]()).subset(max_eval, split_seed) for name in ood}
+    test = ImageSet(*load_cifar10(data_root, "test"))
+    ood_sets = {name: ImageSet(*known[name]()) for name in ood}
     sizes = {"ID train (CIFAR-10 train)": len(train), "ID-val (held out of CIFAR-10 train)": len(val),
              "ID test (CIFAR-10 test)": len(test), **{f"OOD ({k})": len(v) for k, v in ood_sets.items()}}
-    return ImageTask("cifar10", train, val, test, ood_sets, n_classes=10, sizes=sizes)
+    task = ImageTask("cifar10", train, val, test, ood_sets, n_classes=10, sizes=sizes)
+    return task.capped(max_train, max_eval, split_seed)
 
 
 def prepare(x: torch.Tensor, size: int, device="cpu", mean=IMAGENET_MEAN, std=IMAGENET_STD,
-            channels_last: bool = False) -> torch.Tensor:
-    """A batch of uint8 images as the network's float input: moved to ``device``, scaled to [0, 1], resized to
-    ``size``×``size`` (bilinear, antialiased when shrinking; skipped when already that size) and normalised per channel.
-    The paper's CIFAR→STL transform is this resize to 224 with no augmentation (reference Section 3.3)."""
+            channels_last: bool = False, centre_crop: bool = False) -> torch.Tensor:
+    """A batch of uint8 images as the network's float input (the evaluation transform): moved to ``device``, scaled to
+    [0, 1], with ``centre_crop`` cut to its central ``size``×``size`` pixels when larger (BREEDS: images stored at 256,
+    then CenterCrop 224), resized to ``size``×``size`` (bilinear, antialiased when shrinking; skipped when already that
+    size) and normalised per channel. The paper's CIFAR→STL transform is the resize to 224 alone (reference 3.3)."""
     x = x.to(device, non_blocking=True).float().div_(255.0)
+    h, w = x.shape[-2:]
+    if centre_crop and min(h, w) > size:
+        top, left = (h - size) // 2, (w - size) // 2
+        x = x[..., top:top + size, left:left + size]
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                           antialias=x.shape[-1] > size)
+    return _normalise(x, mean, std, channels_last)
+
+
+def _normalise(x: torch.Tensor, mean, std, channels_last: bool) -> torch.Tensor:
     m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
     x = (x - m) / s
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+# ---- training augmentation (reference 3.3: BREEDS RandomResizedCrop + flip, DomainNet random crop + flip) --------------
+
+AUGMENTATIONS = ("none", "random-resized-crop", "random-crop")
+RRC_SCALE, RRC_RATIO, RRC_TRIES = (0.08, 1.0), (3 / 4, 4 / 3), 10
+
+
+def augmentation_generator(seed: int, stream: int, epoch: int = 0) -> torch.Generator:
+    """The random stream of one run's augmentation draws, fixed by (``seed``, ``stream``, ``epoch``): stream 1 is
+    training (one draw per epoch, so a resumed run sees the same crops), stream 2 the LP features' augmented view."""
+    state = np.random.SeedSequence((seed, stream, epoch)).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def crop_boxes(n: int, height: int, width: int, kind: str, size: int, generator: torch.Generator) -> torch.Tensor:
+    """One crop per image, float64 ``(n, 5)``: ``top, left, h, w`` in pixels and a horizontal ``flip`` flag (0 or 1,
+    probability 1/2).
+
+    ``"random-resized-crop"`` is RandomResizedCrop's rule: up to 10 tries of an area fraction uniform in (0.08, 1) and a
+    log-uniform aspect ratio in (3/4, 4/3), the first box that fits kept at a uniformly random place; where none fits,
+    the whole image with its aspect ratio clamped to that range, centred. ``"random-crop"`` is a ``size``×``size``
+    box at a uniformly random place (DomainNet: 224 out of 256)."""
+    if kind not in AUGMENTATIONS[1:]:
+        raise ValueError(f"augmentation must be one of {AUGMENTATIONS[1:]}; got {kind!r}")
+    g = generator
+    if kind == "random-crop":
+        if size > min(height, width):
+            raise ValueError(f"random-crop of {size} px needs images of at least that size; got {height}×{width}")
+        top = torch.randint(0, height - size + 1, (n,), generator=g).double()
+        left = torch.randint(0, width - size + 1, (n,), generator=g).double()
+        h = w = torch.full((n,), float(size), dtype=torch.float64)
+    else:
+        area = height * width
+        scale = torch.empty(n, RRC_TRIES, dtype=torch.float64).uniform_(*RRC_SCALE, generator=g)
+        log_ratio = torch.empty(n, RRC_TRIES, dtype=torch.float64).uniform_(*np.log(RRC_RATIO), generator=g)
+        ratio = log_ratio.exp()
+        ws, hs = (area * scale * ratio).sqrt().round(), (area * scale / ratio).sqrt().round()
+        fits = (ws >= 1) & (ws <= width) & (hs >= 1) & (hs <= height)
+        first = fits.double().argmax(1)  # the first try that fits (0 where none does: replaced below)
+        w, h = ws.gather(1, first[:, None])[:, 0], hs.gather(1, first[:, None])[:, 0]
+        u = torch.rand(n, 2, dtype=torch.float64, generator=g)
+        top, left = (u[:, 0] * (height - h + 1)).floor(), (u[:, 1] * (width - w + 1)).floor()
+        none = ~fits.any(1)
+        if none.any():  # the whole image, aspect ratio clamped, centred
+            aspect = width / height
+            fw = float(width) if aspect <= RRC_RATIO[1] else round(height * RRC_RATIO[1])
+            fh = float(height) if aspect >= RRC_RATIO[0] else round(width / RRC_RATIO[0])
+            w[none], h[none] = float(fw), float(fh)
+            top[none], left[none] = float((height - fh) // 2), float((width - fw) // 2)
+    flip = (torch.rand(n, generator=g) < 0.5).double()
+    return torch.stack([top, left, h, w, flip], 1)
+
+
+def augment(x: torch.Tensor, boxes: torch.Tensor, size: int, device="cpu", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+            channels_last: bool = False) -> torch.Tensor:
+    """A batch of uint8 images as augmented network inputs (the training transform): each image's crop box
+    (:func:`crop_boxes`) resized to ``size``×``size`` and flipped where its flag is set, in one batched bilinear
+    ``grid_sample`` on ``device``, then normalised. A ``size`` crop at integer offsets is copied exactly; a larger box
+    is resampled without antialiasing (torchvision antialiases; the difference is small for crops near ``size``)."""
+    x = x.to(device, non_blocking=True).float().div_(255.0)
+    n, _, height, width = x.shape
+    top, left, h, w, flip = boxes.to(device=x.device, dtype=torch.float64).unbind(1)
+    theta = torch.zeros(n, 2, 3, dtype=torch.float64, device=x.device)
+    theta[:, 0, 0] = w / width * (1 - 2 * flip)          # horizontal scale; negative: mirrored
+    theta[:, 0, 2] = (2 * left + w) / width - 1          # box centre in normalised coordinates
+    theta[:, 1, 1] = h / height
+    theta[:, 1, 2] = (2 * top + h) / height - 1
+    grid = F.affine_grid(theta.float(), [n, 3, size, size], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return _normalise(x, mean, std, channels_last)
+
+
 # ---- small generated data in the real formats ---------------------------------------------------------------------
 
-def _class_images(n: int, size: int, labels: np.ndarray, rng: np.random.Generator, protos: list,
-                  colour_shift: float, noise: float) -> np.ndarray:
-    """Images whose class is a smooth coloured pattern (sum of the class's two plane waves, evaluated on a
-    ``size``×``size`` grid of the unit square, so the same class looks alike at 32 and 96 px), plus a random phase,
-    a global colour cast ``colour_shift`` and pixel noise."""
-    grid = (np.arange(size) + 0.5) / size
-    yy, xx = np.meshgrid(grid, grid, indexing="ij")
-    out = np.empty((n, 3, size, size), dtype=np.float64)
+def pattern_prototypes(n: int, rng: np.random.Generator) -> list:
+    """``n`` random class patterns for :func:`pattern_images`: two plane-wave frequencies, their amplitudes and a
+    colour."""
+    return [(rng.uniform(0.5, 3, 2), rng.uniform(0.5, 3, 2), rng.uniform(0.5, 1), rng.uniform(0.5, 1),
+             rng.uniform(-1, 1, 3)) for _ in range(n)]
+
+
+def pattern_images(n: int, size: int | tuple[int, int], labels: np.ndarray, rng: np.random.Generator,
+                   protos: list, colour_shift, noise: float) -> np.ndarray:
+    """Images whose class is a smooth coloured pattern (sum of the class's two plane waves, evaluated on a grid of the
+    unit square of ``size`` = side or (height, width) pixels, so the same class looks alike at 32 and 96 px), plus a
+    random phase, a colour cast ``colour_shift`` (a number, or one per channel) and pixel noise."""
+    height, width = (size, size) if np.isscalar(size) else size
+    yy, xx = np.meshgrid((np.arange(height) + 0.5) / height, (np.arange(width) + 0.5) / width, indexing="ij")
+    colour_shift = np.broadcast_to(np.asarray(colour_shift, dtype=np.float64), (3,))[:, None, None]
+    out = np.empty((n, 3, height, width), dtype=np.float64)
     for i, c in enumerate(labels):
         (f1, f2, a1, a2, colour) = protos[c]
         phase = rng.uniform(0, 2 * np.pi, 2)
@@ -315,15 +414,14 @@ def write_synthetic_root(data_root, *, n_train: int = 400, n_test: int = 200, n_
     number of images written per file set.
     """
     rng = np.random.default_rng(seed)
-    protos = [(rng.uniform(0.5, 3, 2), rng.uniform(0.5, 3, 2), rng.uniform(0.5, 1), rng.uniform(0.5, 1),
-               rng.uniform(-1, 1, 3)) for _ in range(11)]  # 10 CIFAR classes + a monkey class (index 10)
+    protos = pattern_prototypes(11, rng)  # 10 CIFAR classes + a monkey class (index 10)
     y_train, y_test, y_c101 = (rng.integers(0, 10, n) for n in (n_train, n_test, n_c101))
-    write_cifar10(data_root, "train", _class_images(n_train, 32, y_train, rng, protos, 0.0, 0.08), y_train)
-    write_cifar10(data_root, "test", _class_images(n_test, 32, y_test, rng, protos, 0.0, 0.08), y_test)
-    write_cifar101(data_root, _class_images(n_c101, 32, y_c101, rng, protos, 0.0, 0.12), y_c101)
+    write_cifar10(data_root, "train", pattern_images(n_train, 32, y_train, rng, protos, 0.0, 0.08), y_train)
+    write_cifar10(data_root, "test", pattern_images(n_test, 32, y_test, rng, protos, 0.0, 0.08), y_test)
+    write_cifar101(data_root, pattern_images(n_c101, 32, y_c101, rng, protos, 0.0, 0.12), y_c101)
     cifar_to_stl = {c: s for s, c in STL_TO_CIFAR.items()}
     stl_labels = rng.choice([*cifar_to_stl.values(), 8], n_stl)              # STL's own 1-based labels, monkey = 8
     proto_index = np.array([10 if s == 8 else STL_TO_CIFAR[int(s)] for s in stl_labels])
     for split in ("train", "test"):
-        write_stl10(data_root, split, _class_images(n_stl, STL_SIZE, proto_index, rng, protos, 0.08, 0.15), stl_labels)
+        write_stl10(data_root, split, pattern_images(n_stl, STL_SIZE, proto_index, rng, protos, 0.08, 0.15), stl_labels)
     return {"CIFAR-10 train": n_train, "CIFAR-10 test": n_test, "CIFAR-10.1": n_c101, "STL-10 train/test": n_stl}

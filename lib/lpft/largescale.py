@@ -12,7 +12,9 @@ The same three methods as :mod:`lpft.methods` (the CPU digit chapter), for a :cl
   in ``eval()`` mode (BatchNorm statistics frozen, the paper's ``use_net_val_mode``).
 
 FT and LP-FT share :func:`train`: SGD with momentum 0.9, no weight decay, cross-entropy, cosine learning rate stepped
-once per epoch, batches in an order fixed by (seed, epoch), early stopping at the epoch with the best ID-val accuracy
+once per epoch, batches in an order fixed by (seed, epoch), the experiment's training augmentation (none for CIFAR,
+RandomResizedCrop + flip for BREEDS, random crop + flip for DomainNet; drawn from (seed, epoch) on the CPU, applied on
+the device), gradient accumulation over micro-batches where the paper used it (DomainNet), early stopping at the epoch with the best ID-val accuracy
 (the pretrained starting point is never a candidate). On a GPU it runs under bf16 autocast with channels-last
 tensors (:class:`Runtime`). After every epoch it can write a checkpoint (model, optimizer, scheduler, RNG states and
 the early-stopping state) atomically, and it resumes from one: on a CPU a resumed run ends bit-identical to an
@@ -47,7 +49,10 @@ LP_MAX_ITER = 200  # the paper's sklearn setting (reference Section 3.4)
 @dataclass(frozen=True)
 class Runtime:
     """Where and how a run computes: device, autocast precision for training and accuracy (features for LP and
-    feature change are always float32), channels-last memory format, input size, batch sizes, progress bars."""
+    feature change are always float32), channels-last memory format, batch sizes, progress bars, and how stored
+    images become inputs (reference 3.3): ``image_size``, the evaluation ``centre_crop``, the training ``augment``
+    (one of :data:`lpft.imagedata.AUGMENTATIONS`, with a horizontal flip), the backbone's input normalisation
+    ``mean``/``std``, and ``accumulate`` micro-batches per SGD step (DomainNet: batch 32 as 2 × 16)."""
     device: str = "cpu"
     precision: str = "fp32"
     channels_last: bool = False
@@ -55,10 +60,19 @@ class Runtime:
     batch_size: int = BATCH_SIZE
     eval_batch_size: int = 256
     progress: bool = False
+    augment: str = "none"
+    centre_crop: bool = False
+    accumulate: int = 1
+    mean: tuple = imagedata.IMAGENET_MEAN
+    std: tuple = imagedata.IMAGENET_STD
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
+        if self.augment not in imagedata.AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {imagedata.AUGMENTATIONS}; got {self.augment!r}")
+        if self.accumulate < 1 or self.batch_size % self.accumulate:
+            raise ValueError(f"accumulate must divide batch_size; got {self.accumulate} and {self.batch_size}")
 
     @classmethod
     def for_device(cls, device: str, **options) -> Runtime:
@@ -72,7 +86,24 @@ class Runtime:
         return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        return imagedata.prepare(x, self.image_size, self.device, channels_last=self.channels_last)
+        """Evaluation inputs of a uint8 batch (no randomness)."""
+        return imagedata.prepare(x, self.image_size, self.device, self.mean, self.std,
+                                 channels_last=self.channels_last, centre_crop=self.centre_crop)
+
+    def crops(self, data: imagedata.ImageSet, generator: torch.Generator) -> torch.Tensor | None:
+        """One augmentation draw (crop box and flip) per image of ``data``; None without augmentation."""
+        if self.augment == "none":
+            return None
+        _, _, height, width = data.x.shape
+        return imagedata.crop_boxes(len(data), height, width, self.augment, self.image_size, generator)
+
+    def train_inputs(self, x: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
+        """Training inputs of a uint8 batch with its images' draws from :meth:`crops` (plain inputs when None)."""
+        if boxes is None:
+            return imagedata.prepare(x, self.image_size, self.device, self.mean, self.std,
+                                     channels_last=self.channels_last)
+        return imagedata.augment(x, boxes, self.image_size, self.device, self.mean, self.std,
+                                 channels_last=self.channels_last)
 
     def place(self, model: nn.Module) -> nn.Module:
         model.to(self.device)
@@ -82,23 +113,28 @@ class Runtime:
 # ---- measurements -------------------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def _outputs(fn: Callable, model: nn.Module, data: imagedata.ImageSet, rt: Runtime, exact: bool) -> torch.Tensor:
+def _outputs(fn: Callable, model: nn.Module, data: imagedata.ImageSet, rt: Runtime, exact: bool,
+             boxes: torch.Tensor | None = None) -> torch.Tensor:
     was_training = model.training
     model.eval()
     rt.place(model)
     out = []
     for i in range(0, len(data), rt.eval_batch_size):
+        part = slice(i, i + rt.eval_batch_size)
+        x = rt.inputs(data.x[part]) if boxes is None else rt.train_inputs(data.x[part], boxes[part])
         with rt.autocast(enabled=not exact):
-            out.append(fn(rt.inputs(data.x[i:i + rt.eval_batch_size])).float().cpu())
+            out.append(fn(x).float().cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
 
 
-def features(model: nn.Module, data: imagedata.ImageSet, rt: Runtime) -> torch.Tensor:
+def features(model: nn.Module, data: imagedata.ImageSet, rt: Runtime, boxes: torch.Tensor | None = None
+             ) -> torch.Tensor:
     """Penultimate features (float32, on the CPU) of ``data``, network in ``eval()`` mode; ``model`` is a
-    :class:`~lpft.backbones.Classifier` or a bare backbone."""
+    :class:`~lpft.backbones.Classifier` or a bare backbone. With ``boxes`` (:meth:`Runtime.crops`), of that augmented
+    view of each image (the paper's LP trains on one augmented view of each training image)."""
     fn = model.features if hasattr(model, "features") else model
-    return _outputs(fn, model, data, rt, exact=True)
+    return _outputs(fn, model, data, rt, exact=True, boxes=boxes)
 
 
 def accuracy(model: nn.Module, data: imagedata.ImageSet, rt: Runtime) -> float:
@@ -112,6 +148,23 @@ def feature_change(before: torch.Tensor, model: nn.Module, data: imagedata.Image
     """Mean over examples and dimensions of the squared change of the penultimate features, ×100 (the paper's
     metric, reference Section 5); ``before`` are the pretrained features of the same ``data``."""
     return 100.0 * ((features(model, data, rt) - before) ** 2).mean().item()
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, data: imagedata.ImageSet, rt: Runtime) -> nn.Module:
+    """Set every BatchNorm layer's running statistics to the average over ``data``'s batches (evaluation inputs, in
+    batches of ``rt.eval_batch_size``), weights unchanged; the model is left in ``eval()`` mode."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    rt.place(model).train()
+    for i in range(0, len(data), rt.eval_batch_size):
+        model(rt.inputs(data.x[i:i + rt.eval_batch_size]))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return model.eval()
 
 
 # ---- LP -----------------------------------------------------------------------------------------------------------
@@ -189,9 +242,11 @@ def train(model: Classifier, task: imagedata.ImageTask, *, lr: float, epochs: in
     rate used).
 
     SGD (momentum 0.9, no weight decay), cross-entropy, cosine schedule with T_max = ``epochs`` stepped per epoch;
+    batches in an order fixed by (seed, epoch) and, with the runtime's ``augment``, one crop and flip per image drawn
+    from (seed, epoch) too; ``rt.accumulate`` micro-batches per step (BatchNorm sees each micro-batch).
     ``eval_mode`` keeps the network in ``eval()`` mode (LP-FT) instead of ``train()`` (FT). With ``checkpoint``, the
-    state after each epoch is written there atomically and a run finding one resumes after its epoch (a checkpoint
-    of another configuration is refused). ``on_epoch_end(epoch)`` is called after each epoch's checkpoint.
+    state after each epoch is written there atomically and a run finding one resumes after its epoch (a checkpoint of
+    another configuration is refused). ``on_epoch_end(epoch)`` is called after each epoch's checkpoint.
     """
     rt.place(model)
     if torch.device(rt.device).type == "cuda":
@@ -201,7 +256,8 @@ def train(model: Classifier, task: imagedata.ImageTask, *, lr: float, epochs: in
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=MOMENTUM, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
     meta = {"lr": float(lr), "epochs": int(epochs), "seed": int(seed), "eval_mode": bool(eval_mode),
-            "n_train": len(task.train), "batch_size": rt.batch_size}
+            "n_train": len(task.train), "batch_size": rt.batch_size, "accumulate": rt.accumulate,
+            "augment": rt.augment}
     progress = {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "history": []}
     best_state = None
     if checkpoint is not None and Path(checkpoint).exists():
@@ -221,16 +277,19 @@ def train(model: Classifier, task: imagedata.ImageTask, *, lr: float, epochs: in
         used_lr = opt.param_groups[0]["lr"]
         total, batches = torch.zeros((), device=rt.device), 0
         order = batch_order(n, seed, epoch)
+        boxes = rt.crops(task.train, imagedata.augmentation_generator(seed, 1, epoch))
         for idx in order.split(rt.batch_size):
-            if len(idx) == 1 and not eval_mode and batches:  # BatchNorm cannot train on one example
+            if len(idx) < 2 * rt.accumulate and not eval_mode and batches:  # BatchNorm cannot train on one example
                 continue
-            x, y = rt.inputs(task.train.x[idx]), task.train.y[idx].to(rt.device)
-            with rt.autocast():
-                loss = F.cross_entropy(model(x).float(), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            for part in idx.tensor_split(rt.accumulate):  # micro-batches; the gradient is the whole batch's mean
+                x = rt.train_inputs(task.train.x[part], None if boxes is None else boxes[part])
+                with rt.autocast():
+                    loss = F.cross_entropy(model(x).float(), task.train.y[part].to(rt.device))
+                loss = loss * (len(part) / len(idx)) if rt.accumulate > 1 else loss
+                loss.backward()
+                total += loss.detach()
             opt.step()
-            total += loss.detach()
             batches += 1
         schedule.step()
         val = accuracy(model, task.val, rt)

@@ -1,13 +1,16 @@
 """Resumable sweeps of the paper-scale experiments: one record per run, run here or on a Slurm cluster (submitit).
 
-A :class:`Sweep` is everything one table of the paper needs (reference Sections 3.3-3.4): the task's files, the
-backbone's checkpoint, the LP ``C`` grid, the FT and LP-FT learning-rate grids, epochs and seeds. It expands into
-:func:`jobs`: one LP run (deterministic here: no augmentation, ``eval()``-mode features, L-BFGS, so it does not depend
-on the seed), and one FT and one LP-FT run per (learning rate, seed). :func:`run_job` runs one of them through
-:func:`lpft.runs.run_once`: a finished run's record (config, results, versions, git revision) is read back, never
-recomputed; a run that was killed resumes from its last epoch checkpoint (``<folder>/checkpoints/``, deleted once
-the record is written). Records are keyed on the config, the sha256 of the checkpoint file, a digest of the loaded
-images and the source of the modules that compute them (:data:`CODE_MODULES`).
+An :class:`Experiment` is one family of columns of the paper's Tables 1-2 (reference Sections 3.1-3.3): CIFAR-10 →
+STL-10 / CIFAR-10.1, BREEDS Living-17 and Entity-30, DomainNet; it fixes the data, the paper's backbone, its training
+settings and augmentation. A :class:`Sweep` is everything one experiment's table needs: the data root, the backbone's
+checkpoint, the LP ``C`` grid, the FT and LP-FT learning-rate grids, epochs and seeds. It expands into :func:`jobs`:
+LP (once when there is no augmentation, since it is then deterministic: ``eval()``-mode features and L-BFGS; once per
+seed otherwise, each on its own augmented view of the training images, as the paper's 3 LP seeds), and one FT and one
+LP-FT run per (learning rate, seed); LP-FT of seed s starts from LP's head of seed s. :func:`run_job` runs one of them
+through :func:`lpft.runs.run_once`: a finished run's record (config, results, versions, git revision) is read back,
+never recomputed; a run that was killed resumes from its last epoch checkpoint (``<folder>/checkpoints/``, deleted
+once the record is written). Records are keyed on the config, the sha256 of the checkpoint file, a digest of the
+loaded images and the source of the modules that compute them (:data:`CODE_MODULES`).
 
 :func:`run_sweep` runs the jobs in two stages (LP and FT, then LP-FT, which starts from the LP head): ``inline`` in
 this process (the default), or through submitit's ``local`` (subprocesses on this machine), ``debug`` (in process)
@@ -16,8 +19,8 @@ or ``slurm`` executors. :func:`summarise` selects each method's learning rate by
 
 The command line runs a sweep without the chapter (e.g. on a cluster); the chapter then reads the same records::
 
-    lpft-sweep --profile full --data-root /data --checkpoint /weights/moco_v2_800ep_pretrain.pth.tar \\
-        --device cuda --executor slurm --slurm-partition gpu
+    lpft-sweep --experiment living17 --profile full --data-root /data \\
+        --checkpoint /weights/moco_v2_800ep_pretrain.pth.tar --device cuda --executor slurm --slurm-partition gpu
 """
 from __future__ import annotations
 
@@ -34,15 +37,53 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lpft import backbones, imagedata, largescale, runs
+from lpft import backbones, clip, filelists, imagedata, largescale, runs
 from lpft.execute import ROOT
 from lpft.protocol import interval90
 
-CODE_MODULES = ("imagedata", "backbones", "largescale", "launch", "methods")
-EXPERIMENTS = {"cifar-stl": {"id": "CIFAR-10", "ood": ("STL-10", "CIFAR-10.1")}}
+CODE_MODULES = ("imagedata", "filelists", "backbones", "clip", "largescale", "launch", "methods")
 EXECUTORS = ("inline", "local", "debug", "slurm")
-CHAPTER = "experiments-cifar-stl"
-ENV_DATA_ROOT, ENV_CHECKPOINT = "LPFT_DATA_ROOT", "LPFT_CHECKPOINT"
+ENV_DATA_ROOT, ENV_CHECKPOINT, ENV_CLIP_CHECKPOINT = "LPFT_DATA_ROOT", "LPFT_CHECKPOINT", "LPFT_CLIP_CHECKPOINT"
+DEFAULT_CHECKPOINTS = {"moco_v2": "moco_v2_800ep_pretrain.pth.tar", "torchvision": "resnet50-0676ba61.pth",
+                       "clip": "RN50.pt"}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One family of columns of the paper's Tables 1-2 (reference 3.1-3.3): the book chapter that shows it, its ID
+    column, which summary column fills which OOD column (``"OOD mean"``: the mean over the task's OOD sets, as the
+    paper's DomainNet number), the paper's backbone, training settings and transforms. ``load_size``: the size images
+    are stored at before the transforms (None: the files' own); ``n_val``: ID-val held out of ID train (None: the ID
+    test set doubles as ID-val, as in the paper's BREEDS and DomainNet runs)."""
+    chapter: str
+    id_set: str
+    paper_ood: dict
+    source: str = "moco_v2"
+    arch: str = "resnet50"
+    epochs: int = 20
+    batch_size: int = 64
+    accumulate: int = 1
+    augment: str = "none"
+    centre_crop: bool = False
+    load_size: int | None = None
+    n_val: int | None = 5000
+
+
+_BREEDS = dict(augment="random-resized-crop", centre_crop=True, load_size=256, n_val=None)
+EXPERIMENTS = {
+    "cifar-stl": Experiment("experiments-cifar-stl", "CIFAR-10", {"OOD STL-10": "STL-10", "OOD CIFAR-10.1": "CIFAR-10.1"}),
+    "living17": Experiment("experiments-breeds-domainnet", "Living-17", {"OOD Living-17 target": "Living-17"}, **_BREEDS),
+    "entity30": Experiment("experiments-breeds-domainnet", "Entity-30", {"OOD Entity-30 target": "Entity-30"}, **_BREEDS),
+    "domainnet": Experiment("experiments-breeds-domainnet", "DomainNet", {"OOD mean": "DomainNet"}, source="clip",
+                            arch="RN50", epochs=50, batch_size=32, accumulate=2, augment="random-crop", load_size=256,
+                            n_val=None),
+}
+
+
+def experiment_of(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known: {list(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
 
 
 @dataclass(frozen=True)
@@ -53,7 +94,7 @@ class Sweep:
     folder: str
     source: str = "moco_v2"
     arch: str = "resnet50"
-    width: int = 64
+    width: int | None = None  # None: the architecture's published width
     experiment: str = "cifar-stl"
     seeds: tuple = (0, 1, 2)
     Cs: tuple = tuple(float(c) for c in np.logspace(-7, 2, 50))
@@ -62,7 +103,11 @@ class Sweep:
     epochs: int = 20
     image_size: int = 224
     batch_size: int = 64
-    n_val: int = 5000
+    accumulate: int = 1
+    augment: str = "none"
+    centre_crop: bool = False
+    load_size: int | None = None
+    n_val: int | None = 5000
     max_train: int | None = None
     max_eval: int | None = None
     feature_n: int = 2000
@@ -75,18 +120,40 @@ class Sweep:
     def runtime(self) -> largescale.Runtime:
         options = {k: v for k, v in (("precision", self.precision), ("channels_last", self.channels_last))
                    if v is not None}
-        return largescale.Runtime.for_device(self.device, image_size=self.image_size, batch_size=self.batch_size,
-                                             progress=self.progress, **options)
+        mean, std = (clip.CLIP_MEAN, clip.CLIP_STD) if self.source == "clip" else \
+            (imagedata.IMAGENET_MEAN, imagedata.IMAGENET_STD)
+        return largescale.Runtime.for_device(
+            self.device, image_size=self.image_size, batch_size=self.batch_size, accumulate=self.accumulate,
+            augment=self.augment, centre_crop=self.centre_crop, mean=mean, std=std, progress=self.progress, **options)
 
 
 # ---- inputs, loaded once per process ------------------------------------------------------------------------------
 
+def build_task(data_root, experiment: str, *, n_val: int | None, image_size: int, load_size: int | None,
+               max_train: int | None = None, max_eval: int | None = None) -> imagedata.ImageTask:
+    """The :class:`~lpft.imagedata.ImageTask` of ``experiment`` from its files under ``data_root`` (layouts in
+    :mod:`lpft.imagedata` and :mod:`lpft.filelists`), capped to ``max_train`` / ``max_eval`` images for smoke runs."""
+    experiment_of(experiment)
+    if experiment == "cifar-stl":
+        if n_val is None:
+            raise ValueError("cifar-stl holds ID-val out of CIFAR-10 train: n_val must be a number (the paper: 5000)")
+        return imagedata.cifar_task(data_root, ood=("STL-10", "CIFAR-10.1"), n_val=n_val, max_train=max_train,
+                                    max_eval=max_eval)
+    if experiment in filelists.BREEDS_NAMES:
+        imagenet, split = filelists.breeds_paths(data_root, experiment)
+        task = filelists.breeds_task(imagenet, split, name=filelists.BREEDS_NAMES[experiment],
+                                     size=load_size or image_size, n_val=n_val)
+    else:
+        root, lists = filelists.domainnet_paths(data_root)
+        task = filelists.domainnet_task(root, lists, size=image_size, train_size=load_size, n_val=n_val)
+    return task.capped(max_train, max_eval)
+
+
 @functools.lru_cache(maxsize=2)
-def _task(data_root: str, experiment: str, n_val: int, max_train, max_eval) -> tuple[imagedata.ImageTask, str]:
-    if experiment not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {experiment!r}; known: {list(EXPERIMENTS)}")
-    task = imagedata.cifar_task(data_root, ood=EXPERIMENTS[experiment]["ood"], n_val=n_val, max_train=max_train,
-                                max_eval=max_eval)
+def _task(data_root: str, experiment: str, n_val, image_size: int, load_size, max_train, max_eval
+          ) -> tuple[imagedata.ImageTask, str]:
+    task = build_task(data_root, experiment, n_val=n_val, image_size=image_size, load_size=load_size,
+                      max_train=max_train, max_eval=max_eval)
     h = hashlib.sha256()
     for part in (task.train, task.val, task.test_id, *task.ood.values()):
         h.update(part.x.numpy().tobytes())
@@ -96,17 +163,20 @@ def _task(data_root: str, experiment: str, n_val: int, max_train, max_eval) -> t
 
 def load_task(sweep: Sweep) -> tuple[imagedata.ImageTask, str]:
     """The sweep's task and a digest of all its images and labels."""
-    return _task(str(sweep.data_root), sweep.experiment, sweep.n_val, sweep.max_train, sweep.max_eval)
+    return _task(str(sweep.data_root), sweep.experiment, sweep.n_val, sweep.image_size, sweep.load_size,
+                 sweep.max_train, sweep.max_eval)
 
 
 @functools.lru_cache(maxsize=2)
-def _backbone(checkpoint: str, source: str, arch: str, width: int) -> tuple[backbones.ResNet, str]:
-    return backbones.load_backbone(checkpoint, source, arch, width), backbones.file_digest(checkpoint)
+def _backbone(checkpoint: str, source: str, arch: str, width: int | None, image_size: int):
+    extra = {"image_size": image_size} if source == "clip" else {}  # CLIP's positional embeddings fix the size
+    model = backbones.load_backbone(checkpoint, source, arch, width, **extra)
+    return model, backbones.file_digest(checkpoint)
 
 
-def load_backbone(sweep: Sweep) -> tuple[backbones.ResNet, str]:
+def load_backbone(sweep: Sweep) -> tuple[torch.nn.Module, str]:
     """The sweep's pretrained backbone and the sha256 of its checkpoint file."""
-    return _backbone(str(sweep.checkpoint), sweep.source, sweep.arch, sweep.width)
+    return _backbone(str(sweep.checkpoint), sweep.source, sweep.arch, sweep.width, sweep.image_size)
 
 
 @functools.lru_cache(maxsize=2)
@@ -120,9 +190,15 @@ def _pretrained_features(sweep: Sweep) -> tuple[dict, dict]:
 
 # ---- the jobs -----------------------------------------------------------------------------------------------------
 
+def lp_job(sweep: Sweep, seed: int) -> dict:
+    """The LP run whose head LP-FT of ``seed`` starts from: the one LP run without augmentation, else seed's own."""
+    return {"method": "LP"} if sweep.augment == "none" else {"method": "LP", "seed": seed}
+
+
 def jobs(sweep: Sweep) -> list[dict]:
-    """Every run of the sweep: LP once, then FT and LP-FT per (learning rate, seed)."""
-    out = [{"method": "LP"}]
+    """Every run of the sweep: LP (once, or once per seed with augmentation), then FT and LP-FT per (learning rate,
+    seed)."""
+    out = list({str(j): j for j in (lp_job(sweep, s) for s in sweep.seeds)}.values())
     out += [{"method": "FT", "lr": lr, "seed": s} for lr in sweep.ft_lrs for s in sweep.seeds]
     out += [{"method": "LP-FT", "lr": lr, "seed": s} for lr in sweep.lpft_lrs for s in sweep.seeds]
     return out
@@ -135,12 +211,14 @@ def job_config(sweep: Sweep, job: dict) -> dict:
     common = {"experiment": sweep.experiment, "data": {"digest": data_digest, "n_val": sweep.n_val,
                                                        "max_train": sweep.max_train, "max_eval": sweep.max_eval},
               "backbone": {"source": sweep.source, "arch": sweep.arch, "width": sweep.width, "sha256": weights},
-              "image_size": sweep.image_size, "feature_n": sweep.feature_n}
+              "image_size": sweep.image_size, "feature_n": sweep.feature_n,
+              "transform": {"augment": sweep.augment, "centre_crop": sweep.centre_crop, "load_size": sweep.load_size}}
     lp = {"Cs": [float(c) for c in sweep.Cs], "max_iter": largescale.LP_MAX_ITER}
     rt = sweep.runtime()
-    training = {"epochs": sweep.epochs, "batch_size": sweep.batch_size, "precision": rt.precision}
+    training = {"epochs": sweep.epochs, "batch_size": sweep.batch_size, "precision": rt.precision,
+                "accumulate": sweep.accumulate}
     if job["method"] == "LP":
-        return {"method": "LP", "common": common, "lp": lp}
+        return {"method": "LP", "common": common, "lp": lp, **({"seed": int(job["seed"])} if "seed" in job else {})}
     if job["method"] not in ("FT", "LP-FT"):
         raise ValueError(f"method must be LP, FT or LP-FT; got {job['method']!r}")
     config = {"method": job["method"], "common": common, "training": training, "lr": float(job["lr"]),
@@ -149,7 +227,9 @@ def job_config(sweep: Sweep, job: dict) -> dict:
 
 
 def job_name(job: dict) -> str:
-    return "LP" if job["method"] == "LP" else f"{job['method']}-lr{job['lr']:g}-seed{job['seed']}"
+    if job["method"] == "LP":
+        return "LP" if job.get("seed") is None else f"LP-seed{job['seed']}"
+    return f"{job['method']}-lr{job['lr']:g}-seed{job['seed']}"
 
 
 def probe_of(record: dict) -> largescale.Probe:
@@ -173,7 +253,7 @@ def run_job(sweep: Sweep, job: dict, on_epoch_end=None) -> dict:
         backbone, _ = load_backbone(sweep)
         rt = sweep.runtime()
         if job["method"] == "LP":
-            out = _linear_probe(task, backbone, sweep, rt)
+            out = _linear_probe(task, backbone, sweep, rt, job.get("seed"))
         else:
             sets, before = _pretrained_features(sweep)
             options = {"lr": job["lr"], "epochs": sweep.epochs, "seed": job["seed"], "rt": rt,
@@ -181,7 +261,7 @@ def run_job(sweep: Sweep, job: dict, on_epoch_end=None) -> dict:
             if job["method"] == "FT":
                 model, info = largescale.fine_tune(backbone, task, **options)
             else:
-                probe = probe_of(run_job(sweep, {"method": "LP"}))
+                probe = probe_of(run_job(sweep, lp_job(sweep, job["seed"])))
                 model, info = largescale.lp_ft(backbone, probe, task, **options)
             out = {**largescale.evaluate(model, task, rt, before, sets), **info}
         device = torch.cuda.get_device_name(0) if torch.device(sweep.device).type == "cuda" else "cpu"
@@ -193,9 +273,13 @@ def run_job(sweep: Sweep, job: dict, on_epoch_end=None) -> dict:
     return record
 
 
-def _linear_probe(task, backbone, sweep: Sweep, rt) -> dict:
-    f = {name: largescale.features(backbone, data, rt)
-         for name, data in (("train", task.train), ("val", task.val), ("id", task.test_id), *task.ood.items())}
+def _linear_probe(task, backbone, sweep: Sweep, rt, seed: int | None) -> dict:
+    """LP's run: features of ID train (one augmented view per image, drawn from ``seed``, when the experiment
+    augments), ID-val, ID test and OOD sets; the C sweep; accuracies and the head."""
+    boxes = None if seed is None else rt.crops(task.train, imagedata.augmentation_generator(seed, 2))
+    f = {"train": largescale.features(backbone, task.train, rt, boxes)}
+    f.update({name: largescale.features(backbone, data, rt)
+              for name, data in (("val", task.val), ("id", task.test_id), *task.ood.items())})
     probe = largescale.linear_probe(f["train"], task.train.y, f["val"], task.val.y, sweep.Cs, task.n_classes,
                                     progress=rt.progress)
     return {"C": probe.C, "grid": probe.table, "val": probe.accuracy(f["val"], task.val.y),
@@ -251,13 +335,18 @@ def run_sweep(sweep: Sweep, executor: str = "inline", *, parallel: int = 1, log_
 # ---- reading the records back -------------------------------------------------------------------------------------
 
 def runs_table(records: list[dict]) -> pd.DataFrame:
-    """One row per run: method, lr, seed, ID-val / ID test / OOD accuracies (%), feature change, best epoch."""
+    """One row per run: method, lr, seed, ID-val / ID test / OOD accuracies (%), the mean over OOD sets where the
+    experiment reports it (DomainNet), feature change, best epoch."""
     rows = []
     for record in records:  # OOD sets in a fixed (sorted) order: records read back from JSON have sorted keys
         c, r = record["config"], record["results"]
         change = r["feature_change"]
+        spec = experiment_of(c.get("common", {}).get("experiment", "cifar-stl"))
+        ood = {f"OOD {k}": 100 * r["ood"][k] for k in sorted(r["ood"])}
+        if "OOD mean" in spec.paper_ood:
+            ood["OOD mean"] = float(np.mean(list(ood.values())))
         row = {"method": c["method"], "lr": c.get("lr", float("nan")), "seed": c.get("seed", -1),
-               "val": 100 * r["val"], "ID": 100 * r["id"], **{f"OOD {k}": 100 * r["ood"][k] for k in sorted(r["ood"])},
+               "val": 100 * r["val"], "ID": 100 * r["id"], **ood,
                **{f"change {k}": change[k] for k in ["ID", *sorted(set(change) - {"ID"})]},
                "best_epoch": r.get("best_epoch", 0), "seconds": r["seconds"]}
         rows.append(row)
@@ -266,7 +355,7 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
 
 def select(table: pd.DataFrame) -> pd.DataFrame:
     """The runs each method reports: FT and LP-FT at the learning rate with the best mean ID-val accuracy over seeds
-    (the first in grid order on ties), reference Section 3.4; LP's one deterministic run."""
+    (the first in grid order on ties), reference Section 3.4; LP's runs (one, or one per seed)."""
     keep = [table[table["method"] == "LP"]]
     for method in ("FT", "LP-FT"):
         t = table[table["method"] == method]
@@ -278,7 +367,7 @@ def select(table: pd.DataFrame) -> pd.DataFrame:
 
 def summarise(records: list[dict]) -> pd.DataFrame:
     """Per method (LP, FT, LP-FT): the selected learning rate, number of seeds, and mean and 90% interval over seeds
-    of every accuracy and feature-change column. LP is deterministic here: one run, interval 0."""
+    of every accuracy and feature-change column (interval 0 for a single deterministic LP run)."""
     chosen = select(runs_table(records))
     values = [c for c in chosen.columns if c in ("val", "ID") or c.startswith(("OOD ", "change "))]
     rows = []
@@ -289,69 +378,190 @@ def summarise(records: list[dict]) -> pd.DataFrame:
         row = {"method": method, "lr": t["lr"].iloc[0], "seeds": len(t)}
         for col in values:
             row[col] = t[col].mean()
-            row[f"{col} ±"] = 0.0 if method == "LP" else interval90(t[col])
+            row[f"{col} ±"] = interval90(t[col]) if len(t) > 1 else 0.0
         rows.append(row)
     return pd.DataFrame(rows).set_index("method")
 
 
 def compare_with_paper(summary: pd.DataFrame, experiment: str = "cifar-stl") -> pd.DataFrame:
     """This run's accuracies next to the paper's (Tables 1-2, :mod:`lpft.paper`) and the difference, one row per
-    (set, method)."""
+    (set, split, method)."""
     from lpft import paper
 
-    spec = EXPERIMENTS[experiment]
-    sets = {spec["id"]: "ID", **{o: "OOD" for o in spec["ood"]}}
-    ours = {spec["id"]: "ID", **{o: f"OOD {o}" for o in spec["ood"]}}
-    table = paper.table(sets)
-    table["this run"] = [summary.loc[m, ours[s]] if m in summary.index else float("nan")
-                         for s, m in zip(table["set"], table["method"])]
-    table["this run ±"] = [summary.loc[m, f"{ours[s]} ±"] if m in summary.index else float("nan")
-                           for s, m in zip(table["set"], table["method"])]
+    spec = experiment_of(experiment)
+    ours = {(spec.id_set, "ID"): "ID", **{(col, "OOD"): ours for ours, col in spec.paper_ood.items()}}
+    table = paper.table(list(ours))
+    column = [ours[(s, split)] for s, split in zip(table["set"], table["split"])]
+    table["this run"] = [summary.loc[m, c] if m in summary.index else float("nan")
+                         for c, m in zip(column, table["method"])]
+    table["this run ±"] = [summary.loc[m, f"{c} ±"] if m in summary.index else float("nan")
+                           for c, m in zip(column, table["method"])]
     table["difference"] = table["this run"] - table["paper"]
     return table
 
 
+def feature_change_long(runs: pd.DataFrame) -> pd.DataFrame:
+    """The feature change of the FT and LP-FT runs at their selected learning rates, one row per (run, inputs)."""
+    changes = [c for c in runs.columns if c.startswith("change ")]
+    long = runs[runs["method"] != "LP"].melt(id_vars=["method", "lr", "seed"], value_vars=changes, var_name="inputs",
+                                             value_name="change")
+    long["inputs"] = long["inputs"].str.removeprefix("change ")
+    return long.merge(select(runs)[["method", "lr"]].drop_duplicates(), on=["method", "lr"])
+
+
+def orderings(summary: pd.DataFrame | None, experiment: str) -> pd.DataFrame:
+    """The paper's comparisons for ``experiment`` (FT vs LP out of and in distribution, LP-FT vs FT out of
+    distribution), whether the paper's Tables 1-2 show them, and whether this run (``summary``; None: not run) does."""
+    from lpft import paper
+
+    spec = experiment_of(experiment)
+    ood = {f"{col} ({spec.paper_ood[col]})" if col == "OOD mean" else col: pc for col, pc in spec.paper_ood.items()}
+    checks = [(f"LP > FT on {label}", col, "OOD", "LP", "FT") for label, col in zip(ood, spec.paper_ood)]
+    checks += [(f"LP-FT > FT on {label}", col, "OOD", "LP-FT", "FT") for label, col in zip(ood, spec.paper_ood)]
+    checks += [(f"FT > LP on ID ({spec.id_set})", "ID", "ID", "FT", "LP")]
+    rows = []
+    for label, col, split, a, b in checks:
+        name = spec.id_set if split == "ID" else spec.paper_ood[col]
+        source = paper.ID_ACCURACY if split == "ID" else paper.OOD_ACCURACY
+        ours = "not run" if summary is None else ("yes" if summary.loc[a, col] > summary.loc[b, col] else "no")
+        rows.append({"experiment": experiment, "comparison": label,
+                     "paper": "yes" if source[name][a][0] > source[name][b][0] else "no", "this run": ours})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class ChapterInputs:
+    """What one experiment of a paper-scale chapter runs on: its data root and checkpoint, and what is missing."""
+    experiment: str
+    data_root: Path
+    checkpoint: Path
+    source: str
+    missing: list
+
+    @property
+    def ran(self) -> bool:
+        return not self.missing
+
+
+def chapter_inputs(experiment: str, settings: dict, scratch, *, data_root: str = "", checkpoint: str = "",
+                   source: str | None = None) -> ChapterInputs:
+    """``experiment``'s inputs in a chapter: in a profile with ``synthetic`` settings, generated files written under
+    ``scratch`` (:func:`write_quick_inputs`); otherwise the given paths or their defaults (:func:`resolve_inputs`)
+    and the list of what is missing there."""
+    source = source or experiment_of(experiment).source
+    if settings.get("synthetic"):
+        root, ckpt = write_quick_inputs(Path(scratch) / experiment, settings, experiment)
+        return ChapterInputs(experiment, root, ckpt, source, [])
+    root, ckpt = resolve_inputs(data_root, checkpoint, source)
+    return ChapterInputs(experiment, root, ckpt, source, missing_inputs(root, ckpt, experiment, source))
+
+
+def describe(inputs: ChapterInputs, sweep: Sweep | None, profile: str) -> str:
+    """One paragraph for the chapter's first output: what this experiment ran on, or what is missing and the command
+    that runs it once the files are there."""
+    spec = experiment_of(inputs.experiment)
+    if not inputs.ran:
+        return (f"{inputs.experiment}: FULL PROFILE WITHOUT INPUTS, nothing was run; the tables show only the paper's "
+                f"numbers. Missing:\n  " + "\n  ".join(inputs.missing) +
+                f"\n  To run it, put the files there and run:\n  {full_command(inputs.experiment)}")
+    shape = (f"{sweep.arch} (width {sweep.width or 'as published'}), {sweep.image_size} px inputs, {sweep.epochs} "
+             f"epochs, batch {sweep.batch_size}{f' as {sweep.accumulate} micro-batches' if sweep.accumulate > 1 else ''}"
+             f", {len(sweep.seeds)} seeds, augmentation: {sweep.augment}, on {sweep.device}")
+    if profile == "quick":
+        return (f"{inputs.experiment}: QUICK PROFILE (smoke test): generated images in the {spec.id_set} file layout "
+                f"and a random-weight {shape}, saved as a {inputs.source} checkpoint. The code path is the full "
+                f"profile's; the numbers are not results about {spec.id_set}.")
+    return (f"{inputs.experiment}: FULL PROFILE: {inputs.checkpoint.name} ({inputs.source}), {shape}" +
+            (" (a CPU: expect days; this profile is meant for a GPU)." if sweep.device == "cpu" else "."))
+
+
 # ---- settings and the command line --------------------------------------------------------------------------------
 
-FULL_COMMAND = (f"{ENV_DATA_ROOT}=/path/to/data {ENV_CHECKPOINT}=/path/to/moco_v2_800ep_pretrain.pth.tar "
-                f".venv/bin/lpft-run {CHAPTER} --profile full --device cuda")
+def full_command(experiment: str) -> str:
+    """The command that runs ``experiment``'s chapter in the full profile on a GPU, with its inputs named."""
+    spec = experiment_of(experiment)
+    env = ENV_CLIP_CHECKPOINT if spec.source == "clip" else ENV_CHECKPOINT
+    return (f"{ENV_DATA_ROOT}=/path/to/data {env}=/path/to/{DEFAULT_CHECKPOINTS[spec.source]} "
+            f".venv/bin/lpft-run {spec.chapter} --profile full --device cuda")
 
 
-def write_quick_inputs(folder, arch: str, width: int, weights_seed: int = 0) -> tuple[Path, Path]:
-    """The quick profile's inputs, written into ``folder`` in the real formats: generated images as CIFAR-10, STL-10
-    and CIFAR-10.1 files (:func:`lpft.imagedata.write_synthetic_root`) and a ResNet with random weights (drawn from
-    ``weights_seed``) as a MoCo-v2 checkpoint. Returns ``(data_root, checkpoint)``; the same call gives the same bytes."""
-    folder = Path(folder)
-    imagedata.write_synthetic_root(folder / "data")
+def records_folder(experiment: str, profile: str) -> Path:
+    """Where a chapter and ``lpft-sweep`` keep ``experiment``'s records: ``results/<chapter>/<profile>/<experiment>``."""
+    return ROOT / "results" / experiment_of(experiment).chapter / profile / experiment
+
+
+def write_quick_inputs(folder, settings: dict, experiment: str = "cifar-stl", weights_seed: int = 0
+                       ) -> tuple[Path, Path]:
+    """The quick profile's inputs for ``experiment``, written into ``folder`` in the real formats: generated data
+    (:func:`lpft.imagedata.write_synthetic_root`, :func:`lpft.filelists.write_synthetic_breeds` or
+    :func:`~lpft.filelists.write_synthetic_domainnet`) and the experiment's backbone at the profile's ``settings``
+    (architecture, width, input size) with random weights drawn from ``weights_seed``, saved as a checkpoint file of
+    the experiment's source. Its BatchNorm statistics are set to those of the generated training images (pretraining
+    would set them; left at their initial values, the random network's ``eval()``-mode features are nearly constant).
+    Returns ``(data_root, checkpoint)``; the same call gives the same bytes."""
+    folder, data = Path(folder), Path(folder) / "data"
+    sweep = sweep_from_settings(settings, data_root=data, checkpoint="", folder=folder, device="cpu",
+                                experiment=experiment)
+    if experiment == "cifar-stl":
+        imagedata.write_synthetic_root(data)
+    elif experiment in filelists.BREEDS_NAMES:
+        filelists.write_synthetic_breeds(data, experiment)
+    else:
+        filelists.write_synthetic_domainnet(data)
     torch.manual_seed(weights_seed)
-    checkpoint = folder / f"{arch}-width{width}-random.pth.tar"
-    backbones.save_checkpoint(backbones.ResNet(arch, width), checkpoint, "moco_v2")
-    return folder / "data", checkpoint
+    extra = {"image_size": sweep.image_size} if sweep.source == "clip" else {}
+    model = backbones.build_backbone(sweep.source, sweep.arch, sweep.width, **extra)
+    task = build_task(data, experiment, n_val=sweep.n_val, image_size=sweep.image_size, load_size=sweep.load_size)
+    largescale.calibrate_batchnorm(model, task.train, sweep.runtime())
+    checkpoint = folder / f"{sweep.source}-{sweep.arch}-width{sweep.width}-random.pt"
+    backbones.save_checkpoint(model, checkpoint, sweep.source)
+    return data, checkpoint
 
 
-def resolve_inputs(data_root: str = "", checkpoint: str = "") -> tuple[Path, Path]:
-    """The data root and checkpoint to use: the given paths, else ``$LPFT_DATA_ROOT`` / ``$LPFT_CHECKPOINT``, else
-    ``<repository>/data`` and ``<repository>/checkpoints/moco_v2_800ep_pretrain.pth.tar``."""
+def resolve_inputs(data_root: str = "", checkpoint: str = "", source: str = "moco_v2") -> tuple[Path, Path]:
+    """The data root and checkpoint to use: the given paths, else ``$LPFT_DATA_ROOT`` and ``$LPFT_CHECKPOINT``
+    (``$LPFT_CLIP_CHECKPOINT`` for CLIP), else ``<repository>/data`` and ``<repository>/checkpoints/<the file's
+    usual name>``."""
+    env = ENV_CLIP_CHECKPOINT if source == "clip" else ENV_CHECKPOINT
     root = data_root or os.environ.get(ENV_DATA_ROOT) or str(ROOT / "data")
-    ckpt = checkpoint or os.environ.get(ENV_CHECKPOINT) or str(ROOT / "checkpoints" / "moco_v2_800ep_pretrain.pth.tar")
+    ckpt = checkpoint or os.environ.get(env) or str(ROOT / "checkpoints" / DEFAULT_CHECKPOINTS[source])
     return Path(root), Path(ckpt)
 
 
-def missing_inputs(data_root, checkpoint) -> list[str]:
-    """What is missing for a real run (empty when everything is there): one line per absent file."""
-    lines = imagedata.missing_files(data_root)
+def missing_inputs(data_root, checkpoint, experiment: str = "cifar-stl", source: str = "moco_v2") -> list[str]:
+    """What is missing for a real run of ``experiment`` (empty when everything is there): one line per kind of
+    absent file, each saying where it was expected and how to obtain it."""
+    experiment_of(experiment)
+    if experiment == "cifar-stl":
+        lines = imagedata.missing_files(data_root)
+    elif experiment in filelists.BREEDS_NAMES:
+        lines = filelists.missing_breeds(data_root, experiment)
+    else:
+        lines = filelists.missing_domainnet(data_root)
     if not Path(checkpoint).is_file():
-        lines.append(f"no checkpoint at {checkpoint}: {backbones.HOW_TO_GET['moco_v2']}")
+        lines.append(f"no checkpoint at {checkpoint}: {backbones.HOW_TO_GET[source]}")
     return lines
 
 
 def sweep_from_settings(settings: dict, *, data_root, checkpoint, folder, device: str, seed: int = 0,
-                        source: str = "moco_v2") -> Sweep:
-    """The :class:`Sweep` of a chapter profile's settings (:data:`lpft.profiles.CHAPTERS`), seeds from ``seed``."""
-    keys = {f for f in Sweep.__dataclass_fields__} - {"data_root", "checkpoint", "folder", "device", "seeds", "source"}
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in keys}
+                        experiment: str = "cifar-stl", source: str | None = None) -> Sweep:
+    """The :class:`Sweep` of ``experiment`` for a chapter profile's settings (:data:`lpft.profiles.CHAPTERS`): the
+    experiment's paper settings (:data:`EXPERIMENTS`), overridden by the profile's (a profile value None keeps the
+    paper's); seeds from ``seed``. A profile's ``archs`` maps a checkpoint source to the architecture its runs use."""
+    spec = experiment_of(experiment)
+    source = source or spec.source
+    keys = {f for f in Sweep.__dataclass_fields__} - {"data_root", "checkpoint", "folder", "device", "seeds", "source",
+                                                      "experiment"}
+    paper = {k: getattr(spec, k) for k in ("arch", "epochs", "batch_size", "accumulate", "augment", "centre_crop",
+                                           "load_size", "n_val")}
+    if source != spec.source:
+        paper["arch"] = "resnet50"
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in keys and v is not None}
+    options = {**paper, **options}
+    if settings.get("archs"):
+        options["arch"] = settings["archs"][source]
     return Sweep(data_root=str(data_root), checkpoint=str(checkpoint), folder=str(folder), device=device,
-                 source=source, seeds=tuple(range(seed, seed + settings["n_seeds"])), **options)
+                 source=source, experiment=experiment, seeds=tuple(range(seed, seed + settings["n_seeds"])), **options)
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -370,10 +580,13 @@ def main(argv: list[str] | None = None) -> int:
     from lpft.profiles import CHAPTERS, PROFILES, resolve_device
 
     parser = argparse.ArgumentParser(prog="lpft-sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experiment", default="cifar-stl", choices=list(EXPERIMENTS))
     parser.add_argument("--profile", default="full", choices=PROFILES)
     parser.add_argument("--data-root", default="", help=f"default: ${ENV_DATA_ROOT} or <repo>/data")
-    parser.add_argument("--checkpoint", default="", help=f"default: ${ENV_CHECKPOINT} or <repo>/checkpoints/...")
-    parser.add_argument("--source", default="moco_v2", choices=backbones.SOURCES)
+    parser.add_argument("--checkpoint", default="", help=f"default: ${ENV_CHECKPOINT} (${ENV_CLIP_CHECKPOINT} for "
+                                                         f"CLIP) or <repo>/checkpoints/...")
+    parser.add_argument("--source", default=None, choices=backbones.SOURCES,
+                        help="checkpoint format (default: the paper's backbone for the experiment)")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--executor", default="inline", choices=EXECUTORS)
@@ -382,21 +595,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slurm-partition", default=None)
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="a submitit AutoExecutor parameter for slurm, e.g. cpus_per_task=8 or mem_gb=64")
-    parser.add_argument("--folder", type=Path, default=None, help="records (default: results/<chapter>/<profile>)")
+    parser.add_argument("--folder", type=Path, default=None,
+                        help="records (default: results/<chapter>/<profile>/<experiment>)")
     parser.add_argument("--progress", action="store_true", help="a progress bar per run")
     args = parser.parse_args(argv)
-    data_root, checkpoint = resolve_inputs(args.data_root, args.checkpoint)
-    missing = missing_inputs(data_root, checkpoint)
+    spec = EXPERIMENTS[args.experiment]
+    source = args.source or spec.source
+    data_root, checkpoint = resolve_inputs(args.data_root, args.checkpoint, source)
+    missing = missing_inputs(data_root, checkpoint, args.experiment, source)
     if missing:
         print("lpft-sweep: missing inputs:\n  " + "\n  ".join(missing), file=sys.stderr)
         return 1
-    settings = {**CHAPTERS[CHAPTER][args.profile], "progress": args.progress}
+    settings = {**CHAPTERS[spec.chapter][args.profile], "progress": args.progress}
     # a Slurm submission host need not have the GPU its jobs will get
     device = ("cuda" if args.device == "auto" else args.device) if args.executor == "slurm" else \
         resolve_device(args.device)
-    sweep = sweep_from_settings(settings, data_root=data_root, checkpoint=checkpoint, source=args.source,
-                                folder=args.folder or ROOT / "results" / CHAPTER / args.profile, device=device,
-                                seed=args.seed)
+    sweep = sweep_from_settings(settings, data_root=data_root, checkpoint=checkpoint, source=source,
+                                experiment=args.experiment, seed=args.seed, device=device,
+                                folder=args.folder or records_folder(args.experiment, args.profile))
     options = dict(_option(o) for o in args.option)
     if args.slurm_partition:
         options["slurm_partition"] = args.slurm_partition
@@ -409,4 +625,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

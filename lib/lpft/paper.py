@@ -45,12 +45,13 @@ FEATURE_CHANGE_LIVING17 = {"FT (lr 1e-3)": {"ID": (1.88, 0.01), "OOD": (1.67, 0.
                            "LP-FT (lr 1e-4)": {"ID": (0.11, 0.01), "OOD": (0.09, 0.01)}}
 
 
-def table(sets: dict[str, str] | None = None) -> pd.DataFrame:
-    """The paper's accuracies as a long table: one row per (set, method) with ``split`` ("ID" / "OOD"), ``paper``
-    (mean) and ``paper ±`` (90% interval half-width). ``sets`` maps set names to "ID" or "OOD" (default: all)."""
-    sets = sets or {**{k: "ID" for k in ID_ACCURACY}, **{k: "OOD" for k in OOD_ACCURACY}}
+def table(sets=None) -> pd.DataFrame:
+    """The paper's accuracies as a long table: one row per (set, split, method) with ``split`` ("ID" / "OOD"),
+    ``paper`` (mean) and ``paper ±`` (90% interval half-width). ``sets``: ``(set name, "ID" or "OOD")`` pairs, or a
+    dict from set names to splits (default: every set of both tables)."""
+    sets = sets or [*((k, "ID") for k in ID_ACCURACY), *((k, "OOD") for k in OOD_ACCURACY)]
     rows = []
-    for name, split in sets.items():
+    for name, split in (sets.items() if isinstance(sets, dict) else sets):
         source = ID_ACCURACY if split == "ID" else OOD_ACCURACY
         if name not in source:
             raise KeyError(f"the paper has no {split} accuracy for {name!r}; known: {list(source)}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 
 METHOD_COLORS = {"LP": "#0173b2", "FT": "#de8f05", "LP-FT": "#029e73"}
@@ -27,3 +28,67 @@ def finish(fig, name: str):
 
     glue(name, fig, display=False)
     plt.close(fig)
+
+
+# ---- the paper-scale chapters' figures ------------------------------------------------------------------------------
+
+def paper_vs_run(compare, profile: str, ran: bool):
+    """Accuracy bars per (set, split) and method: the paper's, and this run's beside them when it ran (``compare``
+    from :func:`lpft.launch.compare_with_paper`, or the paper's table alone)."""
+    long = compare.melt(id_vars=["set", "split", "method"], value_vars=["paper"] + (["this run"] if ran else []),
+                        var_name="source", value_name="accuracy")
+    long["column"] = long["set"] + "\n(" + long["split"] + ")"
+    sources = list(long["source"].unique())
+    fig, axes = figure(ncols=len(sources), width=4.5 * len(sources) + 1.0, height=3.6, sharey=True)
+    for ax, src in zip(np.atleast_1d(axes), sources):
+        sns.barplot(data=long[long["source"] == src], x="column", y="accuracy", hue="method", palette=METHOD_COLORS,
+                    hue_order=METHOD_ORDER, ax=ax)
+        ax.set(title="Kumar et al. (paper)" if src == "paper" else f"this run ({profile} profile)", xlabel="",
+               ylabel="accuracy (%)", ylim=(0, 100))
+        ax.tick_params(axis="x", labelsize="small")
+        ax.legend(fontsize="small", title=None, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    for ax in np.atleast_1d(axes)[:-1]:
+        ax.get_legend().remove()
+    return fig
+
+
+def feature_change(long, ax=None):
+    """Bars of the feature change (mean squared, ×100, log scale) per inputs and method, whiskers the 90% band of
+    seeds; ``long`` has columns ``inputs``, ``method`` (FT / LP-FT) and ``change``."""
+    fig, ax = figure(width=6.0, height=3.6) if ax is None else (ax.figure, ax)
+    sns.barplot(data=long, x="inputs", y="change", hue="method", palette=METHOD_COLORS, hue_order=["FT", "LP-FT"],
+                errorbar=("pi", 90), ax=ax)
+    ax.set(yscale="log", xlabel="inputs", ylabel="feature change (mean squared, ×100)")
+    ax.legend(fontsize="small", title=None)
+    return fig
+
+
+def lr_sensitivity(grid, lp: dict, columns, axes):
+    """Accuracy of every FT and LP-FT run against its learning rate (mean over seeds, 90% band), one axis per column
+    of ``columns``, with LP's accuracy (``lp[column]``) dashed."""
+    for ax, col in zip(axes, columns):
+        sns.lineplot(data=grid, x="lr", y=col, hue="method", palette=METHOD_COLORS, marker="o", errorbar=("pi", 90),
+                     ax=ax)
+        ax.axhline(lp[col], color=METHOD_COLORS["LP"], ls="--", lw=1, label="LP")
+        ax.set(xscale="log", xlabel="learning rate", ylabel=f"{col.removeprefix('OOD ')} accuracy (%)")
+        ax.legend(fontsize="small", title=None)
+
+
+def placeholder(ax, text: str) -> None:
+    """An empty axis that says why it is empty (e.g. no data on this machine)."""
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.set_axis_off()
+
+
+def example_images(rows, n: int = 8, px: int = 64):
+    """One strip per ``(label, ImageSet)`` row: ``n`` images of the set (a fixed random subset), as stored, shown at
+    ``px``×``px``."""
+    from lpft import imagedata
+
+    strips = [imagedata.prepare(data.subset(n).x, px, mean=(0, 0, 0), std=(1, 1, 1)) for _, data in rows]
+    fig, ax = figure(width=6.4, height=0.75 * len(rows) + 0.6)
+    ax.imshow(np.concatenate([np.concatenate(list(s.permute(0, 2, 3, 1).numpy()), axis=1) for s in strips], axis=0))
+    ax.set(yticks=[px // 2 + px * i for i in range(len(rows))], yticklabels=[r[0] for r in rows], xticks=[],
+           xlabel=f"{n} images of each set (a fixed random subset), shown at {px} × {px} pixels")
+    ax.grid(False)
+    return fig

@@ -76,6 +76,23 @@ CHAPTERS: dict[str, dict[str, dict]] = {
                      ft_lrs=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), lpft_lrs=(3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4),
                      feature_n=2000, progress=True),
     },
+    "experiments-breeds-domainnet": {
+        # quick: generated images in the real layouts (ImageNet folders + BREEDS split files, DomainNet folders + file
+        # lists), random-weight networks of width 8 saved as MoCo-v2 / CLIP checkpoints, 32 px inputs cut from images
+        # stored at 40 px. full: the paper's runs; each experiment's backbone, epochs, batch, augmentation and stored
+        # size come from lpft.launch.EXPERIMENTS (Living-17 / Entity-30: MoCo-v2 ResNet-50, 20 epochs, batch 64;
+        # DomainNet: CLIP RN50, 50 epochs, batch 32 as 2 x 16; None keeps those), the grids from the April 2022 release
+        # (reference 3.3).
+        "quick": dict(synthetic=True, experiments=("living17", "entity30", "domainnet"), n_seeds=2,
+                      archs={"moco_v2": "resnet18", "torchvision": "resnet18", "clip": "RN50"}, width=8,
+                      image_size=32, load_size=40, epochs=3, batch_size=32, Cs=(1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0),
+                      ft_lrs=(3e-3, 1e-2), lpft_lrs=(3e-4, 1e-3), feature_n=100, progress=False),
+        "full": dict(synthetic=False, experiments=("living17", "entity30", "domainnet"), n_seeds=3, archs=None,
+                     width=None, image_size=224, load_size=None, epochs=None, batch_size=None,
+                     Cs=tuple(float(c) for c in np.logspace(-7, 2, 50)),
+                     ft_lrs=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), lpft_lrs=(3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4),
+                     feature_n=2000, progress=True),
+    },
     "fixed-point": {
         # the models are the digit chapter's (same grids and seeds, from CHAPTERS["experiments-digits"])
         "quick": dict(n_seeds=3, jobs=2, n_calibration=512, n_sigmas=41, n_samples=20000, n_kernel_cases=300),
