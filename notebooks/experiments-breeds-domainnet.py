@@ -179,6 +179,16 @@ plotting.finish(fig, "fig_bd_compare")
 # over seeds at the selected learning rate).
 # ```
 #
+# The same sweeps run the two follow-ups of the CIFAR chapter (WiSE-FT, each FT run interpolated with its seed's LP
+# model, and L2-SP, FT with a penalty towards the pretrained weights); the paper's tables have neither:
+
+# %%
+if ran:
+    display(pd.concat({name: launch.methods_table(summaries[name], name) for name in ran}))  # noqa: F821
+else:
+    print("not run on this machine")
+
+# %% [markdown]
 # Does this run order the methods as the paper does? Each row is one of the paper's comparisons, with whether the
 # paper's tables show it and whether this run does:
 
@@ -217,8 +227,9 @@ plotting.finish(fig, "fig_bd_change")
 # ```{glue:figure} fig_bd_change
 # :name: fig-bd-change
 #
-# How far FT and LP-FT moved the penultimate features from the pretrained ones, per shift, on ID inputs and on each
-# OOD set (bars: mean over seeds at the selected learning rate; whiskers: the 90% band of seeds; log scale).
+# How far FT, LP-FT, WiSE-FT and L2-SP moved the penultimate features from the pretrained ones, per shift, on ID inputs
+# and on each OOD set (bars: mean over seeds at the selected hyperparameters; whiskers: the 90% band of seeds; log
+# scale).
 # ```
 #
 # ## Learning-rate sensitivity
@@ -231,15 +242,12 @@ if ran:
     fig.clf()
     grid_axes = fig.subplots(len(ran), 2, squeeze=False)
     for (ax_id, ax_ood), name in zip(grid_axes, ran):
-        grid = runs[name][runs[name]["method"] != "LP"]
         ood_col = next(iter(launch.EXPERIMENTS[name].paper_ood))
-        plotting.lr_sensitivity(grid, summaries[name].loc["LP"], ("ID", ood_col), (ax_id, ax_ood))
+        plotting.lr_sensitivity(runs[name], summaries[name].loc["LP"], ("ID", ood_col), (ax_id, ax_ood))
         ax_id.set_title(f"{name}: ID")
         ax_ood.set_title(f"{name}: {ood_col}")
-    lr_table = pd.concat({name: runs[name][runs[name]["method"] != "LP"].groupby(["method", "lr"])[
-        ["val", "ID", next(iter(launch.EXPERIMENTS[name].paper_ood))]].mean().set_axis(
-        ["val", "ID", "OOD"], axis=1) for name in ran}).round(1)
-    display(lr_table)  # noqa: F821 (IPython's display)
+    display(pd.concat({name: launch.lr_table(runs[name], name).set_axis(["val", "ID", "OOD"], axis=1)  # noqa: F821
+                       for name in ran}))
 else:
     for ax in axes:
         plotting.placeholder(ax, "not run on this machine")
@@ -250,8 +258,8 @@ plotting.finish(fig, "fig_bd_lr")
 # ```{glue:figure} fig_bd_lr
 # :name: fig-bd-lr
 #
-# ID (left) and OOD (right) accuracy of FT and LP-FT at every learning rate of their grids (mean over seeds, 90% band),
-# one row per shift, with LP's accuracy dashed. Empty when the sweeps did not run on this machine.
+# ID (left) and OOD (right) accuracy of FT, LP-FT and L2-SP at every learning rate of their grids (mean over seeds, 90%
+# band), one row per shift, with LP's accuracy dashed. Empty when the sweeps did not run on this machine.
 # ```
 
 # %%

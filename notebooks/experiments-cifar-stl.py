@@ -146,6 +146,20 @@ plotting.finish(fig, "fig_cs_compare")
 # when it ran; mean over seeds at the selected learning rate).
 # ```
 #
+# ## Two later methods
+#
+# The same sweep also runs the two follow-ups the digit chapter compares ({ref}`ch-digits`): **WiSE-FT**
+# {cite:p}`wortsman2022robust`, each FT run's weights interpolated with its seed's LP model,
+# $\theta = (1-\alpha)\,\theta_{\mathrm{LP}} + \alpha\,\theta_{\mathrm{FT}}$, with the learning rate and $\alpha$
+# chosen together on ID-val; and **L2-SP** {cite:p}`li2018explicit`, FT with the penalty
+# $0.01\,\lVert\theta - \theta_0\rVert^2$ on the backbone (the weight of the paper's released code), over FT's
+# learning-rate grid. The paper's tables have neither, so this is this run alone (mean ± 90% interval over seeds).
+
+# %%
+launch.methods_table(summary, "cifar-stl") if ran else print("not run on this machine")
+
+# %% [markdown]
+#
 # ## Feature distortion
 #
 # The paper's measurement (reference Section 5): the mean over examples and dimensions of the squared change of the
@@ -179,8 +193,8 @@ plotting.finish(fig, "fig_cs_change")
 # ```{glue:figure} fig_cs_change
 # :name: fig-cs-change
 #
-# How far FT and LP-FT moved the penultimate features from the pretrained ones, on ID inputs and on each OOD set (bars:
-# mean over seeds at the selected learning rate; whiskers: the 90% band of seeds; log scale).
+# How far FT, LP-FT, WiSE-FT and L2-SP moved the penultimate features from the pretrained ones, on ID inputs and on
+# each OOD set (bars: mean over seeds at the selected hyperparameters; whiskers: the 90% band of seeds; log scale).
 # ```
 #
 # ## Learning-rate sensitivity
@@ -190,10 +204,8 @@ plotting.finish(fig, "fig_cs_change")
 # %%
 fig, axes = plotting.figure(ncols=2, width=9.0, height=3.6, sharex=False)
 if ran:
-    grid = runs[runs["method"] != "LP"]
-    plotting.lr_sensitivity(grid, summary.loc["LP"], ("ID", "OOD STL-10"), axes)
-    display(grid.groupby(["method", "lr"])[["val", "ID", *[c for c in grid.columns if c.startswith("OOD ")]]]  # noqa: F821
-            .mean().round(1))
+    plotting.lr_sensitivity(runs, summary.loc["LP"], ("ID", "OOD STL-10"), axes)
+    display(launch.lr_table(runs, "cifar-stl"))  # noqa: F821 (IPython's display)
 else:
     for ax in axes:
         plotting.placeholder(ax, "not run on this machine")
@@ -204,8 +216,8 @@ plotting.finish(fig, "fig_cs_lr")
 # ```{glue:figure} fig_cs_lr
 # :name: fig-cs-lr
 #
-# ID (left) and STL-10 (right) accuracy of FT and LP-FT at every learning rate of their grids (mean over seeds, 90%
-# band), with LP's accuracy dashed. Empty when the sweep did not run on this machine.
+# ID (left) and STL-10 (right) accuracy of FT, LP-FT and L2-SP at every learning rate of their grids (mean over seeds,
+# 90% band), with LP's accuracy dashed. Empty when the sweep did not run on this machine.
 # ```
 
 # %%

@@ -172,3 +172,36 @@ def test_lp_features_of_an_augmented_view_are_fixed_by_the_seed(task):
     view0, again, view1 = (largescale.features(bb, task.train, rt, draw(s)) for s in (0, 0, 1))
     assert torch.equal(view0, again) and not torch.allclose(view0, view1) and not torch.allclose(view0, plain)
     assert RT.crops(task.train, imagedata.augmentation_generator(0, 2)) is None  # no augmentation: no draws
+
+
+def test_l2_sp_without_weight_is_ft_and_with_weight_stays_closer_to_the_pretrained_backbone(task):
+    bb = backbone()
+    ft, _ = largescale.fine_tune(bb, task, lr=0.2, epochs=2, seed=4, rt=RT)
+    free, _ = largescale.l2_sp(bb, task, weight=0.0, lr=0.2, epochs=2, seed=4, rt=RT)
+    tied, _ = largescale.l2_sp(bb, task, weight=5.0, lr=0.2, epochs=2, seed=4, rt=RT)
+    assert state_equal(free, ft)  # the penalty term is the only difference
+
+    def distance(model):
+        return sum(((p - p0) ** 2).sum().item() for p, p0 in zip(model.backbone.parameters(), bb.parameters()))
+
+    assert distance(tied) < 0.5 * distance(ft)
+
+
+def test_wise_ft_interpolates_every_weight_between_the_lp_and_ft_models(task):
+    bb = backbone()
+    f_train, f_val = largescale.features(bb, task.train, RT), largescale.features(bb, task.val, RT)
+    lp = largescale.with_probe_head(bb, largescale.linear_probe(f_train, task.train.y, f_val, task.val.y, [1.0],
+                                                                task.n_classes))
+    ft, _ = largescale.fine_tune(bb, task, lr=0.1, epochs=1, seed=0, rt=RT)
+    def floats_equal(a, b):  # integer buffers (BatchNorm's batch counters) are the LP model's, unused in eval()
+        sa, sb = a.state_dict(), b.state_dict()
+        return all(torch.equal(sa[k], sb[k]) for k in sa if sa[k].is_floating_point())
+
+    assert floats_equal(largescale.wise_ft(lp, ft, 0.0), lp) and floats_equal(largescale.wise_ft(lp, ft, 1.0), ft)
+    half = largescale.wise_ft(lp, ft, 0.5).state_dict()
+    a, b = lp.state_dict(), ft.state_dict()
+    assert torch.allclose(half["head.weight"], (a["head.weight"] + b["head.weight"]) / 2)
+    assert torch.allclose(half["backbone.bn1.running_var"], (a["backbone.bn1.running_var"] +
+                                                             b["backbone.bn1.running_var"]) / 2)
+    with pytest.raises(ValueError, match="alpha"):
+        largescale.wise_ft(lp, ft, 1.5)

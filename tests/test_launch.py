@@ -164,7 +164,8 @@ def test_missing_inputs_are_listed_and_the_command_line_refuses_to_start(tmp_pat
 
 def test_command_line_runs_a_profile_into_records(inputs, tmp_path, monkeypatch, capsys):
     tiny = {**profiles.CHAPTERS[CHAPTER]["quick"], "n_seeds": 1, "width": 4, "epochs": 1, "image_size": 16,
-            "ft_lrs": (0.05,), "lpft_lrs": (0.01,), "Cs": (1.0,), "n_val": 40, "max_train": 64, "max_eval": 20}
+            "ft_lrs": (0.05,), "lpft_lrs": (0.01,), "wise_alphas": (), "l2sp_lrs": (), "Cs": (1.0,), "n_val": 40,
+            "max_train": 64, "max_eval": 20}
     monkeypatch.setitem(profiles.CHAPTERS, CHAPTER, {"quick": tiny, "full": tiny})
     data_root, checkpoint = inputs
     monkeypatch.setenv(launch.ENV_DATA_ROOT, str(data_root))
@@ -194,7 +195,8 @@ def test_slurm_submission_asks_for_one_gpu_per_job_and_the_options(tmp_path, mon
 
 BD = "experiments-breeds-domainnet"
 BD_TINY = {**profiles.CHAPTERS[BD]["quick"], "width": 4, "image_size": 32, "load_size": 36, "epochs": 1,
-           "ft_lrs": (0.01,), "lpft_lrs": (0.001,), "Cs": (0.1, 1.0), "feature_n": 20}
+           "ft_lrs": (0.01,), "lpft_lrs": (0.001,), "wise_alphas": (), "l2sp_lrs": (), "Cs": (0.1, 1.0),
+           "feature_n": 20}
 
 
 def tiny_sweep(tmp_path, experiment):
@@ -271,3 +273,39 @@ def test_missing_breeds_and_domainnet_inputs_name_the_files_and_the_command(tmp_
     assert "breeds/living17.json" in err and "moco_v2_800ep_pretrain.pth.tar" in err
     assert "LPFT_CLIP_CHECKPOINT" in launch.full_command("domainnet") and BD in launch.full_command("entity30")
     assert launch.records_folder("entity30", "full").parts[-3:] == (BD, "full", "entity30")
+
+
+def test_wise_ft_ends_reproduce_lp_and_ft_and_l2_sp_runs_over_its_grid(inputs, tmp_path):
+    sweep = make_sweep(inputs, tmp_path, seeds=(0,), lpft_lrs=(), wise_alphas=(0.0, 1.0), l2sp_lrs=(0.05,), epochs=1,
+                       l2sp_weight=0.0)  # without its penalty, L2-SP is FT
+    assert [launch.job_name(j) for j in launch.jobs(sweep)] == ["LP", "FT-lr0.05-seed0", "L2-SP-lr0.05-seed0"]
+    runs = launch.runs_table(launch.run_sweep(sweep)).set_index(["method", "alpha"], drop=False)
+    accuracy = ["val", "ID", "OOD CIFAR-10.1", "OOD STL-10"]
+    lp, ft = runs[runs["method"] == "LP"].iloc[0], runs[runs["method"] == "FT"].iloc[0]
+    wise0, wise1 = runs.loc[("WiSE-FT", 0.0)], runs.loc[("WiSE-FT", 1.0)]
+    assert np.allclose(wise0[accuracy].astype(float), lp[accuracy].astype(float))  # alpha 0: the LP model
+    assert np.allclose(wise1[accuracy + ["change ID"]].astype(float), ft[accuracy + ["change ID"]].astype(float))
+    assert wise0["change ID"] == 0.0 and wise0["lr"] == 0.05
+    l2sp = runs[runs["method"] == "L2-SP"].iloc[0]
+    assert np.allclose(l2sp[accuracy + ["change ID"]].astype(float), ft[accuracy + ["change ID"]].astype(float))
+    weighted = launch.run_job(replace(sweep, l2sp_weight=0.5), {"method": "L2-SP", "lr": 0.05, "seed": 0})
+    assert weighted["config"]["weight"] == 0.5 and weighted["results"]["feature_change"]["ID"] != l2sp["change ID"]
+    summary = launch.summarise(launch.run_sweep(sweep))
+    assert list(summary.index) == ["LP", "FT", "WiSE-FT", "L2-SP"]
+    assert "OOD STL-10 (STL-10)" not in launch.methods_table(summary, "cifar-stl").columns
+
+
+def test_wise_ft_selects_the_learning_rate_and_alpha_together():
+    def wise(lr, seed, alpha_vals):
+        record = fake_record("FT", lr, seed, 50, 50, 50)
+        record["results"]["wise"] = {f"{a:g}": {"val": v / 100, "id": v / 100, "ood": {"STL-10": 0.5, "CIFAR-10.1": 0.5},
+                                                "feature_change": {"ID": 0.0, "STL-10": 0.0, "CIFAR-10.1": 0.0}}
+                                     for a, v in alpha_vals.items()}
+        return record
+
+    records = [fake_record("LP", None, None, 70, 71, 60, 0.0),
+               wise(0.1, 0, {0.25: 90, 0.5: 60}), wise(0.1, 1, {0.25: 60, 0.5: 70}),   # best pair: (0.1, 0.25) 75
+               wise(0.01, 0, {0.25: 74, 0.5: 80}), wise(0.01, 1, {0.25: 74, 0.5: 72})]  # (0.01, 0.5) 76
+    summary = launch.summarise(records)
+    assert (summary.loc["WiSE-FT", "lr"], summary.loc["WiSE-FT", "alpha"]) == (0.01, 0.5)
+    assert summary.loc["WiSE-FT", "val"] == pytest.approx(76.0) and summary.loc["WiSE-FT", "seeds"] == 2

@@ -9,7 +9,9 @@ The same three methods as :mod:`lpft.methods` (the CPU digit chapter), for a :cl
 * **FT** (:func:`fine_tune`): a fresh head in PyTorch's default initialisation (drawn from the seed), every parameter
   trained, network in ``train()`` mode (BatchNorm statistics update);
 * **LP-FT** (:func:`lp_ft`): the LP head, then every parameter trained with a 10-100× smaller learning rate, network
-  in ``eval()`` mode (BatchNorm statistics frozen, the paper's ``use_net_val_mode``).
+  in ``eval()`` mode (BatchNorm statistics frozen, the paper's ``use_net_val_mode``);
+* and two follow-ups, as in the digit chapter: **WiSE-FT** (:func:`wise_ft`, the FT model's weights interpolated with
+  the LP model's) and **L2-SP** (:func:`l2_sp`, FT with a squared-distance penalty towards the pretrained backbone).
 
 FT and LP-FT share :func:`train`: SGD with momentum 0.9, no weight decay, cross-entropy, cosine learning rate stepped
 once per epoch, batches in an order fixed by (seed, epoch), the experiment's training augmentation (none for CIFAR,
@@ -236,7 +238,8 @@ def _set_rng_state(state: dict) -> None:
 
 def train(model: Classifier, task: imagedata.ImageTask, *, lr: float, epochs: int, seed: int, eval_mode: bool,
           rt: Runtime, checkpoint: Path | None = None, on_epoch_end: Callable[[int], None] | None = None,
-          desc: str = "fine-tune") -> tuple[Classifier, dict]:
+          desc: str = "fine-tune", penalty: Callable[[Classifier], torch.Tensor] | None = None
+          ) -> tuple[Classifier, dict]:
     """Fine-tune every parameter of ``model`` in place on ``task.train``; returns it at its best epoch by ID-val
     accuracy, with ``{"best_epoch", "best_val", "history"}`` (per epoch: val accuracy, mean training loss, learning
     rate used).
@@ -244,7 +247,8 @@ def train(model: Classifier, task: imagedata.ImageTask, *, lr: float, epochs: in
     SGD (momentum 0.9, no weight decay), cross-entropy, cosine schedule with T_max = ``epochs`` stepped per epoch;
     batches in an order fixed by (seed, epoch) and, with the runtime's ``augment``, one crop and flip per image drawn
     from (seed, epoch) too; ``rt.accumulate`` micro-batches per step (BatchNorm sees each micro-batch).
-    ``eval_mode`` keeps the network in ``eval()`` mode (LP-FT) instead of ``train()`` (FT). With ``checkpoint``, the
+    ``penalty(model)``, when given, is added to each step's loss (L2-SP). ``eval_mode`` keeps the network in
+    ``eval()`` mode (LP-FT) instead of ``train()`` (FT). With ``checkpoint``, the
     state after each epoch is written there atomically and a run finding one resumes after its epoch (a checkpoint of
     another configuration is refused). ``on_epoch_end(epoch)`` is called after each epoch's checkpoint.
     """
@@ -289,6 +293,10 @@ def train(model: Classifier, task: imagedata.ImageTask, *, lr: float, epochs: in
                 loss = loss * (len(part) / len(idx)) if rt.accumulate > 1 else loss
                 loss.backward()
                 total += loss.detach()
+            if penalty is not None:
+                extra = penalty(model)
+                extra.backward()
+                total += extra.detach()
             opt.step()
             batches += 1
         schedule.step()
@@ -342,6 +350,33 @@ def lp_ft(backbone: nn.Module, probe: Probe, task: imagedata.ImageTask, *, lr: f
     than FT), network in ``eval()`` mode so the BatchNorm statistics stay the pretrained ones."""
     return train(with_probe_head(backbone, probe), task, lr=lr, epochs=epochs, seed=seed, eval_mode=True, rt=rt,
                  **options)
+
+
+def l2_sp(backbone: nn.Module, task: imagedata.ImageTask, *, weight: float, lr: float, epochs: int, seed: int,
+          rt: Runtime, **options) -> tuple[Classifier, dict]:
+    """L2-SP (Li, Grandvalet and Davoine, ICML 2018; the LP-FT paper's ablation, weight 0.01): FT plus
+    ``weight``·‖θ_backbone − θ_pretrained‖² (summed over every backbone parameter), added to each step's loss; the
+    fresh head is not penalised."""
+    model = with_fresh_head(backbone, task.n_classes, seed)
+    start = [p.detach().to(rt.device, copy=True) for p in model.backbone.parameters()]
+
+    def penalty(m: Classifier) -> torch.Tensor:
+        return weight * sum(((p - p0) ** 2).sum() for p, p0 in zip(m.backbone.parameters(), start))
+
+    return train(model, task, lr=lr, epochs=epochs, seed=seed, eval_mode=False, rt=rt, penalty=penalty, **options)
+
+
+def wise_ft(lp_model: Classifier, ft_model: Classifier, alpha: float) -> Classifier:
+    """WiSE-FT (Wortsman et al., CVPR 2022): θ = (1 − α)·θ_LP + α·θ_FT for every parameter and float buffer (BatchNorm
+    statistics included), on the CPU; the α = 0 end is the LP model (pretrained backbone and LP head), as in the digit
+    chapter (the WiSE-FT paper starts from CLIP's zero-shot head)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1]; got {alpha}")
+    model = copy.deepcopy(lp_model).cpu()
+    ft = {k: v.detach().cpu() for k, v in ft_model.state_dict().items()}
+    model.load_state_dict({k: (1 - alpha) * v + alpha * ft[k] if v.is_floating_point() else v
+                           for k, v in model.state_dict().items()})
+    return model.eval()
 
 
 def evaluation_sets(task: imagedata.ImageTask, n: int | None) -> dict[str, imagedata.ImageSet]:

@@ -5,14 +5,15 @@ STL-10 / CIFAR-10.1, BREEDS Living-17 and Entity-30, DomainNet; it fixes the dat
 settings and augmentation. A :class:`Sweep` is everything one experiment's table needs: the data root, the backbone's
 checkpoint, the LP ``C`` grid, the FT and LP-FT learning-rate grids, epochs and seeds. It expands into :func:`jobs`:
 LP (once when there is no augmentation, since it is then deterministic: ``eval()``-mode features and L-BFGS; once per
-seed otherwise, each on its own augmented view of the training images, as the paper's 3 LP seeds), and one FT and one
-LP-FT run per (learning rate, seed); LP-FT of seed s starts from LP's head of seed s. :func:`run_job` runs one of them
+seed otherwise, each on its own augmented view of the training images, as the paper's 3 LP seeds), and one FT, LP-FT
+and L2-SP run per (learning rate, seed); LP-FT of seed s starts from LP's head of seed s, and each FT run also
+evaluates its WiSE-FT interpolations with seed s's LP model (``wise_alphas``), so WiSE-FT costs no training. :func:`run_job` runs one of them
 through :func:`lpft.runs.run_once`: a finished run's record (config, results, versions, git revision) is read back,
 never recomputed; a run that was killed resumes from its last epoch checkpoint (``<folder>/checkpoints/``, deleted
 once the record is written). Records are keyed on the config, the sha256 of the checkpoint file, a digest of the
 loaded images and the source of the modules that compute them (:data:`CODE_MODULES`).
 
-:func:`run_sweep` runs the jobs in two stages (LP and FT, then LP-FT, which starts from the LP head): ``inline`` in
+:func:`run_sweep` runs the jobs in two stages (LP, then the rest, which may need its head): ``inline`` in
 this process (the default), or through submitit's ``local`` (subprocesses on this machine), ``debug`` (in process)
 or ``slurm`` executors. :func:`summarise` selects each method's learning rate by mean ID-val accuracy over seeds
 (early stopping already picked each run's epoch) and reports mean and 90% interval over seeds.
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lpft import backbones, clip, filelists, imagedata, largescale, runs
+from lpft import backbones, clip, filelists, imagedata, largescale, report, runs
 from lpft.execute import ROOT
 from lpft.protocol import interval90
 
@@ -100,6 +101,9 @@ class Sweep:
     Cs: tuple = tuple(float(c) for c in np.logspace(-7, 2, 50))
     ft_lrs: tuple = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
     lpft_lrs: tuple = (3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4)
+    wise_alphas: tuple = ()            # WiSE-FT: interpolations of each FT run with its seed's LP model
+    l2sp_lrs: tuple = ()               # L2-SP runs (FT with the penalty), one per (lr, seed)
+    l2sp_weight: float = 0.01          # the official code's L2-SP weight (reference 3.4)
     epochs: int = 20
     image_size: int = 224
     batch_size: int = 64
@@ -196,11 +200,11 @@ def lp_job(sweep: Sweep, seed: int) -> dict:
 
 
 def jobs(sweep: Sweep) -> list[dict]:
-    """Every run of the sweep: LP (once, or once per seed with augmentation), then FT and LP-FT per (learning rate,
-    seed)."""
+    """Every run of the sweep: LP (once, or once per seed with augmentation), then FT (each also evaluating its WiSE-FT
+    interpolations), LP-FT and L2-SP per (learning rate, seed)."""
     out = list({str(j): j for j in (lp_job(sweep, s) for s in sweep.seeds)}.values())
-    out += [{"method": "FT", "lr": lr, "seed": s} for lr in sweep.ft_lrs for s in sweep.seeds]
-    out += [{"method": "LP-FT", "lr": lr, "seed": s} for lr in sweep.lpft_lrs for s in sweep.seeds]
+    for method, lrs in (("FT", sweep.ft_lrs), ("LP-FT", sweep.lpft_lrs), ("L2-SP", sweep.l2sp_lrs)):
+        out += [{"method": method, "lr": lr, "seed": s} for lr in lrs for s in sweep.seeds]
     return out
 
 
@@ -219,10 +223,14 @@ def job_config(sweep: Sweep, job: dict) -> dict:
                 "accumulate": sweep.accumulate}
     if job["method"] == "LP":
         return {"method": "LP", "common": common, "lp": lp, **({"seed": int(job["seed"])} if "seed" in job else {})}
-    if job["method"] not in ("FT", "LP-FT"):
-        raise ValueError(f"method must be LP, FT or LP-FT; got {job['method']!r}")
+    if job["method"] not in ("FT", "LP-FT", "L2-SP"):
+        raise ValueError(f"method must be LP, FT, LP-FT or L2-SP; got {job['method']!r}")
     config = {"method": job["method"], "common": common, "training": training, "lr": float(job["lr"]),
               "seed": int(job["seed"])}
+    if job["method"] == "L2-SP":
+        return {**config, "weight": float(sweep.l2sp_weight)}
+    if job["method"] == "FT" and sweep.wise_alphas:
+        return {**config, "lp": lp, "wise_alphas": [float(a) for a in sweep.wise_alphas]}
     return {**config, "lp": lp} if job["method"] == "LP-FT" else config
 
 
@@ -260,10 +268,16 @@ def run_job(sweep: Sweep, job: dict, on_epoch_end=None) -> dict:
                        "checkpoint": checkpoint, "on_epoch_end": on_epoch_end, "desc": name}
             if job["method"] == "FT":
                 model, info = largescale.fine_tune(backbone, task, **options)
+            elif job["method"] == "L2-SP":
+                model, info = largescale.l2_sp(backbone, task, weight=sweep.l2sp_weight, **options)
             else:
                 probe = probe_of(run_job(sweep, lp_job(sweep, job["seed"])))
                 model, info = largescale.lp_ft(backbone, probe, task, **options)
             out = {**largescale.evaluate(model, task, rt, before, sets), **info}
+            if job["method"] == "FT" and sweep.wise_alphas:
+                lp_model = largescale.with_probe_head(backbone, probe_of(run_job(sweep, lp_job(sweep, job["seed"]))))
+                out["wise"] = {f"{a:g}": largescale.evaluate(largescale.wise_ft(lp_model, model, a), task, rt, before,
+                                                             sets) for a in sweep.wise_alphas}
         device = torch.cuda.get_device_name(0) if torch.device(sweep.device).type == "cuda" else "cpu"
         return {**out, "seconds": round(time.perf_counter() - start, 1), "device": device,
                 "paths": {"data_root": str(sweep.data_root), "checkpoint": str(sweep.checkpoint)}}
@@ -308,14 +322,15 @@ def submitit_executor(sweep: Sweep, executor: str, *, parallel: int, log_folder:
 
 def run_sweep(sweep: Sweep, executor: str = "inline", *, parallel: int = 1, log_folder: Path | None = None,
               timeout_min: int = 24 * 60, on_epoch_end=None) -> list[dict]:
-    """Every record of ``sweep``, running the missing runs: LP and FT first, then LP-FT. ``executor`` is one of
+    """Every record of ``sweep``, running the missing runs: LP first, then the runs that start from or interpolate
+    with its head (FT with WiSE-FT, LP-FT) and the others (L2-SP). ``executor`` is one of
     :data:`EXECUTORS`: ``inline`` (this process, one run after another), or submitit's ``local`` (at most ``parallel``
     subprocesses at a time), ``debug`` (in process) or ``slurm`` (a job array per stage; ``sweep.slurm`` holds the
     ``slurm_*`` options such as ``slurm_partition``; ``parallel`` caps the array's concurrency)."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}; got {executor!r}")
     all_jobs = jobs(sweep)
-    stages = [[j for j in all_jobs if j["method"] != "LP-FT"], [j for j in all_jobs if j["method"] == "LP-FT"]]
+    stages = [[j for j in all_jobs if j["method"] == "LP"], [j for j in all_jobs if j["method"] != "LP"]]
     records = []
     if executor == "inline":
         for stage in stages:
@@ -334,48 +349,61 @@ def run_sweep(sweep: Sweep, executor: str = "inline", *, parallel: int = 1, log_
 
 # ---- reading the records back -------------------------------------------------------------------------------------
 
+METHODS = ("LP", "FT", "LP-FT", "WiSE-FT", "L2-SP")
+
+
+def _row(method: str, c: dict, r: dict, spec: Experiment, alpha: float = float("nan")) -> dict:
+    change = r["feature_change"]
+    ood = {f"OOD {k}": 100 * r["ood"][k] for k in sorted(r["ood"])}
+    if "OOD mean" in spec.paper_ood:
+        ood["OOD mean"] = float(np.mean(list(ood.values())))
+    return {"method": method, "lr": c.get("lr", float("nan")), "alpha": alpha, "seed": c.get("seed", -1),
+            "val": 100 * r["val"], "ID": 100 * r["id"], **ood,
+            **{f"change {k}": change[k] for k in ["ID", *sorted(set(change) - {"ID"})]},
+            "best_epoch": r.get("best_epoch", 0), "seconds": r.get("seconds", 0.0)}
+
+
 def runs_table(records: list[dict]) -> pd.DataFrame:
-    """One row per run: method, lr, seed, ID-val / ID test / OOD accuracies (%), the mean over OOD sets where the
-    experiment reports it (DomainNet), feature change, best epoch."""
+    """One row per run: method, lr, WiSE-FT's alpha, seed, ID-val / ID test / OOD accuracies (%), the mean over OOD
+    sets where the experiment reports it (DomainNet), feature change, best epoch, seconds. Each FT record also gives
+    one WiSE-FT row per alpha (its interpolation with the LP model; its time is the FT run's)."""
     rows = []
     for record in records:  # OOD sets in a fixed (sorted) order: records read back from JSON have sorted keys
         c, r = record["config"], record["results"]
-        change = r["feature_change"]
         spec = experiment_of(c.get("common", {}).get("experiment", "cifar-stl"))
-        ood = {f"OOD {k}": 100 * r["ood"][k] for k in sorted(r["ood"])}
-        if "OOD mean" in spec.paper_ood:
-            ood["OOD mean"] = float(np.mean(list(ood.values())))
-        row = {"method": c["method"], "lr": c.get("lr", float("nan")), "seed": c.get("seed", -1),
-               "val": 100 * r["val"], "ID": 100 * r["id"], **ood,
-               **{f"change {k}": change[k] for k in ["ID", *sorted(set(change) - {"ID"})]},
-               "best_epoch": r.get("best_epoch", 0), "seconds": r["seconds"]}
-        rows.append(row)
+        rows.append(_row(c["method"], c, r, spec))
+        for alpha, w in sorted(r.get("wise", {}).items(), key=lambda kv: float(kv[0])):
+            rows.append(_row("WiSE-FT", c, {**w, "best_epoch": r.get("best_epoch", 0)}, spec, float(alpha)))
     return pd.DataFrame(rows)
 
 
 def select(table: pd.DataFrame) -> pd.DataFrame:
-    """The runs each method reports: FT and LP-FT at the learning rate with the best mean ID-val accuracy over seeds
-    (the first in grid order on ties), reference Section 3.4; LP's runs (one, or one per seed)."""
+    """The runs each method reports: FT, LP-FT and L2-SP at the learning rate with the best mean ID-val accuracy over
+    seeds (the first in grid order on ties), reference Section 3.4, and WiSE-FT at the best (learning rate, alpha);
+    LP's runs (one, or one per seed)."""
     keep = [table[table["method"] == "LP"]]
-    for method in ("FT", "LP-FT"):
+    for method in METHODS[1:]:
         t = table[table["method"] == method]
         if len(t):
-            by_lr = t.groupby("lr", sort=False)["val"].mean()
-            keep.append(t[t["lr"] == by_lr.idxmax()])
+            keys = ["lr", "alpha"] if method == "WiSE-FT" else ["lr"]
+            best = t.groupby(keys, sort=False)["val"].mean().idxmax()
+            best = best if isinstance(best, tuple) else (best,)
+            keep.append(t[np.logical_and.reduce([t[k] == v for k, v in zip(keys, best)])])
     return pd.concat(keep, ignore_index=True)
 
 
 def summarise(records: list[dict]) -> pd.DataFrame:
-    """Per method (LP, FT, LP-FT): the selected learning rate, number of seeds, and mean and 90% interval over seeds
-    of every accuracy and feature-change column (interval 0 for a single deterministic LP run)."""
+    """Per method (:data:`METHODS` that ran): the selected learning rate (and WiSE-FT's alpha), number of seeds, and
+    mean and 90% interval over seeds of every accuracy and feature-change column (interval 0 for a single
+    deterministic LP run)."""
     chosen = select(runs_table(records))
     values = [c for c in chosen.columns if c in ("val", "ID") or c.startswith(("OOD ", "change "))]
     rows = []
-    for method in ("LP", "FT", "LP-FT"):
+    for method in METHODS:
         t = chosen[chosen["method"] == method]
         if not len(t):
             continue
-        row = {"method": method, "lr": t["lr"].iloc[0], "seeds": len(t)}
+        row = {"method": method, "lr": t["lr"].iloc[0], "alpha": t["alpha"].iloc[0], "seeds": len(t)}
         for col in values:
             row[col] = t[col].mean()
             row[f"{col} ±"] = interval90(t[col]) if len(t) > 1 else 0.0
@@ -401,12 +429,37 @@ def compare_with_paper(summary: pd.DataFrame, experiment: str = "cifar-stl") -> 
 
 
 def feature_change_long(runs: pd.DataFrame) -> pd.DataFrame:
-    """The feature change of the FT and LP-FT runs at their selected learning rates, one row per (run, inputs)."""
-    changes = [c for c in runs.columns if c.startswith("change ")]
-    long = runs[runs["method"] != "LP"].melt(id_vars=["method", "lr", "seed"], value_vars=changes, var_name="inputs",
-                                             value_name="change")
+    """The feature change of every method but LP (which keeps the pretrained features) at its selected
+    hyperparameters, one row per (run, inputs)."""
+    chosen = select(runs)
+    changes = [c for c in chosen.columns if c.startswith("change ")]
+    long = chosen[chosen["method"] != "LP"].melt(id_vars=["method", "lr", "alpha", "seed"], value_vars=changes,
+                                                 var_name="inputs", value_name="change")
     long["inputs"] = long["inputs"].str.removeprefix("change ")
-    return long.merge(select(runs)[["method", "lr"]].drop_duplicates(), on=["method", "lr"])
+    return long
+
+
+def lr_table(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """Mean ID-val, ID and OOD accuracy over seeds of every trained method (FT, LP-FT, L2-SP) at every learning rate
+    of its grid (OOD: ``experiment``'s paper columns), rounded to 0.1."""
+    cols = ["val", "ID", *experiment_of(experiment).paper_ood]
+    trained = runs[runs["method"].isin(["FT", "LP-FT", "L2-SP"])]
+    return trained.groupby(["method", "lr"])[cols].mean().round(1)
+
+
+def methods_table(summary: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """Every method of this run on ``experiment``'s paper columns, as printed: selected learning rate (and WiSE-FT's
+    alpha), seeds, ID-val accuracy, ID and OOD accuracy as "mean ± 90% interval" (one ``OOD`` column where the
+    experiment has one OOD number, else one per set), and the feature change on ID inputs."""
+    spec = experiment_of(experiment)
+    ood = {col: "OOD" if len(spec.paper_ood) == 1 else col for col in spec.paper_ood}
+    out = pd.DataFrame({"lr": [report.fmt(x) for x in summary["lr"]],
+                        "alpha": ["" if np.isnan(a) else f"{a:g}" for a in summary["alpha"]],
+                        "seeds": summary["seeds"], "val": [f"{v:.1f}" for v in summary["val"]]}, index=summary.index)
+    for col, name in {"ID": "ID", **ood}.items():
+        out[name] = [f"{m:.1f} ± {pm:.1f}" for m, pm in zip(summary[col], summary[f"{col} ±"])]
+    out["change ID"] = [report.fmt(c, floor=0.0) for c in summary["change ID"]]
+    return out
 
 
 def orderings(summary: pd.DataFrame | None, experiment: str) -> pd.DataFrame:

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-METHOD_COLORS = {"LP": "#0173b2", "FT": "#de8f05", "LP-FT": "#029e73"}
+METHOD_COLORS = {"LP": "#0173b2", "FT": "#de8f05", "LP-FT": "#029e73", "WiSE-FT": "#cc78bc", "L2-SP": "#ca9161"}
 METHOD_ORDER = ("LP", "FT", "LP-FT")
 
 
@@ -54,9 +54,10 @@ def paper_vs_run(compare, profile: str, ran: bool):
 
 def feature_change(long, ax=None):
     """Bars of the feature change (mean squared, ×100, log scale) per inputs and method, whiskers the 90% band of
-    seeds; ``long`` has columns ``inputs``, ``method`` (FT / LP-FT) and ``change``."""
+    seeds; ``long`` has columns ``inputs``, ``method`` (FT, LP-FT, WiSE-FT, L2-SP) and ``change``."""
     fig, ax = figure(width=6.0, height=3.6) if ax is None else (ax.figure, ax)
-    sns.barplot(data=long, x="inputs", y="change", hue="method", palette=METHOD_COLORS, hue_order=["FT", "LP-FT"],
+    order = [m for m in METHOD_COLORS if m in set(long["method"])]
+    sns.barplot(data=long, x="inputs", y="change", hue="method", palette=METHOD_COLORS, hue_order=order,
                 errorbar=("pi", 90), ax=ax)
     ax.set(yscale="log", xlabel="inputs", ylabel="feature change (mean squared, ×100)")
     ax.legend(fontsize="small", title=None)
@@ -64,8 +65,9 @@ def feature_change(long, ax=None):
 
 
 def lr_sensitivity(grid, lp: dict, columns, axes):
-    """Accuracy of every FT and LP-FT run against its learning rate (mean over seeds, 90% band), one axis per column
-    of ``columns``, with LP's accuracy (``lp[column]``) dashed."""
+    """Accuracy of every FT, LP-FT and L2-SP run against its learning rate (mean over seeds, 90% band), one axis per
+    column of ``columns``, with LP's accuracy (``lp[column]``) dashed."""
+    grid = grid[grid["method"].isin(["FT", "LP-FT", "L2-SP"])]
     for ax, col in zip(axes, columns):
         sns.lineplot(data=grid, x="lr", y=col, hue="method", palette=METHOD_COLORS, marker="o", errorbar=("pi", 90),
                      ax=ax)

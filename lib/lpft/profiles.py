@@ -70,11 +70,12 @@ CHAPTERS: dict[str, dict[str, dict]] = {
         # CIFAR-10.1 run (reference 3.3: 20 epochs, batch 64, resize to 224, the April 2022 release's LR grids).
         "quick": dict(synthetic=True, n_seeds=2, arch="resnet18", width=8, image_size=32, batch_size=32, epochs=3,
                       n_val=80, Cs=(1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0), ft_lrs=(1e-2, 3e-2), lpft_lrs=(1e-3, 3e-3),
-                      feature_n=100, progress=False),
+                      wise_alphas=(0.5,), l2sp_lrs=(3e-2,), feature_n=100, progress=False),
         "full": dict(synthetic=False, n_seeds=3, arch="resnet50", width=64, image_size=224, batch_size=64, epochs=20,
                      n_val=5000, Cs=tuple(float(c) for c in np.logspace(-7, 2, 50)),
                      ft_lrs=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), lpft_lrs=(3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4),
-                     feature_n=2000, progress=True),
+                     wise_alphas=(0.25, 0.5, 0.75), l2sp_lrs=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), feature_n=2000,
+                     progress=True),
     },
     "experiments-breeds-domainnet": {
         # quick: generated images in the real layouts (ImageNet folders + BREEDS split files, DomainNet folders + file
@@ -86,12 +87,14 @@ CHAPTERS: dict[str, dict[str, dict]] = {
         "quick": dict(synthetic=True, experiments=("living17", "entity30", "domainnet"), n_seeds=2,
                       archs={"moco_v2": "resnet18", "torchvision": "resnet18", "clip": "RN50"}, width=8,
                       image_size=32, load_size=40, epochs=3, batch_size=32, Cs=(1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0),
-                      ft_lrs=(3e-3, 1e-2), lpft_lrs=(3e-4, 1e-3), feature_n=100, progress=False),
+                      ft_lrs=(3e-3, 1e-2), lpft_lrs=(3e-4, 1e-3), wise_alphas=(0.5,), l2sp_lrs=(1e-2,),
+                      feature_n=100, progress=False),
         "full": dict(synthetic=False, experiments=("living17", "entity30", "domainnet"), n_seeds=3, archs=None,
                      width=None, image_size=224, load_size=None, epochs=None, batch_size=None,
                      Cs=tuple(float(c) for c in np.logspace(-7, 2, 50)),
                      ft_lrs=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), lpft_lrs=(3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4),
-                     feature_n=2000, progress=True),
+                     wise_alphas=(0.25, 0.5, 0.75), l2sp_lrs=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), feature_n=2000,
+                     progress=True),
     },
     "fixed-point": {
         # the models are the digit chapter's (same grids and seeds, from CHAPTERS["experiments-digits"])
