@@ -31,7 +31,7 @@ import hashlib
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +133,12 @@ class Sweep:
 
 # ---- inputs, loaded once per process ------------------------------------------------------------------------------
 
+def _tower_options(source: str, image_size: int) -> dict:
+    """Architecture options beyond (arch, width): CLIP towers are built for one input size (fixed positional
+    embeddings); ResNets take any."""
+    return {"image_size": image_size} if source == "clip" else {}
+
+
 def build_task(data_root, experiment: str, *, n_val: int | None, image_size: int, load_size: int | None,
                max_train: int | None = None, max_eval: int | None = None) -> imagedata.ImageTask:
     """The :class:`~lpft.imagedata.ImageTask` of ``experiment`` from its files under ``data_root`` (layouts in
@@ -173,8 +179,7 @@ def load_task(sweep: Sweep) -> tuple[imagedata.ImageTask, str]:
 
 @functools.lru_cache(maxsize=2)
 def _backbone(checkpoint: str, source: str, arch: str, width: int | None, image_size: int):
-    extra = {"image_size": image_size} if source == "clip" else {}  # CLIP's positional embeddings fix the size
-    model = backbones.load_backbone(checkpoint, source, arch, width, **extra)
+    model = backbones.load_backbone(checkpoint, source, arch, width, **_tower_options(source, image_size))
     return model, backbones.file_digest(checkpoint)
 
 
@@ -263,6 +268,9 @@ def run_job(sweep: Sweep, job: dict, on_epoch_end=None) -> dict:
         if job["method"] == "LP":
             out = _linear_probe(task, backbone, sweep, rt, job.get("seed"))
         else:
+            def seed_probe() -> largescale.Probe:  # the head LP-FT starts from and WiSE-FT interpolates with
+                return probe_of(run_job(sweep, lp_job(sweep, job["seed"])))
+
             sets, before = _pretrained_features(sweep)
             options = {"lr": job["lr"], "epochs": sweep.epochs, "seed": job["seed"], "rt": rt,
                        "checkpoint": checkpoint, "on_epoch_end": on_epoch_end, "desc": name}
@@ -271,11 +279,10 @@ def run_job(sweep: Sweep, job: dict, on_epoch_end=None) -> dict:
             elif job["method"] == "L2-SP":
                 model, info = largescale.l2_sp(backbone, task, weight=sweep.l2sp_weight, **options)
             else:
-                probe = probe_of(run_job(sweep, lp_job(sweep, job["seed"])))
-                model, info = largescale.lp_ft(backbone, probe, task, **options)
+                model, info = largescale.lp_ft(backbone, seed_probe(), task, **options)
             out = {**largescale.evaluate(model, task, rt, before, sets), **info}
             if job["method"] == "FT" and sweep.wise_alphas:
-                lp_model = largescale.with_probe_head(backbone, probe_of(run_job(sweep, lp_job(sweep, job["seed"]))))
+                lp_model = largescale.with_probe_head(backbone, seed_probe())
                 out["wise"] = {f"{a:g}": largescale.evaluate(largescale.wise_ft(lp_model, model, a), task, rt, before,
                                                              sets) for a in sweep.wise_alphas}
         device = torch.cuda.get_device_name(0) if torch.device(sweep.device).type == "cuda" else "cpu"
@@ -562,8 +569,8 @@ def write_quick_inputs(folder, settings: dict, experiment: str = "cifar-stl", we
     else:
         filelists.write_synthetic_domainnet(data)
     torch.manual_seed(weights_seed)
-    extra = {"image_size": sweep.image_size} if sweep.source == "clip" else {}
-    model = backbones.build_backbone(sweep.source, sweep.arch, sweep.width, **extra)
+    model = backbones.build_backbone(sweep.source, sweep.arch, sweep.width,
+                                     **_tower_options(sweep.source, sweep.image_size))
     task = build_task(data, experiment, n_val=sweep.n_val, image_size=sweep.image_size, load_size=sweep.load_size)
     largescale.calibrate_batchnorm(model, task.train, sweep.runtime())
     checkpoint = folder / f"{sweep.source}-{sweep.arch}-width{sweep.width}-random.pt"
@@ -605,8 +612,7 @@ def sweep_from_settings(settings: dict, *, data_root, checkpoint, folder, device
     source = source or spec.source
     keys = {f for f in Sweep.__dataclass_fields__} - {"data_root", "checkpoint", "folder", "device", "seeds", "source",
                                                       "experiment"}
-    paper = {k: getattr(spec, k) for k in ("arch", "epochs", "batch_size", "accumulate", "augment", "centre_crop",
-                                           "load_size", "n_val")}
+    paper = {f.name: getattr(spec, f.name) for f in fields(Experiment) if f.name in keys}
     if source != spec.source:
         paper["arch"] = "resnet50"
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in keys and v is not None}
