@@ -50,21 +50,12 @@ import tempfile
 
 import lpft
 import pandas as pd
-from lpft import launch, paper, plotting, protocol, report
+from lpft import launch, paper, plotting, report
 
 cfg = lpft.start_chapter("experiments-breeds-domainnet", profile=profile, seed=seed, device=device)
 scratch = tempfile.TemporaryDirectory()  # the quick profile's generated files; removed when the kernel exits
-settings = vars(cfg)
-inputs, sweeps = {}, {}
-for name in cfg.experiments:
-    spec = launch.EXPERIMENTS[name]
-    inputs[name] = launch.chapter_inputs(name, settings, scratch.name, data_root=data_root,
-                                         checkpoint=clip_checkpoint if spec.source == "clip" else checkpoint)
-    if inputs[name].ran:
-        sweeps[name] = launch.sweep_from_settings(settings, data_root=inputs[name].data_root,
-                                                  checkpoint=inputs[name].checkpoint, experiment=name,
-                                                  folder=launch.records_folder(name, cfg.profile), device=cfg.device,
-                                                  seed=cfg.seed)
+inputs, sweeps = launch.chapter_sweeps(cfg, scratch.name, data_root=data_root,
+                                       checkpoints={"moco_v2": checkpoint, "clip_rn50": clip_checkpoint})
 ran = list(sweeps)
 print("\n\n".join(launch.describe(inputs[name], sweeps.get(name), cfg.profile) for name in cfg.experiments))
 
@@ -111,24 +102,14 @@ for name in cfg.experiments:
 
 # %%
 if ran:
-    sizes = pd.concat({name: pd.Series(launch.load_task(sweeps[name])[0].sizes) for name in ran}).rename("images")
-    print("\n".join(f"{name}: {len(launch.jobs(sw))} runs: LP × {len({str(launch.lp_job(sw, s)) for s in sw.seeds})},"
-                    f" FT and LP-FT at {len(sw.ft_lrs)} and {len(sw.lpft_lrs)} learning rates × {len(sw.seeds)} seeds"
-                    for name, sw in sweeps.items()))
-    display(sizes.to_frame())  # noqa: F821 (IPython's display)
+    plan, sizes = launch.chapter_plan(sweeps)
+    print(plan)
+    display(sizes)  # noqa: F821 (IPython's display)
 else:
     print("no data on this machine: nothing was loaded")
 
 # %%
-rows = []
-for name in ran:
-    task = launch.load_task(sweeps[name])[0]
-    rows += [(f"{name}: ID test", task.test_id), *((f"{name}: OOD {k}", v) for k, v in task.ood.items())]
-if rows:
-    fig = plotting.example_images(rows, px=48)
-else:
-    fig, ax = plotting.figure(width=6.4, height=2.0)
-    plotting.placeholder(ax, "no data on this machine:\nthis page shows the paper's numbers only")
+fig = plotting.example_images(launch.example_rows(sweeps), px=48)
 plotting.finish(fig, "fig_bd_examples")
 
 # %% [markdown]
@@ -143,14 +124,8 @@ plotting.finish(fig, "fig_bd_examples")
 # ## Running the sweeps
 
 # %%
-records, summaries, runs = {}, {}, {}
-for name in ran:
-    records[name] = launch.run_sweep(sweeps[name])  # runs what is missing; finished runs are read back
-    summaries[name] = launch.summarise(records[name])
-    runs[name] = launch.runs_table(records[name])
-print("\n".join(f"{name}: {len(records[name])} records in {sweeps[name].folder.replace(str(protocol.ROOT) + '/', '')}"
-                f"; compute time summed over runs: elapsed: {sum(r['results']['seconds'] for r in records[name]):.1f} s"
-                for name in ran))
+records, summaries, runs, done = launch.chapter_runs(sweeps)  # runs what is missing; reads back what is finished
+print(done)
 
 # %% [markdown]
 # ## This run next to the paper
@@ -160,10 +135,7 @@ print("\n".join(f"{name}: {len(records[name])} records in {sweeps[name].folder.r
 # is this run minus the paper. DomainNet's OOD row is the mean over real, painting and clipart, as the paper's.
 
 # %%
-compare = pd.concat([launch.compare_with_paper(summaries[name], name) if name in ran else
-                     paper.table([(launch.EXPERIMENTS[name].id_set, "ID"),
-                                  *((c, "OOD") for c in launch.EXPERIMENTS[name].paper_ood.values())])
-                     for name in cfg.experiments], ignore_index=True)
+compare = launch.chapter_compare(cfg.experiments, summaries)
 print(paper.SOURCE)
 compare.round(1)
 
@@ -193,10 +165,8 @@ else:
 # paper's tables show it and whether this run does:
 
 # %%
-orders = pd.concat([launch.orderings(summaries.get(name), name) for name in cfg.experiments], ignore_index=True)
-agree = orders[orders["this run"] != "not run"]
-n_agree = int((agree["paper"] == agree["this run"]).sum())
-print(f"this run agrees with the paper on {n_agree} of {len(agree)} comparisons it could make")
+orders, n_agree, n_made = launch.chapter_orderings(cfg.experiments, summaries)
+print(f"this run agrees with the paper on {n_agree} of {n_made} comparisons it could make")
 orders
 
 # %% [markdown]
@@ -213,14 +183,7 @@ print("".join(f"{name}: FT's feature change on ID inputs is {report.fmt(r)}× LP
 pd.DataFrame({k: {s: f"{v[0]} ± {v[1]}" for s, v in d.items()} for k, d in paper.FEATURE_CHANGE_LIVING17.items()}).T
 
 # %%
-fig, axes = plotting.figure(ncols=max(len(ran), 1), width=3.4 * max(len(ran), 1) + 0.6, height=3.6)
-for ax, name in zip(pd.Series(axes).tolist() if ran else [axes], ran or [None]):
-    if name is None:
-        plotting.placeholder(ax, "not run on this machine")
-        continue
-    plotting.feature_change(launch.feature_change_long(runs[name]), ax=ax)
-    ax.set_title(name)
-    ax.tick_params(axis="x", labelsize="small")
+fig = plotting.feature_change_panels({name: launch.feature_change_long(runs[name]) for name in ran})
 plotting.finish(fig, "fig_bd_change")
 
 # %% [markdown]
@@ -237,20 +200,12 @@ plotting.finish(fig, "fig_bd_change")
 # Every run of the grids, measured on ID and OOD test data (never used to select).
 
 # %%
-fig, axes = plotting.figure(ncols=2, width=9.0, height=3.2 * max(len(ran), 1), sharex=False)
+fig = plotting.lr_panels({name: (runs[name], summaries[name].loc["LP"], next(iter(launch.EXPERIMENTS[name].paper_ood)))
+                          for name in ran})
 if ran:
-    fig.clf()
-    grid_axes = fig.subplots(len(ran), 2, squeeze=False)
-    for (ax_id, ax_ood), name in zip(grid_axes, ran):
-        ood_col = next(iter(launch.EXPERIMENTS[name].paper_ood))
-        plotting.lr_sensitivity(runs[name], summaries[name].loc["LP"], ("ID", ood_col), (ax_id, ax_ood))
-        ax_id.set_title(f"{name}: ID")
-        ax_ood.set_title(f"{name}: {ood_col}")
     display(pd.concat({name: launch.lr_table(runs[name], name).set_axis(["val", "ID", "OOD"], axis=1)  # noqa: F821
                        for name in ran}))
 else:
-    for ax in axes:
-        plotting.placeholder(ax, "not run on this machine")
     print("not run on this machine")
 plotting.finish(fig, "fig_bd_lr")
 
@@ -271,7 +226,7 @@ for name in cfg.experiments:
         report.glue_number(f"bd_{key}_{name}_id", summaries[name].loc[m, "ID"] if done else "not run", digits=3)
         report.glue_number(f"bd_{key}_{name}_ood", summaries[name].loc[m, col] if done else "not run", digits=3)
     report.glue_number(f"bd_change_ratio_{name}", ratios.get(name, "not run"), digits=3)
-report.glue_number("bd_agree", f"{n_agree} of {len(agree)}" if len(agree) else "none (nothing ran)")
+report.glue_number("bd_agree", f"{n_agree} of {n_made}" if n_made else "none (nothing ran)")
 report.glue_number("bd_mode", cfg.profile if ran else "full, without inputs")
 print(f"profile: {cfg.profile}; ran: {', '.join(ran) or 'nothing'}")
 

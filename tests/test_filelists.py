@@ -166,3 +166,50 @@ def test_the_breeds_script_writes_the_split_files(tmp_path):
     assert len(split["names"]) == 30 and split["names"][3] == "super 3"
     assert split["source"][3] == ["n00000006"] and split["target"][3] == ["n00000007"]
     assert len(filelists.read_breeds_split(tmp_path / "breeds" / "living17.json")["names"]) == 17
+
+
+def test_fmow_task_reads_wilds_tables_by_region_and_year(tmp_path):
+    counts = filelists.write_synthetic_fmow(tmp_path, n_train=3, n_val=2, size=20)
+    root = filelists.fmow_path(tmp_path)
+    meta = filelists.read_fmow_metadata(root)
+    assert len(meta) == counts["images"] and set(meta["region"]) == {"Americas", "Africa", "Europe", "Other"}
+    task = filelists.fmow_task(root, size=16, workers=2)
+    assert task.n_classes == 62 and task.val is task.test_id
+    assert (len(task.train), len(task.test_id), len(task.ood["Africa"])) == (counts["ID train"], counts["ID test"],
+                                                                             counts["OOD"])
+    # the rows each set holds, by WILDS's rules: training split before 2013; "val" of 2013-2015 (WILDS 1.x)
+    ams = meta[(meta["region"] == "Americas")]
+    train_rows = ams[(ams["split"] == "train") & (ams["year"] < 2013)]
+    val_rows = ams[(ams["split"] == "val") & (ams["year"] >= 2013) & (ams["year"] < 2016)]
+    assert task.train.y.tolist() == train_rows["label"].tolist()
+    assert task.test_id.y.tolist() == val_rows["label"].tolist()
+    first = filelists.load_image(root / "images" / f"rgb_img_{val_rows['row'].iloc[0]}.png", 16, resize="square")
+    assert np.array_equal(task.test_id.x[0].numpy(), first)  # image file named by the metadata row
+    absent = set(task.test_id.y.tolist()) - set(task.train.y.tolist())
+    assert absent == {filelists.FMOW_CATEGORIES.index("shipyard")}  # a class the Americas' training images lack
+    older = filelists.fmow_task(root, size=16, val="id", n_val=2, workers=2)  # WILDS 2's "val": before 2013
+    assert len(older.test_id) == len(ams[(ams["split"] == "val") & (ams["year"] < 2013)])
+    assert len(older.val) == 2 and len(older.train) == counts["ID train"] - 2
+    with pytest.raises(ValueError, match="region"):
+        filelists.fmow_task(root, ood_region="Antarctica")
+    with pytest.raises(ValueError, match="val must be"):
+        filelists.fmow_task(root, val="test")
+
+
+def test_fmow_errors_name_the_file_and_how_to_get_it(tmp_path):
+    assert len(filelists.missing_fmow(tmp_path)) == 1 and "fmow_v1.1" in filelists.missing_fmow(tmp_path)[0]
+    with pytest.raises(MissingData, match="rgb_metadata.csv.*wilds"):
+        filelists.fmow_task(filelists.fmow_path(tmp_path))
+    filelists.write_synthetic_fmow(tmp_path, n_train=2, n_val=2, size=12)
+    root = filelists.fmow_path(tmp_path)
+    assert filelists.missing_fmow(tmp_path) == []
+    (root / "images" / "rgb_img_0.png").unlink()
+    with pytest.raises(MissingData, match="rgb_img_0.png"):
+        filelists.fmow_task(root, size=12)
+    meta = (root / "rgb_metadata.csv").read_text()
+    (root / "rgb_metadata.csv").write_text(meta.replace("airport", "spaceport"))
+    with pytest.raises(MalformedData, match="spaceport"):
+        filelists.fmow_task(root, size=12)
+    (root / "rgb_metadata.csv").write_text(meta.replace("country_code", "country"))
+    with pytest.raises(MalformedData, match="country_code"):
+        filelists.fmow_task(root, size=12)

@@ -205,3 +205,33 @@ def test_wise_ft_interpolates_every_weight_between_the_lp_and_ft_models(task):
                                                              b["backbone.bn1.running_var"]) / 2)
     with pytest.raises(ValueError, match="alpha"):
         largescale.wise_ft(lp, ft, 1.5)
+
+
+def test_sgd_probe_separates_separable_features_and_keeps_its_best_epoch():
+    g = torch.Generator().manual_seed(0)
+    centres = 4.0 * torch.eye(5, 8)  # five classes, far apart in an 8-d feature space
+    y = torch.arange(200) % 5
+    f = centres[y] + 0.3 * torch.randn(200, 8, generator=g)
+    yv = torch.arange(50) % 5
+    fv = centres[yv] + 0.3 * torch.randn(50, 8, generator=g)
+    probe = largescale.sgd_probe(f, y, fv, yv, 7, epochs=4, lr=0.1, batch_size=16, seed=3)
+    assert probe.C is None and probe.W.shape == (7, 8) and [r["epoch"] for r in probe.table] == [1, 2, 3, 4]
+    assert probe.accuracy(fv, yv) == max(r["val_acc"] for r in probe.table) == 1.0
+    again = largescale.sgd_probe(f, y, fv, yv, 7, epochs=4, lr=0.1, batch_size=16, seed=3)
+    assert np.array_equal(probe.W, again.W)  # the seed fixes the initialisation and the batch order
+    other = largescale.sgd_probe(f, y, fv, yv, 7, epochs=4, lr=0.1, batch_size=16, seed=4)
+    assert not np.array_equal(probe.W, other.W)
+
+
+def test_a_set_covering_some_classes_is_scored_over_those_classes_only():
+    logits = torch.tensor([[5.0, 1.0, 2.0, 0.0], [0.0, 3.0, 1.0, 4.0], [1.0, 0.0, 0.0, 2.0]])
+    assert imagedata.predict(logits).tolist() == [0, 3, 3]
+    assert imagedata.predict(logits, (1, 2)).tolist() == [2, 1, 1]  # the argmax among classes 1 and 2
+    assert imagedata.predict(logits.numpy(), (1, 2)).tolist() == [2, 1, 1]
+    y = torch.tensor([2, 1, 2])
+    probe = largescale.Probe(None, np.eye(4), np.zeros(4), [])
+    assert probe.accuracy(logits, y) == 0.0 and probe.accuracy(logits, y, (1, 2)) == pytest.approx(2 / 3)
+    data = imagedata.ImageSet(torch.zeros(3, 3, 4, 4, dtype=torch.uint8), y, classes=(2, 1))
+    assert data.classes == (2, 1) and data.subset(2).classes == (2, 1) and data.hold_out(1, 0)[1].classes == (2, 1)
+    with pytest.raises(ValueError, match="not among its classes"):
+        imagedata.ImageSet(torch.zeros(3, 3, 4, 4, dtype=torch.uint8), y, classes=(0, 1))

@@ -205,16 +205,21 @@ def tiny_sweep(tmp_path, experiment):
                                       device="cpu", experiment=experiment)
 
 
+def lp_ft_starts(monkeypatch) -> dict:
+    """Record, per seed, the LP head each LP-FT run starts from (filled in as the sweep runs)."""
+    starts, real = {}, largescale.lp_ft
+    monkeypatch.setattr(largescale, "lp_ft", lambda bb, probe, task, **k: starts.setdefault(k["seed"], probe.W) is None
+                        or real(bb, probe, task, **k))
+    return starts
+
+
 def test_augmented_experiments_probe_once_per_seed_and_lp_ft_starts_from_its_seeds_head(tmp_path, monkeypatch):
     sweep = tiny_sweep(tmp_path, "living17")
     assert (sweep.augment, sweep.centre_crop, sweep.n_val, sweep.arch) == ("random-resized-crop", True, None,
                                                                            "resnet18")
     assert [launch.job_name(j) for j in launch.jobs(sweep)] == [
         "LP-seed0", "LP-seed1", "FT-lr0.01-seed0", "FT-lr0.01-seed1", "LP-FT-lr0.001-seed0", "LP-FT-lr0.001-seed1"]
-    starts = {}
-    real = largescale.lp_ft
-    monkeypatch.setattr(largescale, "lp_ft", lambda bb, probe, task, **k: starts.setdefault(k["seed"], probe.W) is None
-                        or real(bb, probe, task, **k))
+    starts = lp_ft_starts(monkeypatch)
     records = {launch.job_name(r["config"]): r for r in launch.run_sweep(sweep)}
     lp = {s: launch.probe_of(records[f"LP-seed{s}"]).W for s in (0, 1)}
     assert not np.array_equal(lp[0], lp[1])  # each seed probes its own augmented view
@@ -261,7 +266,16 @@ def test_each_experiments_full_profile_has_the_papers_settings():
     assert full("living17").lpft_lrs == (3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4)
     with pytest.raises(ValueError, match="unknown experiment"):
         launch.sweep_from_settings(BD_TINY, data_root="d", checkpoint="c", folder="f", device="cpu",
-                                   experiment="imagenet")
+                                   experiment="imagenet-21k")
+    f = full("fmow")
+    assert (f.source, f.arch, f.epochs, f.batch_size, f.augment, f.n_val, f.lp, f.cache) == (
+        "moco_v2", "resnet50", 50, 64, "none", None, "logistic", "")
+    assert f.ft_lrs == launch.GRIDS["ft"] and f.l2sp_lrs == launch.GRIDS["ft"] and f.lpft_lrs == launch.GRIDS["lpft"]
+    i = full("imagenet")
+    assert (i.source, i.arch, i.width, i.epochs, i.batch_size, i.n_val, i.lp, i.lp_epochs, i.lp_lr) == (
+        "clip", "ViT-B-16", None, 10, 128, None, "sgd", 5, 0.1)
+    assert (i.ft_lrs, i.lpft_lrs) == ((1e-4, 3e-4, 1e-3), (1e-5, 3e-5, 1e-4)) and i.cache == str(launch.resolve_cache())
+    assert i.runtime().mean == launch.clip.CLIP_MEAN and i.tower == ()
 
 
 def test_missing_breeds_and_domainnet_inputs_name_the_files_and_the_command(tmp_path, capsys):
@@ -309,3 +323,66 @@ def test_wise_ft_selects_the_learning_rate_and_alpha_together():
     summary = launch.summarise(records)
     assert (summary.loc["WiSE-FT", "lr"], summary.loc["WiSE-FT", "alpha"]) == (0.01, 0.5)
     assert summary.loc["WiSE-FT", "val"] == pytest.approx(76.0) and summary.loc["WiSE-FT", "seeds"] == 2
+
+
+FI = "experiments-fmow-imagenet"
+FI_TINY = {**profiles.CHAPTERS[FI]["quick"], "epochs": 1, "ft_lrs": (0.01,), "lpft_lrs": (0.001,), "wise_alphas": (),
+           "l2sp_lrs": (), "Cs": (0.1, 1.0), "feature_n": 20}
+
+
+def test_imagenet_probes_by_sgd_per_seed_and_scores_r_and_a_over_their_classes(tmp_path, monkeypatch):
+    data_root, checkpoint = launch.write_quick_inputs(tmp_path / "inputs", FI_TINY, "imagenet")
+    sweep = launch.sweep_from_settings(FI_TINY, data_root=data_root, checkpoint=checkpoint, device="cpu",
+                                       folder=tmp_path / "records", experiment="imagenet")
+    assert (sweep.lp, sweep.arch, sweep.cache) == ("sgd", "ViT-B-16", "")  # the quick profile decodes into RAM
+    assert [launch.job_name(j) for j in launch.jobs(sweep)] == [
+        "LP-seed0", "LP-seed1", "FT-lr0.01-seed0", "FT-lr0.01-seed1", "LP-FT-lr0.001-seed0", "LP-FT-lr0.001-seed1"]
+    starts = lp_ft_starts(monkeypatch)
+    records = {launch.job_name(r["config"]): r for r in launch.run_sweep(sweep)}
+    lp = {s: launch.probe_of(records[f"LP-seed{s}"]) for s in (0, 1)}
+    assert lp[0].C is None and len(lp[0].table) == sweep.lp_epochs and not np.array_equal(lp[0].W, lp[1].W)
+    assert all(np.array_equal(starts[s], lp[s].W) for s in (0, 1))
+    assert records["LP-seed0"]["config"]["lp"] == {"kind": "sgd", "epochs": 5, "lr": 0.1, "batch_size": 32}
+    # ImageNet-R / -A: LP's accuracy is the argmax over the set's own classes, recomputed here from the features
+    task, _ = launch.load_task(sweep)
+    backbone, _ = launch.load_backbone(sweep)
+    for name in ("ImageNet-R", "ImageNet-A"):
+        data = task.ood[name]
+        assert data.classes is not None and len(data.classes) < task.n_classes
+        f = largescale.features(backbone, data, sweep.runtime())
+        restricted = lp[0].accuracy(f, data.y, data.classes)
+        assert records["LP-seed0"]["results"]["ood"][name] == pytest.approx(restricted)
+        assert restricted >= lp[0].accuracy(f, data.y)  # never worse than the argmax over all classes
+    compare = launch.compare_with_paper(launch.summarise(list(records.values())), "imagenet")
+    assert set(compare["set"]) == {"ImageNet", "ImageNetV2", "ImageNet-R", "ImageNet-Sketch", "ImageNet-A"}
+    order = launch.orderings(None, "imagenet").set_index("comparison")
+    assert order.loc["LP > FT on OOD ImageNetV2", "paper"] == "no"  # the small shift: FT does not lose there
+    assert order.loc["LP > FT on OOD ImageNet-R", "paper"] == "yes"
+
+
+def test_fmow_and_imagenet_inputs_name_their_own_weights(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("LPFT_MOCOTP_CHECKPOINT", raising=False)
+    _, ckpt = launch.resolve_inputs(str(tmp_path), "", None, "fmow")
+    assert ckpt.name == "mocotp_checkpoint_0200.pth.tar"
+    monkeypatch.setenv("LPFT_MOCOTP_CHECKPOINT", str(tmp_path / "tp.pth.tar"))
+    assert launch.resolve_inputs(str(tmp_path), "", None, "fmow")[1] == tmp_path / "tp.pth.tar"
+    assert launch.resolve_inputs(str(tmp_path), "", "torchvision", "fmow")[1].name == "resnet50-0676ba61.pth"
+    lines = launch.missing_inputs(tmp_path, tmp_path / "tp.pth.tar", "fmow", "moco_v2")
+    assert any("fmow_v1.1" in line for line in lines) and any("0x57abca4a55ec4f7e9908098beb2633c6" in line
+                                                              for line in lines)
+    lines = launch.missing_inputs(tmp_path, tmp_path / "ViT-B-16.pt", "imagenet", "clip")
+    assert any("imagenet-r" in line for line in lines) and any("ViT-B-16" in line for line in lines)
+    assert "LPFT_MOCOTP_CHECKPOINT" in launch.full_command("fmow") and FI in launch.full_command("imagenet")
+    assert "LPFT_CLIP_VIT_CHECKPOINT=/path/to/ViT-B-16.pt" in launch.full_command("imagenet")
+    assert launch.main(["--experiment", "imagenet", "--data-root", str(tmp_path)]) == 1
+    assert "imagenetv2-matched-frequency-format-val" in capsys.readouterr().err
+
+
+def test_a_chapter_without_inputs_shows_the_papers_numbers_only():
+    compare = launch.chapter_compare(["fmow", "imagenet"], {})
+    assert set(compare["set"]) == {"FMoW", "ImageNet", "ImageNetV2", "ImageNet-R", "ImageNet-Sketch", "ImageNet-A"}
+    assert "this run" not in compare.columns
+    orders, n_agree, n_made = launch.chapter_orderings(["fmow", "imagenet"], {})
+    assert (n_agree, n_made) == (0, 0) and set(orders["this run"]) == {"not run"}
+    assert len(orders) == 3 + 9  # fmow: 2 OOD comparisons + ID; imagenet: 2 per OOD set + ID
+    assert launch.example_rows({}) == []

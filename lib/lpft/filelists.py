@@ -11,6 +11,11 @@ Reference Section 3.1 (LP-FT paper, Kumar et al., ICLR 2022):
 * **DomainNet** (the 40-class subset of the SENTRY file lists): :func:`domainnet_task` reads ``<lists>/<domain>_<split>
   _mini.txt`` (lines ``<path relative to the DomainNet root> <label>``) for sketch (ID) and real / painting / clipart
   (OOD); labels are mapped to 0..K-1 in sorted order of the ID training list's labels.
+* **FMoW geo-shift** (WILDS FMoW v1.1, 62 classes of satellite images): :func:`fmow_task` reads WILDS's
+  ``rgb_metadata.csv`` (one row per image ``images/rgb_img_<row>.png``: its split, category, country code and
+  timestamp) and ``country_code_mapping.csv`` (country code → region). As in the paper's code, ID train is WILDS's
+  training split (images before 2013) from the Americas, ID test the Americas images of WILDS's "val" split and OOD the
+  African images of the same split.
 
 Under one ``data_root`` the experiments expect (:data:`LAYOUT`; any folder may be a symbolic link)::
 
@@ -18,15 +23,18 @@ Under one ``data_root`` the experiments expect (:data:`LAYOUT`; any folder may b
     data_root/breeds/living17.json, entity30.json           # the BREEDS splits as JSON (see above)
     data_root/domainnet/<domain>/<class>/*.jpg              # the DomainNet archives, unpacked
     data_root/domainnet/lists/<domain>_{train,test}_mini.txt  # SENTRY's 40-class file lists
+    data_root/fmow_v1.1/rgb_metadata.csv, country_code_mapping.csv, images/rgb_img_<row>.png  # WILDS FMoW
 
 Images are decoded with Pillow once, when the task is loaded, and kept as uint8 :class:`~lpft.imagedata.ImageSet`s at
 the size the paper's transforms start from (reference 3.3): BREEDS shorter side resized to 256 and centre-cropped
 (training crops are drawn from that square, evaluation takes its central 224), DomainNet resized to 256×256 (training,
-bicubic; random 224 crops are drawn from it) and to 224×224 (evaluation, bicubic). The random parts of the transforms
+bicubic; random 224 crops are drawn from it) and to 224×224 (evaluation, bicubic); FMoW's images are stored at
+224×224 already and used as they are. The random parts of the transforms
 run per batch on the training device (:func:`lpft.imagedata.augment`). Missing files raise
 :class:`~lpft.imagedata.MissingData` naming them; malformed lists raise :class:`~lpft.imagedata.MalformedData`.
-:func:`write_synthetic_breeds` and :func:`write_synthetic_domainnet` write small generated images in these layouts
-(JPEG files, split JSON, file lists) for the tests and the ``quick`` profile.
+:func:`write_synthetic_breeds`, :func:`write_synthetic_domainnet` and :func:`write_synthetic_fmow` write small generated
+images in these layouts (JPEG / PNG files, split JSON, file lists, metadata tables) for the tests and the ``quick``
+profile.
 """
 from __future__ import annotations
 
@@ -51,16 +59,21 @@ HOW_TO_GET = {
     "DomainNet": "download DomainNet (http://ai.bu.edu/M3SDA/) and unpack its domains into data_root/domainnet/, and put "
                  "the SENTRY 40-class file lists (<domain>_<split>_mini.txt, github.com/virajprabhu/SENTRY, "
                  "data/DomainNet/txt/) into data_root/domainnet/lists/",
+    "FMoW": "download WILDS FMoW v1.1 (fmow_v1.1.tar.gz, e.g. with the wilds package: python -c \"import wilds; "
+            "wilds.get_dataset('fmow', version='1.1', root_dir='/path/to/data_root', download=True)\", or from "
+            "https://worksheets.codalab.org/bundles/0xaec91eb7c9d548ebb15e1b5e60f966ab) and unpack it so that "
+            "data_root/fmow_v1.1/ holds rgb_metadata.csv, country_code_mapping.csv and images/",
 }
 
 
-RESIZES = ("shorter", "square")
+RESIZES = ("shorter", "shorter-bicubic", "square")
 
 
 def load_image(path: Path, size: int, resize: str = "shorter") -> np.ndarray:
     """One image as uint8 (3, size, size), RGB: ``"shorter"`` resizes the shorter side to ``size`` (bilinear) and
-    centre-crops (torchvision's Resize(size) + CenterCrop(size)); ``"square"`` resizes to ``size``×``size`` (bicubic,
-    the paper's DomainNet Resize((size, size)))."""
+    centre-crops (torchvision's Resize(size) + CenterCrop(size)); ``"shorter-bicubic"`` does the same with bicubic
+    interpolation (the paper's ImageNet transform); ``"square"`` resizes to ``size``×``size`` (bicubic, the paper's
+    DomainNet Resize((size, size)))."""
     from PIL import Image
 
     if resize not in RESIZES:
@@ -72,7 +85,8 @@ def load_image(path: Path, size: int, resize: str = "shorter") -> np.ndarray:
                 return np.asarray(im.resize((size, size), Image.BICUBIC), dtype=np.uint8).transpose(2, 0, 1).copy()
             w, h = im.size
             scale = size / min(w, h)
-            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))),
+                           Image.BICUBIC if resize == "shorter-bicubic" else Image.BILINEAR)
             w, h = im.size
             left, top = (w - size) // 2, (h - size) // 2
             im = im.crop((left, top, left + size, top + size))
@@ -213,6 +227,101 @@ def domainnet_task(domainnet_root, lists_root, *, id_domain: str = "sketch", ood
     return ImageTask("domainnet", train, val, test, ood, n_classes=len(classes), sizes=sizes)
 
 
+# ---- FMoW (WILDS) -------------------------------------------------------------------------------------------------
+
+# WILDS FMoW's 62 categories; a label is the category's position in this (alphabetical) list, as in WILDS.
+FMOW_CATEGORIES = (
+    "airport", "airport_hangar", "airport_terminal", "amusement_park", "aquaculture", "archaeological_site", "barn",
+    "border_checkpoint", "burial_site", "car_dealership", "construction_site", "crop_field", "dam", "debris_or_rubble",
+    "educational_institution", "electric_substation", "factory_or_powerplant", "fire_station", "flooded_road",
+    "fountain", "gas_station", "golf_course", "ground_transportation_station", "helipad", "hospital",
+    "impoverished_settlement", "interchange", "lake_or_pond", "lighthouse", "military_facility",
+    "multi-unit_residential", "nuclear_powerplant", "office_building", "oil_or_gas_facility", "park",
+    "parking_lot_or_garage", "place_of_worship", "police_station", "port", "prison", "race_track", "railway_bridge",
+    "recreational_facility", "road_bridge", "runway", "shipyard", "shopping_mall", "single-unit_residential",
+    "smokestack", "solar_farm", "space_facility", "stadium", "storage_tank", "surface_mine", "swimming_pool",
+    "toll_booth", "tower", "tunnel_opening", "waste_disposal", "water_treatment_facility", "wind_farm", "zoo")
+# The regions in the order of the paper's code's region codes 0..4 (ID: Americas = 3; OOD: Africa = 2). WILDS maps
+# a country code it does not know to "Other", which no task uses.
+FMOW_REGIONS = ("Asia", "Europe", "Africa", "Americas", "Oceania")
+# WILDS's time split: training images are from before 2013; its "val" split holds images of 2013-2015 ("val" in
+# WILDS 1.x, which the paper's code ran with; WILDS 2 calls these "ood_val") and images before 2013 ("id_val").
+FMOW_YEARS = {"train": (None, 2013), "ood": (2013, 2016), "id": (None, 2013)}
+FMOW_COLUMNS = ("split", "category", "country_code", "timestamp")
+
+
+def read_fmow_metadata(fmow_root):
+    """WILDS FMoW's metadata, one row per image (``row``: its index, which names ``images/rgb_img_<row>.png``), with
+    ``region`` from the country code, ``year`` from the timestamp and ``label`` from the category."""
+    import pandas as pd
+
+    root = Path(fmow_root)
+    paths = {name: root / f"{name}.csv" for name in ("rgb_metadata", "country_code_mapping")}
+    for path in paths.values():
+        if not path.is_file():
+            raise MissingData(f"FMoW: expected {path} (not found). To obtain it, {HOW_TO_GET['FMoW']}.")
+    meta = pd.read_csv(paths["rgb_metadata"])
+    codes = pd.read_csv(paths["country_code_mapping"])
+    for table, path, columns in ((meta, paths["rgb_metadata"], FMOW_COLUMNS),
+                                 (codes, paths["country_code_mapping"], ("alpha-3", "region"))):
+        absent = [c for c in columns if c not in table.columns]
+        if absent:
+            raise MalformedData(f"FMoW: {path} lacks the columns {absent}")
+    unknown = sorted(set(meta["category"]) - set(FMOW_CATEGORIES))
+    if unknown:
+        raise MalformedData(f"FMoW: rgb_metadata.csv has categories that WILDS FMoW does not: {unknown[:5]}")
+    region = dict(zip(codes["alpha-3"], codes["region"]))
+    meta["row"] = np.arange(len(meta))
+    meta["region"] = [region.get(c, "Other") for c in meta["country_code"]]
+    meta["year"] = pd.to_datetime(meta["timestamp"], utc=True).dt.year
+    meta["label"] = [FMOW_CATEGORIES.index(c) for c in meta["category"]]
+    return meta
+
+
+def _fmow_rows(meta, split: str, years: tuple, region: str):
+    after, before = years
+    keep = (meta["split"] == split) & (meta["region"] == region) & (meta["year"] < before)
+    if after is not None:
+        keep &= meta["year"] >= after
+    return meta[keep]
+
+
+def fmow_task(fmow_root, *, id_region: str = "Americas", ood_region: str = "Africa", val: str = "ood",
+              size: int = 224, n_val: int | None = None, split_seed: int = 0, workers: int = 8) -> ImageTask:
+    """FMoW geo-shift (reference 3.1): ID train = WILDS's training images (before 2013) from ``id_region``; ID test
+    and OOD test = the ``id_region`` and ``ood_region`` images of WILDS's "val" split, whose years ``val`` chooses:
+    ``"ood"`` (2013-2015: WILDS 1.x's "val", which the paper's code read with ``get_subset('val')``) or ``"id"``
+    (before 2013: WILDS 2's default "val"). Without ``n_val`` the ID test set doubles as ID-val, as the paper's
+    early stopping on Americas val; with it, ``n_val`` training images are held out. Labels index
+    :data:`FMOW_CATEGORIES`; all 62 are the task's classes, whether or not the training set has them. Images
+    (224×224 PNGs) are resized to ``size`` squared (bicubic; unchanged at 224)."""
+    for r in (id_region, ood_region):
+        if r not in FMOW_REGIONS:
+            raise ValueError(f"unknown FMoW region {r!r}; known: {FMOW_REGIONS}")
+    if val not in ("ood", "id"):
+        raise ValueError(f"val must be 'ood' (WILDS 1.x 'val', 2013-2015) or 'id' (before 2013); got {val!r}")
+    root = Path(fmow_root)
+    meta = read_fmow_metadata(root)
+
+    def load(rows, what: str) -> ImageSet:
+        if not len(rows):
+            raise MalformedData(f"FMoW: rgb_metadata.csv has no images for {what}")
+        paths = [root / "images" / f"rgb_img_{r}.png" for r in rows["row"]]
+        absent = [p for p in paths if not p.is_file()]
+        if absent:
+            raise MissingData(f"FMoW: {len(absent)} images of {what} are missing, e.g. {absent[0]}. To obtain them, "
+                              f"{HOW_TO_GET['FMoW']}.")
+        return load_images(paths, rows["label"].tolist(), size, workers, resize="square")
+
+    train = load(_fmow_rows(meta, "train", FMOW_YEARS["train"], id_region), f"train, {id_region}")
+    test = load(_fmow_rows(meta, "val", FMOW_YEARS[val], id_region), f"val, {id_region}")
+    ood = load(_fmow_rows(meta, "val", FMOW_YEARS[val], ood_region), f"val, {ood_region}")
+    train, val = train.hold_out(n_val, split_seed) if n_val else (train, test)
+    sizes = {f"ID train (train, {id_region})": len(train), "ID-val": len(val),
+             f"ID test (val, {id_region})": len(test), f"OOD (val, {ood_region})": len(ood)}
+    return ImageTask("fmow", train, val, test, {ood_region: ood}, n_classes=len(FMOW_CATEGORIES), sizes=sizes)
+
+
 def breeds_split(names: list[str], source: list[list[int]], target: list[list[int]], wnids: list[str]) -> dict:
     """The split file's content from the ``robustness`` library's BREEDS output (superclass ``names`` and, per
     superclass, ImageNet class indices of its ``source`` and ``target`` subclasses), with ``wnids`` the 1000 ImageNet
@@ -228,7 +337,8 @@ def breeds_split(names: list[str], source: list[list[int]], target: list[list[in
 # ---- the layout under one data_root, and what is missing from it --------------------------------------------------
 
 BREEDS_NAMES = {"living17": "Living-17", "entity30": "Entity-30"}
-LAYOUT = {"imagenet": "imagenet", "breeds": "breeds", "domainnet": "domainnet", "lists": "domainnet/lists"}
+LAYOUT = {"imagenet": "imagenet", "breeds": "breeds", "domainnet": "domainnet", "lists": "domainnet/lists",
+          "fmow": "fmow_v1.1"}
 
 
 def breeds_paths(data_root, name: str) -> tuple[Path, Path]:
@@ -244,6 +354,10 @@ def domainnet_paths(data_root) -> tuple[Path, Path]:
     root = Path(data_root)
     return root / LAYOUT["domainnet"], root / LAYOUT["lists"]
 
+
+def fmow_path(data_root) -> Path:
+    """The WILDS FMoW folder (``fmow_v1.1``) under ``data_root``."""
+    return Path(data_root) / LAYOUT["fmow"]
 
 def _absent(what: str, paths: list[Path], how: str) -> list[str]:
     return [f"{what}: {len(paths)} missing ({', '.join(str(p) for p in paths[:3])}"
@@ -271,6 +385,13 @@ def missing_domainnet(data_root, id_domain: str = "sketch", ood_domains=DOMAINNE
                     HOW_TO_GET["DomainNet"]) +
             _absent("DomainNet domain folders", [root / d for d in (id_domain, *ood_domains) if not (root / d).is_dir()],
                     HOW_TO_GET["DomainNet"]))
+
+
+def missing_fmow(data_root) -> list[str]:
+    """One line per kind of absent FMoW input (empty when all are there): the two tables and the image folder."""
+    root = fmow_path(data_root)
+    wanted = [root / "rgb_metadata.csv", root / "country_code_mapping.csv", root / "images"]
+    return _absent("WILDS FMoW files", [p for p in wanted if not p.exists()], HOW_TO_GET["FMoW"])
 
 
 # ---- small generated data in the real layouts ---------------------------------------------------------------------
@@ -345,3 +466,46 @@ def write_synthetic_domainnet(data_root, *, labels=(3, 11, 24, 37), n_train: int
                 lines += [f"{r} {label}" for r in rel]
             (lists / f"{domain}_{split}_mini.txt").write_text("\n".join(lines) + "\n")
     return {"per domain and split": {"train": n_train * len(labels), "test": n_test * len(labels)}}
+
+
+def write_synthetic_fmow(data_root, *, categories=(0, 11, 24, 45), n_train: int = 30, n_val: int = 10,
+                         size: int = 40, seed: int = 0) -> dict:
+    """An FMoW-like task in WILDS's layout under ``data_root``: ``fmow_v1.1/rgb_metadata.csv`` (WILDS's columns),
+    ``country_code_mapping.csv`` and ``images/rgb_img_<row>.png``. Each of the ``categories`` (indices into
+    :data:`FMOW_CATEGORIES`) is a random coloured wave pattern; each region adds its own colour cast (a geographic
+    shift in miniature). Besides the rows the task reads (Americas and Africa; train before 2013, val 2013-2015) it
+    writes rows the loader must skip: other regions, val images before 2013, test and "seq" images, and an unknown
+    country code; the last category appears in val only (a class absent from ID training). Returns counts."""
+    import pandas as pd
+    from PIL import Image
+
+    root = fmow_path(data_root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    protos = imagedata.pattern_prototypes(len(categories), rng)
+    countries = {"Americas": "BRA", "Africa": "KEN", "Europe": "FRA", "Other": "XXX"}
+    casts = {region: rng.uniform(-0.2, 0.2, 3) for region in countries}
+    plan = [("train", "Americas", 2010, n_train), ("val", "Americas", 2014, n_val), ("val", "Africa", 2014, n_val),
+            ("train", "Africa", 2011, 2), ("train", "Europe", 2011, 2), ("val", "Americas", 2011, 2),
+            ("val", "Africa", 2012, 2),
+            ("test", "Americas", 2017, 2), ("seq", "Americas", 2012, 2), ("train", "Other", 2012, 2)]
+    rows = []
+    for split, region, year, n in plan:
+        for k, c in enumerate(categories):
+            if split == "train" and k == len(categories) - 1:
+                continue  # the last category is never seen in training
+            images = imagedata.pattern_images(n, size, np.full(n, k), rng, protos, casts[region], 0.08)
+            for img in images:
+                row = len(rows)
+                Image.fromarray(np.ascontiguousarray(img.transpose(1, 2, 0))).save(root / "images" /
+                                                                                   f"rgb_img_{row}.png", format="PNG")
+                rows.append({"split": split, "img_filename": f"{FMOW_CATEGORIES[c]}_{row}_rgb.jpg",
+                             "category": FMOW_CATEGORIES[c], "country_code": countries[region],
+                             "timestamp": f"{year}-0{1 + row % 9}-1{row % 10}T10:0{row % 10}:00Z",
+                             "lat": round(float(rng.uniform(-40, 50)), 4), "lon": round(float(rng.uniform(-80, 40)), 4)})
+    pd.DataFrame(rows).to_csv(root / "rgb_metadata.csv", index=False)
+    pd.DataFrame({"name": ["Brazil", "Kenya", "France"], "alpha-2": ["BR", "KE", "FR"],
+                  "alpha-3": ["BRA", "KEN", "FRA"], "region": ["Americas", "Africa", "Europe"]}
+                 ).to_csv(root / "country_code_mapping.csv", index=False)
+    return {"images": len(rows), "ID train": n_train * (len(categories) - 1), "ID test": n_val * len(categories),
+            "OOD": n_val * len(categories)}

@@ -210,31 +210,57 @@ def write_cifar101(data_root, images: np.ndarray, labels: np.ndarray) -> None:
 
 @dataclass
 class ImageSet:
-    """Images (uint8 ``(N, 3, H, W)``) and int64 labels of one split; indexable by a batch of indices."""
+    """Images (uint8 ``(N, 3, H, W)``) and int64 labels of one split; indexable by a batch of indices.
+
+    ``classes``: the labels the set can have, when it covers only some of the model's classes (ImageNet-R and -A:
+    200 of ImageNet's 1000); a prediction is then the argmax over those classes' logits (:func:`predict`), as the
+    paper evaluates them. ``digest``: a sha256 of ``x`` and ``y`` computed when the images were decoded (a disk cache
+    of a large set stores it), so that a run need not hash them again; None: not known."""
     x: torch.Tensor
     y: torch.Tensor
+    classes: tuple | None = None
+    digest: str | None = None
 
     def __post_init__(self):
         if self.x.dtype != torch.uint8 or self.x.ndim != 4 or self.x.shape[1] != 3 or len(self.x) != len(self.y):
             raise ValueError(f"ImageSet needs uint8 (N, 3, H, W) images and N labels; got {tuple(self.x.shape)} "
                              f"{self.x.dtype}, {tuple(self.y.shape)}")
+        if self.classes is not None:
+            self.classes = tuple(int(c) for c in self.classes)
+            if len(self.y) and not set(self.y.unique().tolist()) <= set(self.classes):
+                raise ValueError("ImageSet: some labels are not among its classes")
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def _take(self, idx: torch.Tensor) -> ImageSet:
+        return ImageSet(self.x[idx], self.y[idx], self.classes)
 
     def hold_out(self, n: int, seed: int) -> tuple[ImageSet, ImageSet]:
         """``(rest, held_out)``: ``n`` random examples (fixed by ``seed``) held out, e.g. ID-val out of ID train; both
         parts keep the original order."""
         perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
         held, rest = perm[:n].sort().values, perm[n:].sort().values
-        return ImageSet(self.x[rest], self.y[rest]), ImageSet(self.x[held], self.y[held])
+        return self._take(rest), self._take(held)
 
     def subset(self, n: int | None, seed: int = 0) -> ImageSet:
         """A fixed random subset of ``n`` examples (all of them when ``n`` is None or ≥ the size)."""
         if n is None or n >= len(self):
             return self
         idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-        return ImageSet(self.x[idx], self.y[idx])
+        return self._take(idx)
+
+
+def predict(logits, classes: tuple | None = None):
+    """Predicted labels from ``logits`` (N, K) (a tensor or an array): the argmax over all K classes, or, with
+    ``classes``, over those columns only (ImageNet-R / -A: the paper's argmax over their 200 valid classes)."""
+    if classes is None:
+        return logits.argmax(1)
+    index = list(classes)
+    columns = logits[:, index]
+    best = columns.argmax(1)
+    lookup = torch.tensor(index) if isinstance(logits, torch.Tensor) else np.asarray(index)
+    return lookup[best]
 
 
 @dataclass

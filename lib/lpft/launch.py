@@ -1,11 +1,13 @@
 """Resumable sweeps of the paper-scale experiments: one record per run, run here or on a Slurm cluster (submitit).
 
 An :class:`Experiment` is one family of columns of the paper's Tables 1-2 (reference Sections 3.1-3.3): CIFAR-10 →
-STL-10 / CIFAR-10.1, BREEDS Living-17 and Entity-30, DomainNet; it fixes the data, the paper's backbone, its training
-settings and augmentation. A :class:`Sweep` is everything one experiment's table needs: the data root, the backbone's
+STL-10 / CIFAR-10.1, BREEDS Living-17 and Entity-30, DomainNet, FMoW geo-shift, ImageNet → V2 / R / Sketch / A; it
+fixes the data, the paper's backbone and its weights file, its training settings, augmentation and learning-rate
+grids. A :class:`Sweep` is everything one experiment's table needs: the data root, the backbone's
 checkpoint, the LP ``C`` grid, the FT and LP-FT learning-rate grids, epochs and seeds. It expands into :func:`jobs`:
 LP (once when there is no augmentation, since it is then deterministic: ``eval()``-mode features and L-BFGS; once per
-seed otherwise, each on its own augmented view of the training images, as the paper's 3 LP seeds), and one FT, LP-FT
+seed otherwise, each on its own augmented view of the training images, as the paper's 3 LP seeds, or with its own
+initialisation and batch order for ImageNet's SGD probe), and one FT, LP-FT
 and L2-SP run per (learning rate, seed); LP-FT of seed s starts from LP's head of seed s, and each FT run also
 evaluates its WiSE-FT interpolations with seed s's LP model (``wise_alphas``), so WiSE-FT costs no training. :func:`run_job` runs one of them
 through :func:`lpft.runs.run_once`: a finished run's record (config, results, versions, git revision) is read back,
@@ -38,24 +40,43 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lpft import backbones, clip, filelists, imagedata, largescale, report, runs
+from lpft import backbones, clip, filelists, imagedata, imagenet, largescale, report, runs
 from lpft.execute import ROOT
 from lpft.protocol import interval90
 
-CODE_MODULES = ("imagedata", "filelists", "backbones", "clip", "largescale", "launch", "methods")
+CODE_MODULES = ("imagedata", "filelists", "imagenet", "backbones", "clip", "largescale", "launch", "methods")
 EXECUTORS = ("inline", "local", "debug", "slurm")
-ENV_DATA_ROOT, ENV_CHECKPOINT, ENV_CLIP_CHECKPOINT = "LPFT_DATA_ROOT", "LPFT_CHECKPOINT", "LPFT_CLIP_CHECKPOINT"
-DEFAULT_CHECKPOINTS = {"moco_v2": "moco_v2_800ep_pretrain.pth.tar", "torchvision": "resnet50-0676ba61.pth",
-                       "clip": "RN50.pt"}
+ENV_DATA_ROOT, ENV_CACHE = "LPFT_DATA_ROOT", "LPFT_CACHE"
+# The pretrained weights of the paper's runs (reference 3.2): their checkpoint format (a backbones.SOURCES entry), the
+# file's usual name and the environment variable that may give its path.
+WEIGHTS = {
+    "moco_v2": ("moco_v2", "moco_v2_800ep_pretrain.pth.tar", "LPFT_CHECKPOINT"),
+    "torchvision": ("torchvision", "resnet50-0676ba61.pth", "LPFT_CHECKPOINT"),
+    "moco_tp": ("moco_v2", "mocotp_checkpoint_0200.pth.tar", "LPFT_MOCOTP_CHECKPOINT"),
+    "clip_rn50": ("clip", "RN50.pt", "LPFT_CLIP_CHECKPOINT"),
+    "clip_vit_b16": ("clip", "ViT-B-16.pt", "LPFT_CLIP_VIT_CHECKPOINT"),
+}
+HOW_TO_GET_MOCO_TP = ("download the MoCo-TP ResNet-50 pretrained on FMoW (Ayush et al., geography-aware "
+                      "self-supervised learning), mocotp_checkpoint_0200.pth.tar, from the LP-FT authors' CodaLab bundle "
+                      "0x57abca4a55ec4f7e9908098beb2633c6 (https://worksheets.codalab.org/bundles/"
+                      "0x57abca4a55ec4f7e9908098beb2633c6; see issue #4 of github.com/AnanyaKumar/transfer_learning); "
+                      "it is in MoCo-v2's checkpoint format")
+GRIDS = {  # the April 2022 release's learning-rate grids (reference 3.3)
+    "ft": (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "lpft": (3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4),
+    "imagenet ft": (1e-4, 3e-4, 1e-3), "imagenet lpft": (1e-5, 3e-5, 1e-4)}
+LP_KINDS = ("logistic", "sgd")
 
 
 @dataclass(frozen=True)
 class Experiment:
     """One family of columns of the paper's Tables 1-2 (reference 3.1-3.3): the book chapter that shows it, its ID
     column, which summary column fills which OOD column (``"OOD mean"``: the mean over the task's OOD sets, as the
-    paper's DomainNet number), the paper's backbone, training settings and transforms. ``load_size``: the size images
-    are stored at before the transforms (None: the files' own); ``n_val``: ID-val held out of ID train (None: the ID
-    test set doubles as ID-val, as in the paper's BREEDS and DomainNet runs)."""
+    paper's DomainNet number), the paper's backbone (``weights``: a :data:`WEIGHTS` name), training settings,
+    transforms and learning-rate grids (L2-SP: FT's). ``load_size``: the size images are stored at before the
+    transforms (None: the files' own); ``n_val``: ID-val held out of ID train (None: the ID test set doubles as ID-val,
+    as in the paper's BREEDS, DomainNet, FMoW and ImageNet runs); ``lp``: :func:`~lpft.largescale.linear_probe`
+    ("logistic") or ImageNet's :func:`~lpft.largescale.sgd_probe` ("sgd"); ``disk_cache``: decode the images once
+    into a disk cache instead of RAM (ImageNet's training set is about 193 GB as uint8 at 224 px)."""
     chapter: str
     id_set: str
     paper_ood: dict
@@ -68,6 +89,12 @@ class Experiment:
     centre_crop: bool = False
     load_size: int | None = None
     n_val: int | None = 5000
+    weights: str = "moco_v2"
+    lp: str = "logistic"
+    ft_lrs: tuple = GRIDS["ft"]
+    lpft_lrs: tuple = GRIDS["lpft"]
+    l2sp_lrs: tuple = GRIDS["ft"]
+    disk_cache: bool = False
 
 
 _BREEDS = dict(augment="random-resized-crop", centre_crop=True, load_size=256, n_val=None)
@@ -77,7 +104,14 @@ EXPERIMENTS = {
     "entity30": Experiment("experiments-breeds-domainnet", "Entity-30", {"OOD Entity-30 target": "Entity-30"}, **_BREEDS),
     "domainnet": Experiment("experiments-breeds-domainnet", "DomainNet", {"OOD mean": "DomainNet"}, source="clip",
                             arch="RN50", epochs=50, batch_size=32, accumulate=2, augment="random-crop", load_size=256,
-                            n_val=None),
+                            n_val=None, weights="clip_rn50"),
+    "fmow": Experiment("experiments-fmow-imagenet", "FMoW", {"OOD Africa": "FMoW"}, epochs=50, n_val=None,
+                       weights="moco_tp"),
+    "imagenet": Experiment("experiments-fmow-imagenet", "ImageNet",
+                           {f"OOD {k}": k for k in ("ImageNetV2", "ImageNet-R", "ImageNet-Sketch", "ImageNet-A")},
+                           source="clip", arch="ViT-B-16", epochs=10, batch_size=128, n_val=None,
+                           weights="clip_vit_b16", lp="sgd", ft_lrs=GRIDS["imagenet ft"],
+                           lpft_lrs=GRIDS["imagenet lpft"], l2sp_lrs=GRIDS["imagenet ft"], disk_cache=True),
 }
 
 
@@ -112,6 +146,11 @@ class Sweep:
     centre_crop: bool = False
     load_size: int | None = None
     n_val: int | None = 5000
+    lp: str = "logistic"               # LP_KINDS: scikit-learn's logistic regression over Cs, or an SGD probe
+    lp_epochs: int = 5                 # the SGD probe's epochs and learning rate (the paper's ImageNet LP)
+    lp_lr: float = 0.1
+    tower: tuple = ()                  # extra CLIP tower options as (name, value) pairs (tiny test towers)
+    cache: str = ""                    # a folder to decode images into once (disk_cache experiments); "": RAM
     max_train: int | None = None
     max_eval: int | None = None
     feature_n: int = 2000
@@ -133,25 +172,35 @@ class Sweep:
 
 # ---- inputs, loaded once per process ------------------------------------------------------------------------------
 
-def _tower_options(source: str, image_size: int) -> dict:
+def _tower_options(source: str, image_size: int, tower: tuple = ()) -> dict:
     """Architecture options beyond (arch, width): CLIP towers are built for one input size (fixed positional
-    embeddings); ResNets take any."""
-    return {"image_size": image_size} if source == "clip" else {}
+    embeddings) and may take ``tower``'s (name, value) options (layers, heads, patch size of tiny test towers);
+    ResNets take any size."""
+    return {"image_size": image_size, **dict(tower)} if source == "clip" else {}
 
 
 def build_task(data_root, experiment: str, *, n_val: int | None, image_size: int, load_size: int | None,
-               max_train: int | None = None, max_eval: int | None = None) -> imagedata.ImageTask:
+               max_train: int | None = None, max_eval: int | None = None, cache: str = "") -> imagedata.ImageTask:
     """The :class:`~lpft.imagedata.ImageTask` of ``experiment`` from its files under ``data_root`` (layouts in
-    :mod:`lpft.imagedata` and :mod:`lpft.filelists`), capped to ``max_train`` / ``max_eval`` images for smoke runs."""
+    :mod:`lpft.imagedata`, :mod:`lpft.filelists` and :mod:`lpft.imagenet`), capped to ``max_train`` / ``max_eval``
+    images for smoke runs; ImageNet's images are decoded once into ``cache`` when it is given."""
     experiment_of(experiment)
+    if experiment == "imagenet":
+        if n_val is not None:
+            raise ValueError("imagenet uses ImageNet val as ID-val (the paper's early stopping): n_val must be None")
+        return imagenet.imagenet_task(data_root, size=image_size, cache_dir=cache or None, max_train=max_train,
+                                      max_eval=max_eval)
+    if experiment == "fmow":
+        task = filelists.fmow_task(filelists.fmow_path(data_root), size=load_size or image_size, n_val=n_val)
+        return task.capped(max_train, max_eval)
     if experiment == "cifar-stl":
         if n_val is None:
             raise ValueError("cifar-stl holds ID-val out of CIFAR-10 train: n_val must be a number (the paper: 5000)")
         return imagedata.cifar_task(data_root, ood=("STL-10", "CIFAR-10.1"), n_val=n_val, max_train=max_train,
                                     max_eval=max_eval)
     if experiment in filelists.BREEDS_NAMES:
-        imagenet, split = filelists.breeds_paths(data_root, experiment)
-        task = filelists.breeds_task(imagenet, split, name=filelists.BREEDS_NAMES[experiment],
+        folder, split = filelists.breeds_paths(data_root, experiment)
+        task = filelists.breeds_task(folder, split, name=filelists.BREEDS_NAMES[experiment],
                                      size=load_size or image_size, n_val=n_val)
     else:
         root, lists = filelists.domainnet_paths(data_root)
@@ -160,32 +209,35 @@ def build_task(data_root, experiment: str, *, n_val: int | None, image_size: int
 
 
 @functools.lru_cache(maxsize=2)
-def _task(data_root: str, experiment: str, n_val, image_size: int, load_size, max_train, max_eval
+def _task(data_root: str, experiment: str, n_val, image_size: int, load_size, max_train, max_eval, cache: str
           ) -> tuple[imagedata.ImageTask, str]:
     task = build_task(data_root, experiment, n_val=n_val, image_size=image_size, load_size=load_size,
-                      max_train=max_train, max_eval=max_eval)
+                      max_train=max_train, max_eval=max_eval, cache=cache)
     h = hashlib.sha256()
     for part in (task.train, task.val, task.test_id, *task.ood.values()):
-        h.update(part.x.numpy().tobytes())
-        h.update(part.y.numpy().tobytes())
+        if part.digest is not None:  # hashed when it was decoded (a disk-cached set)
+            h.update(part.digest.encode())
+            continue
+        h.update(memoryview(part.x.contiguous().numpy()).cast("B"))
+        h.update(memoryview(part.y.contiguous().numpy()).cast("B"))
     return task, h.hexdigest()[:16]
 
 
 def load_task(sweep: Sweep) -> tuple[imagedata.ImageTask, str]:
     """The sweep's task and a digest of all its images and labels."""
     return _task(str(sweep.data_root), sweep.experiment, sweep.n_val, sweep.image_size, sweep.load_size,
-                 sweep.max_train, sweep.max_eval)
+                 sweep.max_train, sweep.max_eval, sweep.cache)
 
 
 @functools.lru_cache(maxsize=2)
-def _backbone(checkpoint: str, source: str, arch: str, width: int | None, image_size: int):
-    model = backbones.load_backbone(checkpoint, source, arch, width, **_tower_options(source, image_size))
+def _backbone(checkpoint: str, source: str, arch: str, width: int | None, image_size: int, tower: tuple):
+    model = backbones.load_backbone(checkpoint, source, arch, width, **_tower_options(source, image_size, tower))
     return model, backbones.file_digest(checkpoint)
 
 
 def load_backbone(sweep: Sweep) -> tuple[torch.nn.Module, str]:
     """The sweep's pretrained backbone and the sha256 of its checkpoint file."""
-    return _backbone(str(sweep.checkpoint), sweep.source, sweep.arch, sweep.width, sweep.image_size)
+    return _backbone(str(sweep.checkpoint), sweep.source, sweep.arch, sweep.width, sweep.image_size, sweep.tower)
 
 
 @functools.lru_cache(maxsize=2)
@@ -200,8 +252,10 @@ def _pretrained_features(sweep: Sweep) -> tuple[dict, dict]:
 # ---- the jobs -----------------------------------------------------------------------------------------------------
 
 def lp_job(sweep: Sweep, seed: int) -> dict:
-    """The LP run whose head LP-FT of ``seed`` starts from: the one LP run without augmentation, else seed's own."""
-    return {"method": "LP"} if sweep.augment == "none" else {"method": "LP", "seed": seed}
+    """The LP run whose head LP-FT of ``seed`` starts from: the one LP run when LP is deterministic (logistic
+    regression without augmentation), else seed's own."""
+    deterministic = sweep.augment == "none" and sweep.lp == "logistic"
+    return {"method": "LP"} if deterministic else {"method": "LP", "seed": seed}
 
 
 def jobs(sweep: Sweep) -> list[dict]:
@@ -219,10 +273,14 @@ def job_config(sweep: Sweep, job: dict) -> dict:
     _, weights = load_backbone(sweep)
     common = {"experiment": sweep.experiment, "data": {"digest": data_digest, "n_val": sweep.n_val,
                                                        "max_train": sweep.max_train, "max_eval": sweep.max_eval},
-              "backbone": {"source": sweep.source, "arch": sweep.arch, "width": sweep.width, "sha256": weights},
+              "backbone": {"source": sweep.source, "arch": sweep.arch, "width": sweep.width, "sha256": weights,
+                           **({"tower": [list(kv) for kv in sweep.tower]} if sweep.tower else {})},
               "image_size": sweep.image_size, "feature_n": sweep.feature_n,
               "transform": {"augment": sweep.augment, "centre_crop": sweep.centre_crop, "load_size": sweep.load_size}}
-    lp = {"Cs": [float(c) for c in sweep.Cs], "max_iter": largescale.LP_MAX_ITER}
+    if sweep.lp not in LP_KINDS:
+        raise ValueError(f"lp must be one of {LP_KINDS}; got {sweep.lp!r}")
+    lp = {"Cs": [float(c) for c in sweep.Cs], "max_iter": largescale.LP_MAX_ITER} if sweep.lp == "logistic" else \
+        {"kind": "sgd", "epochs": sweep.lp_epochs, "lr": float(sweep.lp_lr), "batch_size": sweep.batch_size}
     rt = sweep.runtime()
     training = {"epochs": sweep.epochs, "batch_size": sweep.batch_size, "precision": rt.precision,
                 "accumulate": sweep.accumulate}
@@ -296,16 +354,21 @@ def run_job(sweep: Sweep, job: dict, on_epoch_end=None) -> dict:
 
 def _linear_probe(task, backbone, sweep: Sweep, rt, seed: int | None) -> dict:
     """LP's run: features of ID train (one augmented view per image, drawn from ``seed``, when the experiment
-    augments), ID-val, ID test and OOD sets; the C sweep; accuracies and the head."""
+    augments), ID-val, ID test and OOD sets; the C sweep (or the SGD probe of ``seed``); accuracies and the head."""
     boxes = None if seed is None else rt.crops(task.train, imagedata.augmentation_generator(seed, 2))
     f = {"train": largescale.features(backbone, task.train, rt, boxes)}
     f.update({name: largescale.features(backbone, data, rt)
               for name, data in (("val", task.val), ("id", task.test_id), *task.ood.items())})
-    probe = largescale.linear_probe(f["train"], task.train.y, f["val"], task.val.y, sweep.Cs, task.n_classes,
-                                    progress=rt.progress)
+    if sweep.lp == "sgd":
+        probe = largescale.sgd_probe(f["train"], task.train.y, f["val"], task.val.y, task.n_classes,
+                                     epochs=sweep.lp_epochs, lr=sweep.lp_lr, batch_size=sweep.batch_size,
+                                     seed=seed or 0, device=rt.device, progress=rt.progress)
+    else:
+        probe = largescale.linear_probe(f["train"], task.train.y, f["val"], task.val.y, sweep.Cs, task.n_classes,
+                                        progress=rt.progress)
     return {"C": probe.C, "grid": probe.table, "val": probe.accuracy(f["val"], task.val.y),
             "id": probe.accuracy(f["id"], task.test_id.y),
-            "ood": {name: probe.accuracy(f[name], data.y) for name, data in task.ood.items()},
+            "ood": {name: probe.accuracy(f[name], data.y, data.classes) for name, data in task.ood.items()},
             "feature_change": {name: 0.0 for name in ("ID", *task.ood)},  # LP keeps the pretrained features
             "head": {"W": probe.W.tolist(), "b": probe.b.tolist()}}
 
@@ -512,8 +575,78 @@ def chapter_inputs(experiment: str, settings: dict, scratch, *, data_root: str =
     if settings.get("synthetic"):
         root, ckpt = write_quick_inputs(Path(scratch) / experiment, settings, experiment)
         return ChapterInputs(experiment, root, ckpt, source, [])
-    root, ckpt = resolve_inputs(data_root, checkpoint, source)
+    root, ckpt = resolve_inputs(data_root, checkpoint, source, experiment)
     return ChapterInputs(experiment, root, ckpt, source, missing_inputs(root, ckpt, experiment, source))
+
+
+def chapter_sweeps(cfg, scratch, *, data_root: str = "", checkpoints: dict | None = None
+                   ) -> tuple[dict[str, ChapterInputs], dict[str, Sweep]]:
+    """The inputs and sweeps of a chapter that runs several experiments (``cfg.experiments``, from
+    :func:`lpft.start_chapter`): each experiment's inputs (:func:`chapter_inputs`; ``checkpoints`` maps a
+    :data:`WEIGHTS` name to a path given as a chapter parameter, "" for the default) and, where they are all there,
+    its :class:`Sweep` with records in :func:`records_folder`."""
+    settings, checkpoints = vars(cfg), checkpoints or {}
+    inputs, sweeps = {}, {}
+    for name in cfg.experiments:
+        spec = experiment_of(name)
+        inputs[name] = chapter_inputs(name, settings, scratch, data_root=data_root,
+                                      checkpoint=checkpoints.get(spec.weights, ""))
+        if inputs[name].ran:
+            sweeps[name] = sweep_from_settings(settings, data_root=inputs[name].data_root,
+                                               checkpoint=inputs[name].checkpoint, experiment=name,
+                                               folder=records_folder(name, cfg.profile), device=cfg.device,
+                                               seed=cfg.seed)
+    return inputs, sweeps
+
+
+def chapter_plan(sweeps: dict[str, Sweep]) -> tuple[str, pd.DataFrame]:
+    """What a chapter's sweeps will run (one line per experiment: how many LP, FT and LP-FT runs) and the sizes of
+    every set they read (one row per (experiment, set))."""
+    lines = "\n".join(f"{name}: {len(jobs(sw))} runs: LP × {len({str(lp_job(sw, s)) for s in sw.seeds})}, FT and LP-FT"
+                      f" at {len(sw.ft_lrs)} and {len(sw.lpft_lrs)} learning rates × {len(sw.seeds)} seeds"
+                      for name, sw in sweeps.items())
+    sizes = pd.concat({name: pd.Series(load_task(sw)[0].sizes) for name, sw in sweeps.items()}).rename("images")
+    return lines, sizes.to_frame()
+
+
+def example_rows(sweeps: dict[str, Sweep]) -> list:
+    """``(label, ImageSet)`` of each experiment's ID test set and OOD sets, for :func:`lpft.plotting.example_images`."""
+    rows = []
+    for name, sw in sweeps.items():
+        task = load_task(sw)[0]
+        rows += [(f"{name}: ID test", task.test_id), *((f"{name}: OOD {k}", v) for k, v in task.ood.items())]
+    return rows
+
+
+def chapter_runs(sweeps: dict[str, Sweep]) -> tuple[dict, dict, dict, str]:
+    """Every record of a chapter's sweeps (running what is missing, reading back what is finished), with each
+    experiment's :func:`summarise` and :func:`runs_table`, and one line per experiment: its records' folder and their
+    summed compute time."""
+    records = {name: run_sweep(sw) for name, sw in sweeps.items()}
+    summaries = {name: summarise(r) for name, r in records.items()}
+    tables = {name: runs_table(r) for name, r in records.items()}
+    lines = "\n".join(f"{name}: {len(records[name])} records in {sw.folder.replace(str(ROOT) + '/', '')}; compute time "
+                      f"summed over runs: elapsed: {sum(r['results']['seconds'] for r in records[name]):.1f} s"
+                      for name, sw in sweeps.items())
+    return records, summaries, tables, lines
+
+
+def chapter_compare(experiments, summaries: dict) -> pd.DataFrame:
+    """:func:`compare_with_paper` of every experiment that ran, and the paper's numbers alone for the others."""
+    from lpft import paper
+
+    return pd.concat([compare_with_paper(summaries[name], name) if name in summaries else
+                      paper.table([(experiment_of(name).id_set, "ID"),
+                                   *((c, "OOD") for c in experiment_of(name).paper_ood.values())])
+                      for name in experiments], ignore_index=True)
+
+
+def chapter_orderings(experiments, summaries: dict) -> tuple[pd.DataFrame, int, int]:
+    """:func:`orderings` of every experiment, with how many comparisons this run agrees with the paper on and how
+    many it could make (those of the experiments that ran)."""
+    orders = pd.concat([orderings(summaries.get(name), name) for name in experiments], ignore_index=True)
+    made = orders[orders["this run"] != "not run"]
+    return orders, int((made["paper"] == made["this run"]).sum()), len(made)
 
 
 def describe(inputs: ChapterInputs, sweep: Sweep | None, profile: str) -> str:
@@ -526,7 +659,8 @@ def describe(inputs: ChapterInputs, sweep: Sweep | None, profile: str) -> str:
                 f"\n  To run it, put the files there and run:\n  {full_command(inputs.experiment)}")
     shape = (f"{sweep.arch} (width {sweep.width or 'as published'}), {sweep.image_size} px inputs, {sweep.epochs} "
              f"epochs, batch {sweep.batch_size}{f' as {sweep.accumulate} micro-batches' if sweep.accumulate > 1 else ''}"
-             f", {len(sweep.seeds)} seeds, augmentation: {sweep.augment}, on {sweep.device}")
+             f", {len(sweep.seeds)} seeds, augmentation: {sweep.augment}"
+             f"{f', LP by SGD ({sweep.lp_epochs} epochs)' if sweep.lp == 'sgd' else ''}, on {sweep.device}")
     if profile == "quick":
         return (f"{inputs.experiment}: QUICK PROFILE (smoke test): generated images in the {spec.id_set} file layout "
                 f"and a random-weight {shape}, saved as a {inputs.source} checkpoint. The code path is the full "
@@ -537,11 +671,23 @@ def describe(inputs: ChapterInputs, sweep: Sweep | None, profile: str) -> str:
 
 # ---- settings and the command line --------------------------------------------------------------------------------
 
+def weights_of(experiment: str, source: str | None = None) -> tuple[str, str]:
+    """``(usual file name, environment variable)`` of the checkpoint ``experiment`` runs from: the paper's weights
+    (:data:`WEIGHTS`), or with another ``source``, that format's usual file."""
+    spec = experiment_of(experiment)
+    if source is None or source == spec.source:
+        return WEIGHTS[spec.weights][1:]
+    weights = {"clip": "clip_rn50"}.get(source, source)
+    if weights not in WEIGHTS:
+        raise ValueError(f"unknown checkpoint source {source!r}; known: {backbones.SOURCES}")
+    return WEIGHTS[weights][1:]
+
+
 def full_command(experiment: str) -> str:
     """The command that runs ``experiment``'s chapter in the full profile on a GPU, with its inputs named."""
     spec = experiment_of(experiment)
-    env = ENV_CLIP_CHECKPOINT if spec.source == "clip" else ENV_CHECKPOINT
-    return (f"{ENV_DATA_ROOT}=/path/to/data {env}=/path/to/{DEFAULT_CHECKPOINTS[spec.source]} "
+    name, env = weights_of(experiment)
+    return (f"{ENV_DATA_ROOT}=/path/to/data {env}=/path/to/{name} "
             f".venv/bin/lpft-run {spec.chapter} --profile full --device cuda")
 
 
@@ -566,11 +712,15 @@ def write_quick_inputs(folder, settings: dict, experiment: str = "cifar-stl", we
         imagedata.write_synthetic_root(data)
     elif experiment in filelists.BREEDS_NAMES:
         filelists.write_synthetic_breeds(data, experiment)
-    else:
+    elif experiment == "domainnet":
         filelists.write_synthetic_domainnet(data)
+    elif experiment == "fmow":
+        filelists.write_synthetic_fmow(data)
+    else:
+        imagenet.write_synthetic_imagenet(data)
     torch.manual_seed(weights_seed)
     model = backbones.build_backbone(sweep.source, sweep.arch, sweep.width,
-                                     **_tower_options(sweep.source, sweep.image_size))
+                                     **_tower_options(sweep.source, sweep.image_size, sweep.tower))
     task = build_task(data, experiment, n_val=sweep.n_val, image_size=sweep.image_size, load_size=sweep.load_size)
     largescale.calibrate_batchnorm(model, task.train, sweep.runtime())
     checkpoint = folder / f"{sweep.source}-{sweep.arch}-width{sweep.width}-random.pt"
@@ -578,28 +728,41 @@ def write_quick_inputs(folder, settings: dict, experiment: str = "cifar-stl", we
     return data, checkpoint
 
 
-def resolve_inputs(data_root: str = "", checkpoint: str = "", source: str = "moco_v2") -> tuple[Path, Path]:
-    """The data root and checkpoint to use: the given paths, else ``$LPFT_DATA_ROOT`` and ``$LPFT_CHECKPOINT``
-    (``$LPFT_CLIP_CHECKPOINT`` for CLIP), else ``<repository>/data`` and ``<repository>/checkpoints/<the file's
-    usual name>``."""
-    env = ENV_CLIP_CHECKPOINT if source == "clip" else ENV_CHECKPOINT
+def resolve_inputs(data_root: str = "", checkpoint: str = "", source: str | None = None,
+                   experiment: str = "cifar-stl") -> tuple[Path, Path]:
+    """The data root and checkpoint to use: the given paths, else ``$LPFT_DATA_ROOT`` and the environment variable of
+    the experiment's weights (:func:`weights_of`: ``$LPFT_CHECKPOINT`` for MoCo-v2, ``$LPFT_MOCOTP_CHECKPOINT``,
+    ``$LPFT_CLIP_CHECKPOINT`` for CLIP RN50, ``$LPFT_CLIP_VIT_CHECKPOINT``), else ``<repository>/data`` and
+    ``<repository>/checkpoints/<the file's usual name>``."""
+    name, env = weights_of(experiment, source)
     root = data_root or os.environ.get(ENV_DATA_ROOT) or str(ROOT / "data")
-    ckpt = checkpoint or os.environ.get(env) or str(ROOT / "checkpoints" / DEFAULT_CHECKPOINTS[source])
+    ckpt = checkpoint or os.environ.get(env) or str(ROOT / "checkpoints" / name)
     return Path(root), Path(ckpt)
+
+
+def resolve_cache() -> Path:
+    """Where disk-cached images go: ``$LPFT_CACHE``, else ``<repository>/cache``."""
+    return Path(os.environ.get(ENV_CACHE) or ROOT / "cache")
 
 
 def missing_inputs(data_root, checkpoint, experiment: str = "cifar-stl", source: str = "moco_v2") -> list[str]:
     """What is missing for a real run of ``experiment`` (empty when everything is there): one line per kind of
     absent file, each saying where it was expected and how to obtain it."""
-    experiment_of(experiment)
+    spec = experiment_of(experiment)
     if experiment == "cifar-stl":
         lines = imagedata.missing_files(data_root)
     elif experiment in filelists.BREEDS_NAMES:
         lines = filelists.missing_breeds(data_root, experiment)
-    else:
+    elif experiment == "domainnet":
         lines = filelists.missing_domainnet(data_root)
+    elif experiment == "fmow":
+        lines = filelists.missing_fmow(data_root)
+    else:
+        lines = imagenet.missing_imagenet(data_root)
     if not Path(checkpoint).is_file():
-        lines.append(f"no checkpoint at {checkpoint}: {backbones.HOW_TO_GET[source]}")
+        how = HOW_TO_GET_MOCO_TP if spec.weights == "moco_tp" and source == spec.source else \
+            backbones.clip_how_to_get(spec.arch) if source == "clip" == spec.source else backbones.HOW_TO_GET[source]
+        lines.append(f"no checkpoint at {checkpoint}: {how}")
     return lines
 
 
@@ -611,7 +774,7 @@ def sweep_from_settings(settings: dict, *, data_root, checkpoint, folder, device
     spec = experiment_of(experiment)
     source = source or spec.source
     keys = {f for f in Sweep.__dataclass_fields__} - {"data_root", "checkpoint", "folder", "device", "seeds", "source",
-                                                      "experiment"}
+                                                      "experiment", "cache"}
     paper = {f.name: getattr(spec, f.name) for f in fields(Experiment) if f.name in keys}
     if source != spec.source:
         paper["arch"] = "resnet50"
@@ -619,7 +782,10 @@ def sweep_from_settings(settings: dict, *, data_root, checkpoint, folder, device
     options = {**paper, **options}
     if settings.get("archs"):
         options["arch"] = settings["archs"][source]
-    return Sweep(data_root=str(data_root), checkpoint=str(checkpoint), folder=str(folder), device=device,
+    if settings.get("towers"):  # (name, value) pairs of a tiny CLIP tower per architecture
+        options["tower"] = tuple(sorted(settings["towers"].get(options["arch"], {}).items()))
+    cache = str(resolve_cache()) if spec.disk_cache and not settings.get("synthetic") else ""
+    return Sweep(data_root=str(data_root), checkpoint=str(checkpoint), folder=str(folder), device=device, cache=cache,
                  source=source, experiment=experiment, seeds=tuple(range(seed, seed + settings["n_seeds"])), **options)
 
 
@@ -642,8 +808,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default="cifar-stl", choices=list(EXPERIMENTS))
     parser.add_argument("--profile", default="full", choices=PROFILES)
     parser.add_argument("--data-root", default="", help=f"default: ${ENV_DATA_ROOT} or <repo>/data")
-    parser.add_argument("--checkpoint", default="", help=f"default: ${ENV_CHECKPOINT} (${ENV_CLIP_CHECKPOINT} for "
-                                                         f"CLIP) or <repo>/checkpoints/...")
+    parser.add_argument("--checkpoint", default="", help="default: the experiment's $LPFT_*CHECKPOINT variable "
+                                                         "(see lpft.launch.WEIGHTS) or <repo>/checkpoints/...")
     parser.add_argument("--source", default=None, choices=backbones.SOURCES,
                         help="checkpoint format (default: the paper's backbone for the experiment)")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
@@ -660,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = EXPERIMENTS[args.experiment]
     source = args.source or spec.source
-    data_root, checkpoint = resolve_inputs(args.data_root, args.checkpoint, source)
+    data_root, checkpoint = resolve_inputs(args.data_root, args.checkpoint, source, args.experiment)
     missing = missing_inputs(data_root, checkpoint, args.experiment, source)
     if missing:
         print("lpft-sweep: missing inputs:\n  " + "\n  ".join(missing), file=sys.stderr)

@@ -84,13 +84,49 @@ def placeholder(ax, text: str) -> None:
 
 def example_images(rows, n: int = 8, px: int = 64):
     """One strip per ``(label, ImageSet)`` row: ``n`` images of the set (a fixed random subset), as stored, shown at
-    ``px``×``px``."""
+    ``px``×``px``; a placeholder when there are no rows (no data on this machine)."""
     from lpft import imagedata
 
+    if not rows:
+        fig, ax = figure(width=6.4, height=2.0)
+        placeholder(ax, "no data on this machine:\nthis page shows the paper's numbers only")
+        return fig
     strips = [imagedata.prepare(data.subset(n).x, px, mean=(0, 0, 0), std=(1, 1, 1)) for _, data in rows]
     fig, ax = figure(width=6.4, height=0.75 * len(rows) + 0.6)
     ax.imshow(np.concatenate([np.concatenate(list(s.permute(0, 2, 3, 1).numpy()), axis=1) for s in strips], axis=0))
     ax.set(yticks=[px // 2 + px * i for i in range(len(rows))], yticklabels=[r[0] for r in rows], xticks=[],
            xlabel=f"{n} images of each set (a fixed random subset), shown at {px} × {px} pixels")
     ax.grid(False)
+    return fig
+
+
+def feature_change_panels(longs: dict):
+    """:func:`feature_change` per experiment, one panel each (``longs``: experiment name → its long table from
+    :func:`lpft.launch.feature_change_long`); one placeholder panel when nothing ran."""
+    n = max(len(longs), 1)
+    fig, axes = figure(ncols=n, width=3.4 * n + 0.6, height=3.6)
+    axes = list(np.atleast_1d(axes))
+    if not longs:
+        placeholder(axes[0], "not run on this machine")
+    for ax, (name, long) in zip(axes, longs.items()):
+        feature_change(long, ax=ax)
+        ax.set_title(name)
+        ax.tick_params(axis="x", labelsize="small")
+    return fig
+
+
+def lr_panels(grids: dict):
+    """:func:`lr_sensitivity` per experiment, one row each with ID (left) and one OOD column (right) (``grids``:
+    experiment name → ``(runs table, LP's summary row, OOD column)``); placeholders when nothing ran."""
+    if not grids:
+        fig, axes = figure(ncols=2, width=9.0, height=3.2, sharex=False)
+        for ax in axes:
+            placeholder(ax, "not run on this machine")
+        return fig
+    fig, _ = figure(ncols=2, width=9.0, height=3.2 * len(grids), sharex=False)
+    fig.clf()
+    for (ax_id, ax_ood), (name, (runs, lp, ood_col)) in zip(fig.subplots(len(grids), 2, squeeze=False), grids.items()):
+        lr_sensitivity(runs, lp, ("ID", ood_col), (ax_id, ax_ood))
+        ax_id.set_title(f"{name}: ID")
+        ax_ood.set_title(f"{name}: {ood_col}")
     return fig

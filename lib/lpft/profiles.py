@@ -96,6 +96,23 @@ CHAPTERS: dict[str, dict[str, dict]] = {
                      wise_alphas=(0.25, 0.5, 0.75), l2sp_lrs=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), feature_n=2000,
                      progress=True),
     },
+    "experiments-fmow-imagenet": {
+        # quick: generated images in WILDS FMoW's layout (metadata tables + PNGs) and in the ImageNet / V2 / R /
+        # Sketch / A folder layouts, a random-weight ResNet-18 of width 8 saved as a MoCo checkpoint and a tiny
+        # random-weight CLIP ViT (2 layers, width 16, 8-pixel patches) saved as a CLIP checkpoint, 32 px inputs.
+        # full: the paper's runs; each experiment's backbone, epochs, batch, LP (ImageNet: the SGD probe) and
+        # learning-rate grids come from lpft.launch.EXPERIMENTS (None keeps them; reference 3.2-3.4).
+        "quick": dict(synthetic=True, experiments=("fmow", "imagenet"), n_seeds=2,
+                      archs={"moco_v2": "resnet18", "torchvision": "resnet18", "clip": "ViT-B-16"}, width=16,
+                      towers={"ViT-B-16": {"layers": 2, "heads": 2, "patch_size": 8, "output_dim": 32}},
+                      image_size=32, load_size=None, epochs=3, batch_size=32, Cs=(1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0),
+                      ft_lrs=(3e-3, 1e-2), lpft_lrs=(3e-4, 1e-3), wise_alphas=(0.5,), l2sp_lrs=(1e-2,),
+                      feature_n=100, progress=False),
+        "full": dict(synthetic=False, experiments=("fmow", "imagenet"), n_seeds=3, archs=None, width=None, towers=None,
+                     image_size=224, load_size=None, epochs=None, batch_size=None,
+                     Cs=tuple(float(c) for c in np.logspace(-7, 2, 50)), ft_lrs=None, lpft_lrs=None,
+                     wise_alphas=(0.25, 0.5, 0.75), l2sp_lrs=None, feature_n=2000, progress=True),
+    },
     "fixed-point": {
         # the models are the digit chapter's (same grids and seeds, from CHAPTERS["experiments-digits"])
         "quick": dict(n_seeds=3, jobs=2, n_calibration=512, n_sigmas=41, n_samples=20000, n_kernel_cases=300),

@@ -1,0 +1,323 @@
+"""The paper's ImageNet experiment: ImageNet-1k (ILSVRC-2012) → ImageNetV2, ImageNet-R, ImageNet-Sketch, ImageNet-A.
+
+Reference Sections 3.1-3.3 (LP-FT paper, Kumar et al., ICLR 2022): CLIP ViT-B/16 is fine-tuned on ImageNet train and
+evaluated on ImageNet val (ID test; the paper also early-stops on it, so ImageNet val doubles as ID-val) and on four
+OOD test sets: ImageNetV2 (matched-frequency), ImageNet-R, ImageNet-Sketch and ImageNet-A. R and A hold only 200 of
+the 1000 classes; the paper scores them by the argmax over those 200 classes' logits (:attr:`ImageSet.classes
+<lpft.imagedata.ImageSet>`, :func:`lpft.imagedata.predict`). Every set is transformed as the paper's test transform:
+bicubic resize of the shorter side to 224, then a centre crop of 224 (no augmentation, reference 3.3).
+
+Under one ``data_root`` (any folder may be a symbolic link)::
+
+    data_root/imagenet/{train,val}/<wnid>/*.JPEG                # the ImageNet folder of the BREEDS loaders
+    data_root/imagenetv2-matched-frequency-format-val/<c>/*.jpeg  # c = class index 0..999, not a wnid
+    data_root/imagenet-r/<wnid>/*.jpg                           # 200 wnids
+    data_root/imagenet-sketch/<wnid>/*.JPEG                     # the archive's sketch/ folder, renamed; 1000 wnids
+    data_root/imagenet-a/<wnid>/*.jpg                           # 200 wnids
+
+Class index = position of the wnid among the sorted class folders of ``imagenet/train`` (torchvision's ImageFolder
+order, :func:`wnids`); ImageNetV2's folders are class indices already (parsed as integers: folder "10" is class 10,
+though it sorts before "2"). Missing folders raise :class:`~lpft.imagedata.MissingData` naming them and how to obtain
+them; folders that do not fit the layout raise :class:`~lpft.imagedata.MalformedData`.
+
+ImageNet train at 224 px is ~193 GB as uint8, more than memory holds: with ``cache_dir`` each set is decoded once, in
+chunks, into a ``.npy`` file that later loads memory-mapped (:func:`load_set`). :func:`write_synthetic_imagenet` writes
+small generated images in this layout for the tests and the ``quick`` profile.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lpft import filelists, imagedata
+from lpft.imagedata import ImageSet, ImageTask, MalformedData, MissingData
+
+IMAGENET_OOD = ("ImageNetV2", "ImageNet-R", "ImageNet-Sketch", "ImageNet-A")  # the paper's column names
+OOD_FOLDERS = {"ImageNetV2": "imagenetv2-matched-frequency-format-val", "ImageNet-R": "imagenet-r",
+               "ImageNet-Sketch": "imagenet-sketch", "ImageNet-A": "imagenet-a"}
+RESIZE = "shorter-bicubic"  # reference 3.3: bicubic Resize(224) + CenterCrop(224), for every set
+CHUNK = 1024                # images decoded at a time into a cache file
+HOW_TO_GET = {
+    "ImageNet": filelists.HOW_TO_GET["ImageNet"],
+    "ImageNetV2": "download imagenetv2-matched-frequency.tar.gz (linked from github.com/modestyachts/ImageNetV2) and "
+                  "unpack it into data_root (it creates imagenetv2-matched-frequency-format-val/)",
+    "ImageNet-R": "download imagenet-r.tar (linked from github.com/hendrycks/imagenet-r) and unpack it into data_root "
+                  "(it creates imagenet-r/)",
+    "ImageNet-Sketch": "download the ImageNet-Sketch archive (linked from github.com/HaohanWang/ImageNet-Sketch), "
+                       "unpack it and rename (or symlink) its sketch/ folder to data_root/imagenet-sketch",
+    "ImageNet-A": "download imagenet-a.tar (linked from github.com/hendrycks/natural-adv-examples) and unpack it into "
+                  "data_root (it creates imagenet-a/)",
+}
+PARTIAL = ("ImageNet-R", "ImageNet-A")  # 200 of the 1000 classes: scored by the argmax over those (reference 3.1)
+
+
+def _folder(path: Path, dataset: str) -> Path:
+    if not path.is_dir():
+        raise MissingData(f"{dataset}: expected the folder {path} (not found). To obtain it, {HOW_TO_GET[dataset]}.")
+    return path
+
+
+def _subfolders(path: Path, dataset: str) -> list[str]:
+    """Names of the class folders in ``path`` (files such as the archives' README.txt are ignored)."""
+    return sorted(p.name for p in _folder(path, dataset).iterdir() if p.is_dir())
+
+
+def wnids(data_root) -> list[str]:
+    """The ImageNet classes in index order: the sorted class folders of ``imagenet/train`` (ImageFolder's order; 1000
+    in the real data). ``imagenet/val`` must hold the same wnids."""
+    imagenet = Path(data_root) / filelists.LAYOUT["imagenet"]
+    train, val = _subfolders(imagenet / "train", "ImageNet"), _subfolders(imagenet / "val", "ImageNet")
+    if not train:
+        raise MalformedData(f"ImageNet: {imagenet / 'train'} holds no class folders")
+    if set(train) != set(val):
+        only_train, only_val = sorted(set(train) - set(val)), sorted(set(val) - set(train))
+        raise MalformedData(f"ImageNet: {imagenet / 'train'} and {imagenet / 'val'} must hold the same class folders; "
+                            f"only in train: {only_train[:5]} ({len(only_train)}), only in val: {only_val[:5]} "
+                            f"({len(only_val)})")
+    return train
+
+
+# ---- listing the files of one set ---------------------------------------------------------------------------------
+
+Listing = tuple[list[Path], list[int]]  # image paths and their labels, in loading order
+
+
+def _listing(folder: Path, dataset: str, label_of: Callable[[str], int]) -> Listing:
+    """Every image under ``folder/<class folder>/``, ordered by label, then by file name."""
+    paths, labels = [], []
+    for label, name in sorted((label_of(name), name) for name in _subfolders(folder, dataset)):
+        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in filelists.IMAGE_SUFFIXES)
+        if not files:
+            raise MalformedData(f"{dataset}: {folder / name} holds no image files")
+        paths += files
+        labels += [label] * len(files)
+    return paths, labels
+
+
+def _by_wnid(index: dict[str, int], folder: Path, dataset: str) -> Callable[[str], int]:
+    def label_of(name: str) -> int:
+        if name not in index:
+            raise MalformedData(f"{dataset}: {folder / name} is not named by a wnid of ImageNet train "
+                                f"({len(index)} classes)")
+        return index[name]
+    return label_of
+
+
+def _by_index(n_classes: int, folder: Path) -> Callable[[str], int]:
+    def label_of(name: str) -> int:
+        if not (name.isascii() and name.isdigit()) or int(name) >= n_classes:
+            raise MalformedData(f"ImageNetV2: {folder / name} must be named by a class index 0..{n_classes - 1}")
+        return int(name)
+    return label_of
+
+
+def _cap(listing: Listing, n: int | None) -> Listing:
+    """A fixed random ``n`` of the files (the same ones :meth:`ImageSet.subset` with seed 0 keeps), chosen before
+    anything is decoded."""
+    paths, labels = listing
+    if n is None or n >= len(paths):
+        return listing
+    keep = torch.randperm(len(paths), generator=torch.Generator().manual_seed(0))[:n].sort().values.tolist()
+    return [paths[i] for i in keep], [labels[i] for i in keep]
+
+
+# ---- decoding, in RAM or through a disk cache ---------------------------------------------------------------------
+
+def content_digest(x: np.ndarray, y: np.ndarray) -> str:
+    """sha256 (hex) of a set's content: the uint8 image bytes, ``CHUNK`` images at a time (so a memory-mapped set is
+    never read whole into memory), then the labels as int64 bytes. Stored as :attr:`ImageSet.digest`."""
+    h = hashlib.sha256()
+    for start in range(0, len(x), CHUNK):
+        h.update(np.ascontiguousarray(x[start:start + CHUNK], dtype=np.uint8))
+    h.update(np.ascontiguousarray(y, dtype=np.int64))
+    return h.hexdigest()
+
+
+def cache_key(data_root, paths: list[Path], labels: list[int], size: int) -> str:
+    """16 hex digits identifying a decoded set: sha256 over its files (path relative to ``data_root`` and size in bytes,
+    in loading order) with their labels, the image ``size`` and the resize mode."""
+    root = Path(data_root)
+    h = hashlib.sha256(f"size {size}, resize {RESIZE}\n".encode())
+    for path, label in zip(paths, labels):
+        h.update(f"{path.relative_to(root).as_posix()}\t{path.stat().st_size}\t{label}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _write_json(path: Path, content: dict) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(content))
+    os.replace(tmp, path)
+
+
+def _write_cache(npy: Path, paths: list[Path], labels: list[int], size: int, workers: int) -> str:
+    """Decode ``paths`` into ``npy`` (through a temporary file, ``CHUNK`` images at a time); returns the digest."""
+    tmp = npy.with_name(f"{npy.name}.{os.getpid()}.tmp")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for start in range(0, len(paths), CHUNK):
+                chunk = paths[start:start + CHUNK]
+                out[start:start + len(chunk)] = np.stack(list(pool.map(
+                    lambda p: filelists.load_image(p, size, RESIZE), chunk)))
+        out.flush()
+        digest = content_digest(out, np.asarray(labels))
+        del out
+        os.replace(tmp, npy)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digest
+
+
+def load_set(data_root, name: str, listing: Listing, classes: tuple | None, size: int, *, cache_dir=None,
+             workers: int = 8) -> ImageSet:
+    """The images of ``listing`` as an :class:`ImageSet` (with ``classes`` and its content digest).
+
+    Without ``cache_dir`` they are decoded into memory. With it, the set lives in ``<cache_dir>/<name>-<key>.npy``
+    (:func:`cache_key`) and its labels, classes and digest in the sidecar ``<name>-<key>.json``, written last: an
+    ``.npy`` without its sidecar is an interrupted write and is decoded again. The array is opened memory-mapped,
+    copy-on-write (``np.load(mmap_mode="c")``), so a batch reads only its own images from disk."""
+    paths, labels = listing
+    if cache_dir is None:
+        data = filelists.load_images(paths, labels, size, workers, resize=RESIZE)
+        return ImageSet(data.x, data.y, classes, content_digest(data.x.numpy(), data.y.numpy()))
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    stem = f"{_slug(name)}-{cache_key(data_root, paths, labels, size)}"
+    npy, sidecar = cache / f"{stem}.npy", cache / f"{stem}.json"
+    if not (sidecar.is_file() and npy.is_file()):
+        digest = _write_cache(npy, paths, labels, size, workers)
+        _write_json(sidecar, {"set": name, "size": size, "resize": RESIZE, "labels": labels,
+                              "classes": None if classes is None else list(classes), "digest": digest})
+    meta = json.loads(sidecar.read_text())
+    x = torch.from_numpy(np.load(npy, mmap_mode="c"))
+    if tuple(x.shape) != (len(meta["labels"]), 3, size, size):
+        raise MalformedData(f"ImageNet cache: {npy} holds {tuple(x.shape)}, its sidecar {sidecar} "
+                            f"{len(meta['labels'])} labels at {size} px; delete both to decode the set again")
+    return ImageSet(x, torch.tensor(meta["labels"], dtype=torch.int64), meta["classes"], meta["digest"])
+
+
+# ---- the task -----------------------------------------------------------------------------------------------------
+
+def _check_ood(ood) -> None:
+    unknown = [o for o in ood if o not in OOD_FOLDERS]
+    if unknown:
+        raise ValueError(f"unknown ImageNet OOD set(s) {unknown}; known: {list(IMAGENET_OOD)}")
+
+
+def imagenet_task(data_root, *, size: int = 224, ood=IMAGENET_OOD, cache_dir=None, workers: int = 8,
+                  max_train: int | None = None, max_eval: int | None = None) -> ImageTask:
+    """ImageNet → ``ood`` (reference 3.1): ID train = ImageNet train, ID test = ImageNet val, which is also the ID-val
+    set (``val is test_id``: the paper early-stops on ImageNet val), OOD = the named sets of :data:`IMAGENET_OOD`.
+    ImageNet-R and -A carry ``classes`` (the indices of their wnids) and are scored over those only. All images get the
+    paper's bicubic resize of the shorter side to ``size`` and a centre crop. ``max_train`` / ``max_eval`` keep fixed
+    random subsets (the same as :meth:`ImageTask.capped`), chosen before decoding; ``cache_dir``: see
+    :func:`load_set`. Every folder is listed before any image is decoded, so a missing one fails at once."""
+    _check_ood(ood)
+    root = Path(data_root)
+    classes = wnids(root)
+    index = {w: i for i, w in enumerate(classes)}
+    imagenet = root / filelists.LAYOUT["imagenet"]
+    listings = {"ImageNet train": _listing(imagenet / "train", "ImageNet", _by_wnid(index, imagenet / "train",
+                                                                                   "ImageNet")),
+                "ImageNet val": _listing(imagenet / "val", "ImageNet", _by_wnid(index, imagenet / "val", "ImageNet"))}
+    valid = {}
+    for name in ood:
+        folder = root / OOD_FOLDERS[name]
+        label_of = _by_index(len(classes), folder) if name == "ImageNetV2" else _by_wnid(index, folder, name)
+        listings[name] = _listing(folder, name, label_of)
+        valid[name] = tuple(sorted(set(listings[name][1]))) if name in PARTIAL else None
+
+    def load(name: str, cap: int | None) -> ImageSet:
+        return load_set(root, name, _cap(listings[name], cap), valid.get(name), size, cache_dir=cache_dir,
+                        workers=workers)
+
+    train, test = load("ImageNet train", max_train), load("ImageNet val", max_eval)
+    ood_sets = {name: load(name, max_eval) for name in ood}
+    sizes = {"ID train (ImageNet train)": len(train), "ID-val (ImageNet val, the ID test set)": len(test),
+             "ID test (ImageNet val)": len(test), **{f"OOD ({k})": len(v) for k, v in ood_sets.items()}}
+    return ImageTask("imagenet", train, test, test, ood_sets, n_classes=len(classes), sizes=sizes)
+
+
+def missing_imagenet(data_root, ood=IMAGENET_OOD) -> list[str]:
+    """One line per kind of absent input (empty when all are there): the ImageNet train / val folders, ImageNet val
+    class folders of train's wnids, and each OOD set's folder."""
+    _check_ood(ood)
+    root = Path(data_root)
+    imagenet = root / filelists.LAYOUT["imagenet"]
+    splits = [imagenet / s for s in ("train", "val") if not (imagenet / s).is_dir()]
+    lines = filelists._absent("ImageNet folders", splits, HOW_TO_GET["ImageNet"])
+    if not splits:
+        val = [imagenet / "val" / w for w in _subfolders(imagenet / "train", "ImageNet")]
+        lines += filelists._absent("ImageNet val class folders", [f for f in val if not f.is_dir()],
+                                   HOW_TO_GET["ImageNet"])
+    for name in ood:
+        folder = root / OOD_FOLDERS[name]
+        lines += filelists._absent(f"{name} folder", [folder] if not folder.is_dir() else [], HOW_TO_GET[name])
+    return lines
+
+
+# ---- small generated data in the real layout ----------------------------------------------------------------------
+
+def _ood_style(images: np.ndarray, name: str) -> np.ndarray:
+    """The generated OOD sets' looks: ImageNet-R posterised (renditions), ImageNet-Sketch grey and high-contrast,
+    ImageNetV2 and ImageNet-A as drawn (their noise and colour cast are added when drawing)."""
+    x = images.astype(np.float64)
+    if name == "ImageNet-R":
+        x = (x // 64) * 64 + 32
+    elif name == "ImageNet-Sketch":
+        x = (np.repeat(x.mean(1, keepdims=True), 3, axis=1) - 128) * 1.6 + 128
+    return np.clip(x, 0, 255).round().astype(np.uint8)
+
+
+def write_synthetic_imagenet(data_root, *, n_classes: int = 6, n_train: int = 30, n_val: int = 10, n_ood: int = 10,
+                             size: tuple[int, int] = (44, 52), seed: int = 0) -> dict:
+    """An ImageNet-like task in the real layout under ``data_root`` (JPEG files; see the module docstring): made-up
+    wnids ``n08000000, n08000001, ...`` (sorted = index order), each class a random coloured wave pattern
+    (:func:`lpft.imagedata.pattern_images`). OOD sets redraw the classes in their own look: ImageNetV2 with a little
+    more noise, ImageNet-R posterised, ImageNet-Sketch grey and high-contrast, ImageNet-A with a colour cast and heavy
+    noise. ImageNet-R keeps the classes ``k % 3 != 2`` and ImageNet-A those ``k % 3 != 0`` (two different two-thirds,
+    as the real sets keep two different 200 of 1000); V2 and Sketch keep all. Images are ``size`` (height, width), not
+    square. Deterministic in ``seed``. Returns the image counts."""
+    if n_classes < 3:
+        raise ValueError(f"n_classes must be at least 3 (R and A keep different proper subsets); got {n_classes}")
+    root = Path(data_root)
+    rng = np.random.default_rng(seed)
+    protos = imagedata.pattern_prototypes(n_classes, rng)
+    names = [f"n{8_000_000 + k:08d}" for k in range(n_classes)]
+    imagenet = root / filelists.LAYOUT["imagenet"]
+    serial = 0
+    for k, wnid in enumerate(names):
+        train = imagedata.pattern_images(n_train, size, np.full(n_train, k), rng, protos, 0.0, 0.08)
+        filelists._save_jpegs(train, [imagenet / "train" / wnid / f"{wnid}_{i}.JPEG" for i in range(n_train)])
+        val = imagedata.pattern_images(n_val, size, np.full(n_val, k), rng, protos, 0.0, 0.08)
+        filelists._save_jpegs(val, [imagenet / "val" / wnid / f"ILSVRC2012_val_{serial + i + 1:08d}.JPEG"
+                                    for i in range(n_val)])
+        serial += n_val
+    kept = {"ImageNetV2": range(n_classes), "ImageNet-R": [k for k in range(n_classes) if k % 3 != 2],
+            "ImageNet-Sketch": range(n_classes), "ImageNet-A": [k for k in range(n_classes) if k % 3 != 0]}
+    cast = {"ImageNetV2": 0.0, "ImageNet-R": 0.0, "ImageNet-Sketch": 0.0, "ImageNet-A": rng.uniform(-0.2, 0.2, 3)}
+    noise = {"ImageNetV2": 0.12, "ImageNet-R": 0.06, "ImageNet-Sketch": 0.06, "ImageNet-A": 0.25}
+    suffix = {"ImageNetV2": "jpeg", "ImageNet-R": "jpg", "ImageNet-Sketch": "JPEG", "ImageNet-A": "jpg"}
+    for name in IMAGENET_OOD:
+        folder = root / OOD_FOLDERS[name]
+        for k in kept[name]:
+            images = imagedata.pattern_images(n_ood, size, np.full(n_ood, k), rng, protos, cast[name], noise[name])
+            sub = str(k) if name == "ImageNetV2" else names[k]
+            filelists._save_jpegs(_ood_style(images, name),
+                                  [folder / sub / f"{_slug(name)}_{k}_{i}.{suffix[name]}" for i in range(n_ood)])
+        if name in PARTIAL:  # the real archives carry a README next to the class folders
+            (folder / "README.txt").write_text(f"generated stand-in for {name}: {len(kept[name])} classes\n")
+    return {"train": n_classes * n_train, "val": n_classes * n_val,
+            **{name: len(kept[name]) * n_ood for name in IMAGENET_OOD}}
