@@ -96,9 +96,9 @@ for name in cfg.experiments:
 # stopping and the learning rate are selected on the numbers reported as ID accuracy, which flatters ID accuracy
 # slightly but never looks at OOD data. Set `n_val` in the profile to hold ID-val out of ID train instead.
 #
-# Two deviations from the paper's pipeline, both in the transforms: the random crops are cut from the stored 256-pixel
-# square rather than from the full-size photograph, and they are resized by a bilinear `grid_sample` on the GPU without
-# antialiasing (torchvision's RandomResizedCrop antialiases).
+# One deviation from the paper's pipeline, in the transform: the random crops are cut from the stored 256-pixel square
+# rather than from the full-size photograph (so BREEDS crops see the centre square of each photograph, not its
+# margins). They are then resized as torchvision's RandomResizedCrop does, bilinear with antialiasing, on the GPU.
 
 # %%
 if ran:
@@ -264,8 +264,10 @@ print(f"profile: {cfg.profile}; ran: {', '.join(ran) or 'nothing'}")
 #
 #   ```bash
 #   LPFT_DATA_ROOT=/path/to/data LPFT_CHECKPOINT=/path/to/moco_v2_800ep_pretrain.pth.tar \
-#     LPFT_CLIP_CHECKPOINT=/path/to/RN50.pt .venv/bin/lpft-run experiments-breeds-domainnet --profile full --device cuda
+#     LPFT_CLIP_CHECKPOINT=/path/to/RN50.pt LPFT_CACHE=/fast/disk/cache \
+#     .venv/bin/lpft-run experiments-breeds-domainnet --profile full --device cuda
 #   ```
 #
-#   Memory: images are decoded once and kept as uint8 at 256 px, about 17 GB for Living-17's training set and 30 GB
-#   for Entity-30's, so a machine with 64 GB of RAM or more is assumed.
+#   Disk: BREEDS images are decoded once, as uint8 at 256 px, into a memory-mapped cache in `$LPFT_CACHE` (default
+#   `<repository>/cache`): about 17 GB for Living-17's training set and 30 GB for Entity-30's, read back on later runs
+#   instead of decoding the JPEGs again. DomainNet's sets (a few GB) are held in memory.

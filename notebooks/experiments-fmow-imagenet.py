@@ -271,5 +271,4 @@ print(f"profile: {cfg.profile}; ran: {', '.join(ran) or 'nothing'}")
 #     .venv/bin/lpft-run experiments-fmow-imagenet --profile full --device cuda
 #   ```
 #
-#   Disk: the ImageNet cache needs about 200 GB; FMoW's Americas training images (about 150 MB per thousand) are
-#   held in memory.
+#   Disk: the ImageNet cache needs about 200 GB; FMoW's images (about 150 MB per thousand) are held in memory.

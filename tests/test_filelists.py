@@ -213,3 +213,28 @@ def test_fmow_errors_name_the_file_and_how_to_get_it(tmp_path):
     (root / "rgb_metadata.csv").write_text(meta.replace("country_code", "country"))
     with pytest.raises(MalformedData, match="country_code"):
         filelists.fmow_task(root, size=12)
+
+
+def test_breeds_domainnet_and_fmow_decode_into_the_disk_cache_as_into_ram(tmp_path):
+    filelists.write_synthetic_breeds(tmp_path, "living17", n_classes=2, n_sub=1, n_train=3, n_val=2)
+    filelists.write_synthetic_domainnet(tmp_path, labels=(3, 11), n_train=3, n_test=2)
+    filelists.write_synthetic_fmow(tmp_path, n_train=2, n_val=2, size=12)
+    cache = tmp_path / "cache"
+
+    def tasks(cache_dir):
+        return [filelists.breeds_task(*filelists.breeds_paths(tmp_path, "living17"), name="Living-17", size=16,
+                                      cache_dir=cache_dir),
+                filelists.domainnet_task(*filelists.domainnet_paths(tmp_path), size=16, train_size=20,
+                                         cache_dir=cache_dir),
+                filelists.fmow_task(filelists.fmow_path(tmp_path), size=12, cache_dir=cache_dir)]
+
+    for ram, cached in zip(tasks(None), tasks(cache)):
+        for a, b in zip((ram.train, ram.test_id, *ram.ood.values()), (cached.train, cached.test_id,
+                                                                      *cached.ood.values())):
+            assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and a.digest == b.digest is not None
+            assert b.digest == filelists.content_digest(b.x.numpy(), b.y.numpy())
+    names = sorted(p.stem.rsplit("-", 1)[0] for p in cache.glob("*.json"))
+    assert names == ["domainnet-clipart-test", "domainnet-painting-test", "domainnet-real-test",
+                     "domainnet-sketch-test", "domainnet-sketch-train", "fmow-train-americas", "fmow-val-africa",
+                     "fmow-val-americas", "living-17-train", "living-17-val-source", "living-17-val-target"]
+    assert len(list(cache.glob("*.npy"))) == len(names) and not list(cache.glob("*.tmp"))

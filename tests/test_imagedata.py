@@ -188,6 +188,19 @@ def test_random_crop_boxes_copy_the_pixels_exactly_and_flip_half_of_them():
         imagedata.crop_boxes(4, 10, 10, "cutout", 8, imagedata.augmentation_generator(0, 1))
 
 
+def test_a_resized_crop_is_torchvisions_antialiased_resize_of_the_box():
+    x = torch.zeros(2, 3, 40, 40, dtype=torch.uint8)
+    x[:, :, ::2, ::2] = x[:, :, 1::2, 1::2] = 255  # a one-pixel checkerboard: aliases badly when shrunk naively
+    boxes = torch.tensor([[4.0, 2.0, 32.0, 36.0, 0.0], [0.0, 0.0, 40.0, 40.0, 1.0]])
+    out = imagedata.augment(x, boxes, 8, mean=(0, 0, 0), std=(1, 1, 1))
+    ref = torch.nn.functional.interpolate(x[:1, :, 4:36, 2:38].float() / 255, size=(8, 8), mode="bilinear",
+                                          align_corners=False, antialias=True)
+    assert torch.allclose(out[:1], ref, atol=1e-6)
+    assert (out - 0.5).abs().max() < 0.05  # averaged to grey, as a photograph's fine texture should be
+    naive = torch.nn.functional.interpolate(x[1:].float() / 255, size=(8, 8), mode="bilinear", align_corners=False)
+    assert (naive - 0.5).abs().max() > 0.4  # without antialiasing the pattern aliases to black or white
+
+
 def test_random_resized_crop_boxes_follow_the_rule():
     n, height, width = 20000, 40, 30
     boxes = imagedata.crop_boxes(n, height, width, "random-resized-crop", 16, imagedata.augmentation_generator(0, 1))

@@ -155,7 +155,7 @@ def test_disk_cache_is_read_back_and_rebuilt_when_incomplete(tmp_path):
         first = sets(imagenet.imagenet_task(root, size=SIZE, workers=2, cache_dir=cache))
     for name, data in first.items():
         assert torch.equal(data.x, in_ram[name].x) and torch.equal(data.y, in_ram[name].y)
-        assert data.digest == in_ram[name].digest == imagenet.content_digest(data.x.numpy(), data.y.numpy())
+        assert data.digest == in_ram[name].digest == filelists.content_digest(data.x.numpy(), data.y.numpy())
         assert data.classes == in_ram[name].classes
     assert len({d.digest for d in first.values()}) == len(first)
     files = sorted(p.name for p in cache.iterdir())
@@ -195,12 +195,12 @@ def test_disk_cache_is_read_back_and_rebuilt_when_incomplete(tmp_path):
 
 
 def test_content_digest_is_sha256_of_the_image_bytes_then_the_int64_labels():
-    x = np.random.default_rng(0).integers(0, 256, (2 * imagenet.CHUNK + 5, 3, 2, 2), dtype=np.uint8)
+    x = np.random.default_rng(0).integers(0, 256, (2 * filelists.CHUNK + 5, 3, 2, 2), dtype=np.uint8)
     y = np.arange(len(x)) % 7
     whole = hashlib.sha256(x.tobytes() + y.astype(np.int64).tobytes()).hexdigest()
-    assert imagenet.content_digest(x, y) == whole == imagenet.content_digest(x, y.astype(np.int32))
+    assert filelists.content_digest(x, y) == whole == filelists.content_digest(x, y.astype(np.int32))
     y[-1] += 1
-    assert imagenet.content_digest(x, y) != whole
+    assert filelists.content_digest(x, y) != whole
 
 
 def test_synthetic_data_is_deterministic(tmp_path):

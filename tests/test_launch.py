@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lpft import largescale, launch, paper, profiles
 
@@ -259,10 +260,11 @@ def test_each_experiments_full_profile_has_the_papers_settings():
                                                                                      1)
         assert (s.augment, s.centre_crop, s.load_size, s.image_size, s.n_val) == ("random-resized-crop", True, 256,
                                                                                   224, None)
+        assert s.cache == str(launch.resolve_cache())  # decoded once into the disk cache, not held in RAM
     d = full("domainnet")
     assert (d.source, d.arch, d.epochs, d.batch_size, d.accumulate, d.augment, d.load_size) == (
         "clip", "RN50", 50, 32, 2, "random-crop", 256)
-    assert d.runtime().precision == "bf16" and d.seeds == (0, 1, 2) and len(d.Cs) == 50
+    assert d.runtime().precision == "bf16" and d.seeds == (0, 1, 2) and len(d.Cs) == 50 and d.cache == ""
     assert full("living17").lpft_lrs == (3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4)
     with pytest.raises(ValueError, match="unknown experiment"):
         launch.sweep_from_settings(BD_TINY, data_root="d", checkpoint="c", folder="f", device="cpu",
@@ -386,3 +388,13 @@ def test_a_chapter_without_inputs_shows_the_papers_numbers_only():
     assert (n_agree, n_made) == (0, 0) and set(orders["this run"]) == {"not run"}
     assert len(orders) == 3 + 9  # fmow: 2 OOD comparisons + ID; imagenet: 2 per OOD set + ID
     assert launch.example_rows({}) == []
+
+
+def test_a_disk_cached_task_is_the_same_task_to_the_records(tmp_path):
+    sweep = replace(tiny_sweep(tmp_path, "living17"), seeds=(0,))
+    cached = replace(sweep, cache=str(tmp_path / "cache"))
+    job = launch.lp_job(sweep, 0)
+    assert launch.job_config(cached, job) == launch.job_config(sweep, job)  # the cache is where, not what
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 3  # train, val source, val target
+    task, _ = launch.load_task(cached)
+    assert isinstance(task.train.x, torch.Tensor) and task.train.digest == launch.load_task(sweep)[0].train.digest

@@ -29,8 +29,9 @@ Images are decoded with Pillow once, when the task is loaded, and kept as uint8 
 the size the paper's transforms start from (reference 3.3): BREEDS shorter side resized to 256 and centre-cropped
 (training crops are drawn from that square, evaluation takes its central 224), DomainNet resized to 256×256 (training,
 bicubic; random 224 crops are drawn from it) and to 224×224 (evaluation, bicubic); FMoW's images are stored at
-224×224 already and used as they are. The random parts of the transforms
-run per batch on the training device (:func:`lpft.imagedata.augment`). Missing files raise
+224×224 already and used as they are. Every loader takes a ``cache_dir``: sets too large for memory (Entity-30's
+training images are about 30 GB) are then decoded once into a memory-mapped disk cache (:func:`decode_set`). The random
+parts of the transforms run per batch on the training device (:func:`lpft.imagedata.augment`). Missing files raise
 :class:`~lpft.imagedata.MissingData` naming them; malformed lists raise :class:`~lpft.imagedata.MalformedData`.
 :func:`write_synthetic_breeds`, :func:`write_synthetic_domainnet` and :func:`write_synthetic_fmow` write small generated
 images in these layouts (JPEG / PNG files, split JSON, file lists, metadata tables) for the tests and the ``quick``
@@ -38,7 +39,10 @@ profile.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -104,6 +108,83 @@ def load_images(paths: list[Path], labels: list[int], size: int, workers: int = 
     return ImageSet(x, torch.tensor(labels, dtype=torch.int64))
 
 
+# ---- decoding once into a disk cache ------------------------------------------------------------------------------
+
+CHUNK = 1024  # images decoded, hashed or written at a time
+
+
+def content_digest(x: np.ndarray, y: np.ndarray) -> str:
+    """sha256 (hex) of a set's content: the uint8 image bytes, ``CHUNK`` images at a time (a memory-mapped set is never
+    read whole into memory), then the labels as int64 bytes. Stored as :attr:`ImageSet.digest`."""
+    h = hashlib.sha256()
+    for start in range(0, len(x), CHUNK):
+        h.update(np.ascontiguousarray(x[start:start + CHUNK], dtype=np.uint8))
+    h.update(np.ascontiguousarray(y, dtype=np.int64))
+    return h.hexdigest()
+
+
+def cache_key(root, paths: list[Path], labels: list[int], size: int, resize: str) -> str:
+    """16 hex digits identifying a decoded set: sha256 over its files (path relative to ``root``, size in bytes and
+    label, in loading order), the image ``size`` and the ``resize`` mode."""
+    h = hashlib.sha256(f"size {size}, resize {resize}\n".encode())
+    for path, label in zip(paths, labels):
+        h.update(f"{path.relative_to(root).as_posix()}\t{path.stat().st_size}\t{label}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _write_json(path: Path, content: dict) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(content))
+    os.replace(tmp, path)
+
+
+def _write_cache(npy: Path, paths: list[Path], labels: list[int], size: int, resize: str, workers: int) -> str:
+    """Decode ``paths`` into ``npy`` through a temporary file, ``CHUNK`` images at a time; returns the digest."""
+    tmp = npy.with_name(f"{npy.name}.{os.getpid()}.tmp")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for start in range(0, len(paths), CHUNK):
+                chunk = paths[start:start + CHUNK]
+                out[start:start + len(chunk)] = np.stack(list(pool.map(lambda p: load_image(p, size, resize), chunk)))
+        out.flush()
+        digest = content_digest(out, np.asarray(labels))
+        del out
+        os.replace(tmp, npy)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digest
+
+
+def decode_set(root, name: str, paths: list[Path], labels: list[int], size: int, *, resize: str = "shorter",
+               classes: tuple | None = None, cache_dir=None, workers: int = 8) -> ImageSet:
+    """The images ``paths`` (under ``root``) with ``labels`` as an :class:`ImageSet` carrying ``classes`` and its
+    content digest (:func:`content_digest`).
+
+    Without ``cache_dir`` they are decoded into memory. With it, the set lives in ``<cache_dir>/<name>-<key>.npy``
+    (:func:`cache_key`), decoded once in chunks through a temporary file, and its labels, classes and digest in the
+    sidecar ``<name>-<key>.json``, written last: an ``.npy`` without its sidecar is an interrupted write and is decoded
+    again. The array is opened memory-mapped, copy-on-write (``np.load(mmap_mode="c")``), so a batch reads only its
+    own images from disk and a set larger than memory (ImageNet train: ~193 GB at 224 px) can be used."""
+    if cache_dir is None:
+        data = load_images(paths, labels, size, workers, resize=resize)
+        return ImageSet(data.x, data.y, classes, content_digest(data.x.numpy(), data.y.numpy()))
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    stem = f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}-{cache_key(root, paths, labels, size, resize)}"
+    npy, sidecar = cache / f"{stem}.npy", cache / f"{stem}.json"
+    if not (sidecar.is_file() and npy.is_file()):
+        digest = _write_cache(npy, paths, labels, size, resize, workers)
+        _write_json(sidecar, {"set": name, "size": size, "resize": resize, "labels": list(labels),
+                              "classes": None if classes is None else list(classes), "digest": digest})
+    meta = json.loads(sidecar.read_text())
+    x = torch.from_numpy(np.load(npy, mmap_mode="c"))
+    if tuple(x.shape) != (len(meta["labels"]), 3, size, size):
+        raise MalformedData(f"image cache: {npy} holds {tuple(x.shape)}, its sidecar {sidecar} {len(meta['labels'])} "
+                            f"labels at {size} px; delete both to decode the set again")
+    return ImageSet(x, torch.tensor(meta["labels"], dtype=torch.int64), meta["classes"], meta["digest"])
+
+
 # ---- BREEDS -------------------------------------------------------------------------------------------------------
 
 def read_breeds_split(path) -> dict:
@@ -138,26 +219,28 @@ def _class_images(folder: Path, wnid: str) -> list[Path]:
     return files
 
 
-def _breeds_set(folder: Path, groups: list[list[str]], size: int, workers: int) -> ImageSet:
+def _breeds_set(root: Path, split: str, groups: list[list[str]], size: int, name: str, cache_dir, workers: int
+                ) -> ImageSet:
     paths, labels = [], []
     for label, wnids in enumerate(groups):
         for wnid in wnids:
-            files = _class_images(folder, wnid)
+            files = _class_images(root / split, wnid)
             paths += files
             labels += [label] * len(files)
-    return load_images(paths, labels, size, workers)
+    return decode_set(root, name, paths, labels, size, cache_dir=cache_dir, workers=workers)
 
 
 def breeds_task(imagenet_root, split_file, *, name: str, size: int = 224, n_val: int | None = None,
-                split_seed: int = 0, workers: int = 8) -> ImageTask:
+                split_seed: int = 0, cache_dir=None, workers: int = 8) -> ImageTask:
     """A BREEDS task (Living-17, Entity-30, ...): ID train = ImageNet-train of the source subclasses (minus a fixed
     ``n_val`` held out as ID-val, when given; otherwise the ID test set doubles as ID-val, which a report must
-    state), ID test = ImageNet-val of the source subclasses, OOD = ImageNet-val of the target subclasses."""
+    state), ID test = ImageNet-val of the source subclasses, OOD = ImageNet-val of the target subclasses. With
+    ``cache_dir`` the images are decoded once into a memory-mapped disk cache (:func:`decode_set`) instead of RAM."""
     split = read_breeds_split(split_file)
     root = Path(imagenet_root)
-    train = _breeds_set(root / "train", split["source"], size, workers)
-    test = _breeds_set(root / "val", split["source"], size, workers)
-    ood = _breeds_set(root / "val", split["target"], size, workers)
+    train = _breeds_set(root, "train", split["source"], size, f"{name} train", cache_dir, workers)
+    test = _breeds_set(root, "val", split["source"], size, f"{name} val source", cache_dir, workers)
+    ood = _breeds_set(root, "val", split["target"], size, f"{name} val target", cache_dir, workers)
     if n_val:
         train, val = train.hold_out(n_val, split_seed)
     else:
@@ -191,12 +274,12 @@ def read_file_list(path) -> tuple[list[str], list[int]]:
 
 def domainnet_task(domainnet_root, lists_root, *, id_domain: str = "sketch", ood_domains=DOMAINNET_OOD,
                    size: int = 224, train_size: int | None = None, n_val: int | None = None, split_seed: int = 0,
-                   workers: int = 8) -> ImageTask:
+                   cache_dir=None, workers: int = 8) -> ImageTask:
     """DomainNet sketch → real / painting / clipart (reference 3.1; the paper's OOD number is the mean over the three):
     ID train / test from ``<id_domain>_{train,test}_mini.txt``, each OOD set from ``<domain>_test_mini.txt``. Labels
     are mapped to 0..K-1 by the sorted labels of the ID training list; a label absent from it is an error. Training
     images are resized to ``train_size`` squared (default ``size``; the paper's 256, from which 224 crops are drawn),
-    evaluation images to ``size`` squared (bicubic, as the paper)."""
+    evaluation images to ``size`` squared (bicubic, as the paper). ``cache_dir``: as in :func:`breeds_task`."""
     lists, root = Path(lists_root), Path(domainnet_root)
     files = {(d, s): read_file_list(lists / f"{d}_{s}_mini.txt")
              for d, s in [(id_domain, "train"), (id_domain, "test"), *((d, "test") for d in ood_domains)]}
@@ -214,7 +297,8 @@ def domainnet_task(domainnet_root, lists_root, *, id_domain: str = "sketch", ood
         if absent:
             raise MissingData(f"DomainNet: {len(absent)} images of {key[0]}_{key[1]}_mini.txt are missing, e.g. "
                               f"{absent[0]}. To obtain them, {HOW_TO_GET['DomainNet']}.")
-        return load_images(paths, [index[c] for c in labels], size, workers, resize="square")
+        return decode_set(root, f"domainnet {key[0]} {key[1]}", paths, [index[c] for c in labels], size,
+                          resize="square", cache_dir=cache_dir, workers=workers)
 
     train, test = load((id_domain, "train"), train_size or size), load((id_domain, "test"), size)
     if n_val:
@@ -287,14 +371,16 @@ def _fmow_rows(meta, split: str, years: tuple, region: str):
 
 
 def fmow_task(fmow_root, *, id_region: str = "Americas", ood_region: str = "Africa", val: str = "ood",
-              size: int = 224, n_val: int | None = None, split_seed: int = 0, workers: int = 8) -> ImageTask:
+              size: int = 224, n_val: int | None = None, split_seed: int = 0, cache_dir=None, workers: int = 8
+              ) -> ImageTask:
     """FMoW geo-shift (reference 3.1): ID train = WILDS's training images (before 2013) from ``id_region``; ID test
     and OOD test = the ``id_region`` and ``ood_region`` images of WILDS's "val" split, whose years ``val`` chooses:
     ``"ood"`` (2013-2015: WILDS 1.x's "val", which the paper's code read with ``get_subset('val')``) or ``"id"``
     (before 2013: WILDS 2's default "val"). Without ``n_val`` the ID test set doubles as ID-val, as the paper's
     early stopping on Americas val; with it, ``n_val`` training images are held out. Labels index
     :data:`FMOW_CATEGORIES`; all 62 are the task's classes, whether or not the training set has them. Images
-    (224×224 PNGs) are resized to ``size`` squared (bicubic; unchanged at 224)."""
+    (224×224 PNGs) are resized to ``size`` squared (bicubic; unchanged at 224). ``cache_dir``: as in
+    :func:`breeds_task`."""
     for r in (id_region, ood_region):
         if r not in FMOW_REGIONS:
             raise ValueError(f"unknown FMoW region {r!r}; known: {FMOW_REGIONS}")
@@ -311,7 +397,8 @@ def fmow_task(fmow_root, *, id_region: str = "Americas", ood_region: str = "Afri
         if absent:
             raise MissingData(f"FMoW: {len(absent)} images of {what} are missing, e.g. {absent[0]}. To obtain them, "
                               f"{HOW_TO_GET['FMoW']}.")
-        return load_images(paths, rows["label"].tolist(), size, workers, resize="square")
+        return decode_set(root, f"fmow {what}", paths, rows["label"].tolist(), size, resize="square",
+                          cache_dir=cache_dir, workers=workers)
 
     train = load(_fmow_rows(meta, "train", FMOW_YEARS["train"], id_region), f"train, {id_region}")
     test = load(_fmow_rows(meta, "val", FMOW_YEARS[val], id_region), f"val, {id_region}")

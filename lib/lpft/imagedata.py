@@ -386,20 +386,17 @@ def crop_boxes(n: int, height: int, width: int, kind: str, size: int, generator:
 def augment(x: torch.Tensor, boxes: torch.Tensor, size: int, device="cpu", mean=IMAGENET_MEAN, std=IMAGENET_STD,
             channels_last: bool = False) -> torch.Tensor:
     """A batch of uint8 images as augmented network inputs (the training transform): each image's crop box
-    (:func:`crop_boxes`) resized to ``size``×``size`` and flipped where its flag is set, in one batched bilinear
-    ``grid_sample`` on ``device``, then normalised. A ``size`` crop at integer offsets is copied exactly; a larger box
-    is resampled without antialiasing (torchvision antialiases; the difference is small for crops near ``size``)."""
-    x = x.to(device, non_blocking=True).float().div_(255.0)
-    n, _, height, width = x.shape
-    top, left, h, w, flip = boxes.to(device=x.device, dtype=torch.float64).unbind(1)
-    theta = torch.zeros(n, 2, 3, dtype=torch.float64, device=x.device)
-    theta[:, 0, 0] = w / width * (1 - 2 * flip)          # horizontal scale; negative: mirrored
-    theta[:, 0, 2] = (2 * left + w) / width - 1          # box centre in normalised coordinates
-    theta[:, 1, 1] = h / height
-    theta[:, 1, 2] = (2 * top + h) / height - 1
-    grid = F.affine_grid(theta.float(), [n, 3, size, size], align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return _normalise(x, mean, std, channels_last)
+    (:func:`crop_boxes`, integer pixels) cut out and resized to ``size``×``size`` as torchvision's ``resized_crop``
+    does (bilinear, antialiased when shrinking), mirrored where its flag is set, on ``device``, then normalised. A
+    ``size`` crop is copied exactly."""
+    x = x.to(device, non_blocking=True)
+    out = torch.empty(len(x), 3, size, size, device=x.device)
+    for i, (top, left, h, w, flip) in enumerate(boxes.long().tolist()):
+        crop = x[i:i + 1, :, top:top + h, left:left + w].float().div_(255.0)
+        if (h, w) != (size, size):
+            crop = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        out[i] = crop[0].flip(-1) if flip else crop[0]
+    return _normalise(out, mean, std, channels_last)
 
 
 # ---- small generated data in the real formats ---------------------------------------------------------------------

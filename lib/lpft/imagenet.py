@@ -26,12 +26,7 @@ small generated images in this layout for the tests and the ``quick`` profile.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +39,6 @@ IMAGENET_OOD = ("ImageNetV2", "ImageNet-R", "ImageNet-Sketch", "ImageNet-A")  # 
 OOD_FOLDERS = {"ImageNetV2": "imagenetv2-matched-frequency-format-val", "ImageNet-R": "imagenet-r",
                "ImageNet-Sketch": "imagenet-sketch", "ImageNet-A": "imagenet-a"}
 RESIZE = "shorter-bicubic"  # reference 3.3: bicubic Resize(224) + CenterCrop(224), for every set
-CHUNK = 1024                # images decoded at a time into a cache file
 HOW_TO_GET = {
     "ImageNet": filelists.HOW_TO_GET["ImageNet"],
     "ImageNetV2": "download imagenetv2-matched-frequency.tar.gz (linked from github.com/modestyachts/ImageNetV2) and "
@@ -129,83 +123,15 @@ def _cap(listing: Listing, n: int | None) -> Listing:
     return [paths[i] for i in keep], [labels[i] for i in keep]
 
 
-# ---- decoding, in RAM or through a disk cache ---------------------------------------------------------------------
-
-def content_digest(x: np.ndarray, y: np.ndarray) -> str:
-    """sha256 (hex) of a set's content: the uint8 image bytes, ``CHUNK`` images at a time (so a memory-mapped set is
-    never read whole into memory), then the labels as int64 bytes. Stored as :attr:`ImageSet.digest`."""
-    h = hashlib.sha256()
-    for start in range(0, len(x), CHUNK):
-        h.update(np.ascontiguousarray(x[start:start + CHUNK], dtype=np.uint8))
-    h.update(np.ascontiguousarray(y, dtype=np.int64))
-    return h.hexdigest()
-
-
-def cache_key(data_root, paths: list[Path], labels: list[int], size: int) -> str:
-    """16 hex digits identifying a decoded set: sha256 over its files (path relative to ``data_root`` and size in bytes,
-    in loading order) with their labels, the image ``size`` and the resize mode."""
-    root = Path(data_root)
-    h = hashlib.sha256(f"size {size}, resize {RESIZE}\n".encode())
-    for path, label in zip(paths, labels):
-        h.update(f"{path.relative_to(root).as_posix()}\t{path.stat().st_size}\t{label}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
-def _write_json(path: Path, content: dict) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(content))
-    os.replace(tmp, path)
-
-
-def _write_cache(npy: Path, paths: list[Path], labels: list[int], size: int, workers: int) -> str:
-    """Decode ``paths`` into ``npy`` (through a temporary file, ``CHUNK`` images at a time); returns the digest."""
-    tmp = npy.with_name(f"{npy.name}.{os.getpid()}.tmp")
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for start in range(0, len(paths), CHUNK):
-                chunk = paths[start:start + CHUNK]
-                out[start:start + len(chunk)] = np.stack(list(pool.map(
-                    lambda p: filelists.load_image(p, size, RESIZE), chunk)))
-        out.flush()
-        digest = content_digest(out, np.asarray(labels))
-        del out
-        os.replace(tmp, npy)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return digest
-
+# ---- decoding ------------------------------------------------------------------------------------------------------
 
 def load_set(data_root, name: str, listing: Listing, classes: tuple | None, size: int, *, cache_dir=None,
              workers: int = 8) -> ImageSet:
-    """The images of ``listing`` as an :class:`ImageSet` (with ``classes`` and its content digest).
-
-    Without ``cache_dir`` they are decoded into memory. With it, the set lives in ``<cache_dir>/<name>-<key>.npy``
-    (:func:`cache_key`) and its labels, classes and digest in the sidecar ``<name>-<key>.json``, written last: an
-    ``.npy`` without its sidecar is an interrupted write and is decoded again. The array is opened memory-mapped,
-    copy-on-write (``np.load(mmap_mode="c")``), so a batch reads only its own images from disk."""
+    """The images of ``listing`` with the paper's ImageNet transform (:data:`RESIZE`), in memory or, with
+    ``cache_dir``, decoded once into a memory-mapped disk cache (:func:`lpft.filelists.decode_set`)."""
     paths, labels = listing
-    if cache_dir is None:
-        data = filelists.load_images(paths, labels, size, workers, resize=RESIZE)
-        return ImageSet(data.x, data.y, classes, content_digest(data.x.numpy(), data.y.numpy()))
-    cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    stem = f"{_slug(name)}-{cache_key(data_root, paths, labels, size)}"
-    npy, sidecar = cache / f"{stem}.npy", cache / f"{stem}.json"
-    if not (sidecar.is_file() and npy.is_file()):
-        digest = _write_cache(npy, paths, labels, size, workers)
-        _write_json(sidecar, {"set": name, "size": size, "resize": RESIZE, "labels": labels,
-                              "classes": None if classes is None else list(classes), "digest": digest})
-    meta = json.loads(sidecar.read_text())
-    x = torch.from_numpy(np.load(npy, mmap_mode="c"))
-    if tuple(x.shape) != (len(meta["labels"]), 3, size, size):
-        raise MalformedData(f"ImageNet cache: {npy} holds {tuple(x.shape)}, its sidecar {sidecar} "
-                            f"{len(meta['labels'])} labels at {size} px; delete both to decode the set again")
-    return ImageSet(x, torch.tensor(meta["labels"], dtype=torch.int64), meta["classes"], meta["digest"])
+    return filelists.decode_set(data_root, name, paths, labels, size, resize=RESIZE, classes=classes,
+                                cache_dir=cache_dir, workers=workers)
 
 
 # ---- the task -----------------------------------------------------------------------------------------------------
@@ -316,7 +242,7 @@ def write_synthetic_imagenet(data_root, *, n_classes: int = 6, n_train: int = 30
             images = imagedata.pattern_images(n_ood, size, np.full(n_ood, k), rng, protos, cast[name], noise[name])
             sub = str(k) if name == "ImageNetV2" else names[k]
             filelists._save_jpegs(_ood_style(images, name),
-                                  [folder / sub / f"{_slug(name)}_{k}_{i}.{suffix[name]}" for i in range(n_ood)])
+                                  [folder / sub / f"{name.lower()}_{k}_{i}.{suffix[name]}" for i in range(n_ood)])
         if name in PARTIAL:  # the real archives carry a README next to the class folders
             (folder / "README.txt").write_text(f"generated stand-in for {name}: {len(kept[name])} classes\n")
     return {"train": n_classes * n_train, "val": n_classes * n_val,
