@@ -269,5 +269,5 @@ print(f"profile: {cfg.profile}; ran: {', '.join(ran) or 'nothing'}")
 #   ```
 #
 #   Disk: BREEDS images are decoded once, as uint8 at 256 px, into a memory-mapped cache in `$LPFT_CACHE` (default
-#   `<repository>/cache`): about 17 GB for Living-17's training set and 30 GB for Entity-30's, read back on later runs
-#   instead of decoding the JPEGs again. DomainNet's sets (a few GB) are held in memory.
+#   `<repository>/cache/images`): about 17 GB for Living-17's training set and 30 GB for Entity-30's, read back on
+#   later runs instead of decoding the JPEGs again. DomainNet's sets (a few GB) are held in memory.

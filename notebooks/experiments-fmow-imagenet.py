@@ -27,8 +27,8 @@
 #   {glue:text}`fi_paper_lp_imagenet_r`%, LP-FT {glue:text}`fi_paper_lpft_imagenet_r`%; on ImageNet-A: FT
 #   {glue:text}`fi_paper_ft_imagenet_a`%, LP {glue:text}`fi_paper_lp_imagenet_a`%, LP-FT
 #   {glue:text}`fi_paper_lpft_imagenet_a`%. ImageNetV2 is the small shift where the paper's theory does not predict
-#   a loss for FT, and FT indeed matches LP-FT there ({glue:text}`fi_paper_ft_imagenet_v2`% against LP's
-#   {glue:text}`fi_paper_lp_imagenet_v2`%).
+#   a loss for FT, and there FT ({glue:text}`fi_paper_ft_imagenet_v2`%) is as good as LP-FT
+#   ({glue:text}`fi_paper_lpft_imagenet_v2`%) and better than LP ({glue:text}`fi_paper_lp_imagenet_v2`%).
 #
 # The code is the other paper-scale chapters' ({ref}`ch-cifar-stl`, {ref}`ch-breeds-domainnet`) with what these two
 # need: a reader of WILDS's FMoW tables, ImageNet and its four test sets with the argmax over the 200 classes that
@@ -99,8 +99,8 @@ for m in paper.METHODS:
 #   changed: in WILDS 1.x it holds the images of 2013-2015 (out of the training years), in WILDS 2 the `val` split
 #   before 2013. This chapter uses the WILDS 1.x meaning (`lpft.filelists.fmow_task(val="ood")`), the version the
 #   paper's code was written against; `val="id"` gives the other.
-# - **ImageNet's training images are decoded once into a disk cache** (`$LPFT_CACHE`, default `<repository>/cache`):
-#   1.28 million images at 224 × 224 are about 193 GB as uint8, more than memory. Every other set stays in memory.
+# - **ImageNet's images are decoded once into a disk cache** (`$LPFT_CACHE`, default `<repository>/cache/images`):
+#   its 1.28 million training images at 224 × 224 are about 193 GB as uint8, more than memory. FMoW stays in memory.
 
 # %%
 if ran:

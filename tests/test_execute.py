@@ -68,3 +68,20 @@ def test_atomic_write(tmp_path):
     execute.atomic_write_text(path, json.dumps({"x": 1}))
     assert json.loads(path.read_text()) == {"x": 1}
     assert [p.name for p in path.parent.iterdir()] == ["log.json"]
+
+
+def test_a_cells_prints_are_written_as_one_output_however_they_were_timed(tmp_path, monkeypatch):
+    """Prints separated by a pause reach the notebook as separate messages; the written notebook holds one stream."""
+    source = tmp_path / "notebooks"
+    source.mkdir()
+    (source / "theory-features.py").write_text(
+        '# %% tags=["parameters"]\nprofile = "quick"\n\n'
+        '# %%\nimport time\nfor i in range(3):\n    print(f"step {i}")\n    time.sleep(0.3)\n')
+    monkeypatch.setattr(execute, "NOTEBOOKS", source)
+    execute.run_chapter("theory-features", tmp_path / "out", {"profile": "quick", "seed": 0, "device": "cpu"},
+                        progress=False)
+    import nbformat
+
+    nb = nbformat.read(tmp_path / "out" / "theory-features.ipynb", as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert [(o.output_type, o.name, o.text) for o in outputs] == [("stream", "stdout", "step 0\nstep 1\nstep 2\n")]

@@ -172,6 +172,7 @@ def test_fmow_task_reads_wilds_tables_by_region_and_year(tmp_path):
     counts = filelists.write_synthetic_fmow(tmp_path, n_train=3, n_val=2, size=20)
     root = filelists.fmow_path(tmp_path)
     meta = filelists.read_fmow_metadata(root)
+    assert meta["timestamp"].str.contains(r"\.5Z").any() and not meta["timestamp"].str.contains(r"\.5Z").all()
     assert len(meta) == counts["images"] and set(meta["region"]) == {"Americas", "Africa", "Europe", "Other"}
     task = filelists.fmow_task(root, size=16, workers=2)
     assert task.n_classes == 62 and task.val is task.test_id
@@ -212,6 +213,9 @@ def test_fmow_errors_name_the_file_and_how_to_get_it(tmp_path):
         filelists.fmow_task(root, size=12)
     (root / "rgb_metadata.csv").write_text(meta.replace("country_code", "country"))
     with pytest.raises(MalformedData, match="country_code"):
+        filelists.fmow_task(root, size=12)
+    (root / "rgb_metadata.csv").write_text(meta.replace("T10:0", "at 10:0"))
+    with pytest.raises(MalformedData, match="ISO 8601"):
         filelists.fmow_task(root, size=12)
 
 

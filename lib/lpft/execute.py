@@ -63,6 +63,16 @@ def environment() -> dict:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def coalesce_streams(nb):
+    """``nb`` with each cell's printed output merged into one stream per name (stdout, stderr). How a cell's prints
+    are split into messages depends on timing (a run that computes records prints in bursts, one that reads them back
+    all at once); the notebook regression tests compare executed notebooks after exactly this merge (pytest-notebook's
+    ``coalesce_streams`` post-processor), so written notebooks and baselines get it too."""
+    from pytest_notebook.post_processors import coalesce_streams as merge
+
+    return merge(nb, {})[0]
+
+
 def atomic_write(path: Path, write) -> None:
     """Create ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder, which is then renamed
     over ``path``. If ``write`` fails, the temporary file is removed and ``path`` is left as it was."""
@@ -120,7 +130,7 @@ def run_chapter(name: str, out: Path, parameters: dict, progress: bool, context:
         raise
     seconds = time.perf_counter() - start
     record = stamp(parameters, seconds, context or {})
-    executed = nbformat.read(tmp, as_version=4)
+    executed = coalesce_streams(nbformat.read(tmp, as_version=4))
     executed.metadata["lpft"] = {"chapter": name, **record}
     nbformat.write(executed, tmp)
     os.replace(tmp, out / f"{name}.ipynb")

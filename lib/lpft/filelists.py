@@ -357,7 +357,10 @@ def read_fmow_metadata(fmow_root):
     region = dict(zip(codes["alpha-3"], codes["region"]))
     meta["row"] = np.arange(len(meta))
     meta["region"] = [region.get(c, "Other") for c in meta["country_code"]]
-    meta["year"] = pd.to_datetime(meta["timestamp"], utc=True).dt.year
+    try:  # ISO 8601, with or without fractional seconds (the real table mixes both)
+        meta["year"] = pd.to_datetime(meta["timestamp"], utc=True, format="ISO8601").dt.year
+    except ValueError as e:
+        raise MalformedData(f"FMoW: {paths['rgb_metadata']} has a timestamp that is not ISO 8601 ({e})") from e
     meta["label"] = [FMOW_CATEGORIES.index(c) for c in meta["category"]]
     return meta
 
@@ -588,7 +591,8 @@ def write_synthetic_fmow(data_root, *, categories=(0, 11, 24, 45), n_train: int 
                                                                                    f"rgb_img_{row}.png", format="PNG")
                 rows.append({"split": split, "img_filename": f"{FMOW_CATEGORIES[c]}_{row}_rgb.jpg",
                              "category": FMOW_CATEGORIES[c], "country_code": countries[region],
-                             "timestamp": f"{year}-0{1 + row % 9}-1{row % 10}T10:0{row % 10}:00Z",
+                             "timestamp": f"{year}-0{1 + row % 9}-1{row % 10}T10:0{row % 10}:00"
+                                          f"{'.5' * (row % 2)}Z",  # with and without fractional seconds
                              "lat": round(float(rng.uniform(-40, 50)), 4), "lon": round(float(rng.uniform(-80, 40)), 4)})
     pd.DataFrame(rows).to_csv(root / "rgb_metadata.csv", index=False)
     pd.DataFrame({"name": ["Brazil", "Kenya", "France"], "alpha-2": ["BR", "KE", "FR"],

@@ -746,8 +746,8 @@ def resolve_inputs(data_root: str = "", checkpoint: str = "", source: str | None
 
 
 def resolve_cache() -> Path:
-    """Where disk-cached images go: ``$LPFT_CACHE``, else ``<repository>/cache``."""
-    return Path(os.environ.get(ENV_CACHE) or ROOT / "cache")
+    """Where disk-cached images go: ``$LPFT_CACHE``, else ``<repository>/cache/images``."""
+    return Path(os.environ.get(ENV_CACHE) or ROOT / "cache" / "images")
 
 
 def missing_inputs(data_root, checkpoint, experiment: str = "cifar-stl", source: str = "moco_v2") -> list[str]:
