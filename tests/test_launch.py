@@ -398,3 +398,30 @@ def test_a_disk_cached_task_is_the_same_task_to_the_records(tmp_path):
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 3  # train, val source, val target
     task, _ = launch.load_task(cached)
     assert isinstance(task.train.x, torch.Tensor) and task.train.digest == launch.load_task(sweep)[0].train.digest
+
+
+def test_command_line_runs_imagenet_from_its_own_checkpoint_variable(tmp_path, monkeypatch, capsys):
+    tiny = {**FI_TINY, "n_seeds": 1}
+    monkeypatch.setitem(profiles.CHAPTERS, FI, {"quick": tiny, "full": tiny})
+    data_root, checkpoint = launch.write_quick_inputs(tmp_path / "inputs", tiny, "imagenet")
+    monkeypatch.setenv(launch.ENV_DATA_ROOT, str(data_root))
+    monkeypatch.setenv("LPFT_CHECKPOINT", str(tmp_path / "not-this-one.pth.tar"))  # another experiment's variable
+    monkeypatch.setenv("LPFT_CLIP_VIT_CHECKPOINT", str(checkpoint))
+    assert launch.main(["--experiment", "imagenet", "--profile", "quick", "--device", "cpu",
+                        "--folder", str(tmp_path / "records")]) == 0
+    out = capsys.readouterr().out
+    assert "3 records" in out and "OOD ImageNet-A" in out  # LP-seed0, FT, LP-FT
+    (record,) = [r for r in launch.run_sweep(launch.sweep_from_settings(
+        tiny, data_root=data_root, checkpoint=checkpoint, folder=tmp_path / "records", device="cpu",
+        experiment="imagenet")) if r["config"]["method"] == "LP"]
+    assert record["config"]["common"]["backbone"]["arch"] == "ViT-B-16" and record["config"]["lp"]["kind"] == "sgd"
+
+
+def test_the_command_line_lists_every_experiments_settings(capsys):
+    assert launch.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in launch.EXPERIMENTS)
+    table = launch.experiments_table()
+    assert table.loc["domainnet", "batch"] == "32 (2 × 16)" and table.loc["imagenet", "LP"] == "sgd"
+    assert table.loc["fmow", "checkpoint"] == "$LPFT_MOCOTP_CHECKPOINT (mocotp_checkpoint_0200.pth.tar)"
+    assert table.loc["imagenet", "FT lrs"] == "0.0001 0.0003 0.001" and table.loc["cifar-stl", "ID-val"] == "5000 held out"

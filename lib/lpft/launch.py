@@ -794,6 +794,23 @@ def sweep_from_settings(settings: dict, *, data_root, checkpoint, folder, device
                  source=source, experiment=experiment, seeds=tuple(range(seed, seed + settings["n_seeds"])), **options)
 
 
+def experiments_table() -> pd.DataFrame:
+    """One row per experiment of :data:`EXPERIMENTS`: its chapter, ID set and OOD columns, backbone and the checkpoint
+    file with the environment variable that locates it, training settings, LP and learning-rate grids."""
+    rows = {}
+    for name, spec in EXPERIMENTS.items():
+        file, env = weights_of(name)
+        rows[name] = {"chapter": spec.chapter, "ID": spec.id_set, "OOD": ", ".join(spec.paper_ood.values()),
+                      "backbone": f"{spec.source} {spec.arch}", "checkpoint": f"${env} ({file})",
+                      "epochs": spec.epochs, "batch": str(spec.batch_size) if spec.accumulate == 1 else
+                      f"{spec.batch_size} ({spec.accumulate} × {spec.batch_size // spec.accumulate})",
+                      "augment": spec.augment, "LP": spec.lp,
+                      "FT lrs": " ".join(f"{lr:g}" for lr in spec.ft_lrs),
+                      "LP-FT lrs": " ".join(f"{lr:g}" for lr in spec.lpft_lrs),
+                      "ID-val": "ID test" if spec.n_val is None else f"{spec.n_val} held out"}
+    return pd.DataFrame(rows).T
+
+
 def _option(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -828,7 +845,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folder", type=Path, default=None,
                         help="records (default: results/<chapter>/<profile>/<experiment>)")
     parser.add_argument("--progress", action="store_true", help="a progress bar per run")
+    parser.add_argument("--list", action="store_true", help="print every experiment's paper settings and exit")
     args = parser.parse_args(argv)
+    if args.list:
+        print(experiments_table().to_string())
+        return 0
     spec = EXPERIMENTS[args.experiment]
     source = args.source or spec.source
     data_root, checkpoint = resolve_inputs(args.data_root, args.checkpoint, source, args.experiment)
