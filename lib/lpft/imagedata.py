@@ -245,10 +245,16 @@ class ImageSet:
 
     def subset(self, n: int | None, seed: int = 0) -> ImageSet:
         """A fixed random subset of ``n`` examples (all of them when ``n`` is None or ≥ the size)."""
-        if n is None or n >= len(self):
-            return self
-        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-        return self._take(idx)
+        idx = subset_index(len(self), n, seed)
+        return self if idx is None else self._take(idx)
+
+
+def subset_index(size: int, n: int | None, seed: int = 0) -> torch.Tensor | None:
+    """The sorted indices of a fixed random ``n`` of ``size`` examples, drawn from ``seed``; None when ``n`` is None or
+    ≥ ``size`` (keep them all). :meth:`ImageSet.subset` and loaders that cap a file list before decoding share it."""
+    if n is None or n >= size:
+        return None
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n].sort().values
 
 
 def predict(logits, classes: tuple | None = None):

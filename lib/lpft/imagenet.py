@@ -30,7 +30,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lpft import filelists, imagedata
 from lpft.imagedata import ImageSet, ImageTask, MalformedData, MissingData
@@ -114,13 +113,13 @@ def _by_index(n_classes: int, folder: Path) -> Callable[[str], int]:
 
 
 def _cap(listing: Listing, n: int | None) -> Listing:
-    """A fixed random ``n`` of the files (the same ones :meth:`ImageSet.subset` with seed 0 keeps), chosen before
-    anything is decoded."""
+    """A fixed random ``n`` of the files (the same ones :meth:`ImageSet.subset` with seed 0 keeps,
+    :func:`lpft.imagedata.subset_index`), chosen before anything is decoded."""
     paths, labels = listing
-    if n is None or n >= len(paths):
+    keep = imagedata.subset_index(len(paths), n)
+    if keep is None:
         return listing
-    keep = torch.randperm(len(paths), generator=torch.Generator().manual_seed(0))[:n].sort().values.tolist()
-    return [paths[i] for i in keep], [labels[i] for i in keep]
+    return [paths[i] for i in keep.tolist()], [labels[i] for i in keep.tolist()]
 
 
 # ---- decoding ------------------------------------------------------------------------------------------------------

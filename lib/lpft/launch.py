@@ -134,8 +134,8 @@ class Sweep:
     experiment: str = "cifar-stl"
     seeds: tuple = (0, 1, 2)
     Cs: tuple = tuple(float(c) for c in np.logspace(-7, 2, 50))
-    ft_lrs: tuple = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
-    lpft_lrs: tuple = (3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4)
+    ft_lrs: tuple = GRIDS["ft"]
+    lpft_lrs: tuple = GRIDS["lpft"]
     wise_alphas: tuple = ()            # WiSE-FT: interpolations of each FT run with its seed's LP model
     l2sp_lrs: tuple = ()               # L2-SP runs (FT with the penalty), one per (lr, seed)
     l2sp_weight: float = 0.01          # the official code's L2-SP weight (reference 3.4)
@@ -219,12 +219,8 @@ def _task(data_root: str, experiment: str, n_val, image_size: int, load_size, ma
     task = build_task(data_root, experiment, n_val=n_val, image_size=image_size, load_size=load_size,
                       max_train=max_train, max_eval=max_eval, cache=cache)
     h = hashlib.sha256()
-    for part in (task.train, task.val, task.test_id, *task.ood.values()):
-        if part.digest is not None:  # hashed when it was decoded (a disk-cached set)
-            h.update(part.digest.encode())
-            continue
-        h.update(memoryview(part.x.contiguous().numpy()).cast("B"))
-        h.update(memoryview(part.y.contiguous().numpy()).cast("B"))
+    for part in (task.train, task.val, task.test_id, *task.ood.values()):  # digests known since decoding are reused
+        h.update((part.digest or filelists.content_digest(part.x.numpy(), part.y.numpy())).encode())
     return task, h.hexdigest()[:16]
 
 
