@@ -96,9 +96,12 @@ for name in cfg.experiments:
 # stopping and the learning rate are selected on the numbers reported as ID accuracy, which flatters ID accuracy
 # slightly but never looks at OOD data. Set `n_val` in the profile to hold ID-val out of ID train instead.
 #
-# One deviation from the paper's pipeline, in the transform: the random crops are cut from the stored 256-pixel square
-# rather than from the full-size photograph (so BREEDS crops see the centre square of each photograph, not its
-# margins). They are then resized as torchvision's RandomResizedCrop does, bilinear with antialiasing, on the GPU.
+# How the transforms are applied: images are decoded once and stored small (BREEDS evaluation images as
+# Resize 256 + CenterCrop 256, from which the central 224 is taken; BREEDS training photographs *whole*, resized to
+# 256×256 with their true sizes kept). A RandomResizedCrop box is drawn on each photograph's own shape, as
+# torchvision draws it, mapped onto the stored copy, cut out and resized to 224 (bilinear with antialiasing) on the
+# GPU. The one difference left from the paper's pipeline is resolution: the crop comes from a 256-pixel copy rather
+# than from the full-size JPEG, so small crops are upsampled from fewer pixels.
 
 # %%
 if ran:

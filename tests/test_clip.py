@@ -193,6 +193,12 @@ def test_partial_truncated_and_foreign_files_are_refused(tmp_path):
     (tmp_path / "truncated.bin").write_bytes((tmp_path / "full.bin").read_bytes()[:5000])
     with pytest.raises(CheckpointMismatch, match="cannot be read"):
         backbones.load_backbone(tmp_path / "truncated.bin", "clip", "RN50", **TINY["RN50"])
+    with zipfile.ZipFile(tmp_path / "broken.pt", "w") as archive:  # a TorchScript layout torch.jit.load cannot read
+        archive.writestr("RN50/constants.pkl", b"not a pickle")
+        archive.writestr("RN50/data.pkl", b"nor this")
+    with pytest.raises(CheckpointMismatch, match="cannot be read with torch.jit.load.*open_clip_pytorch_model.bin "
+                                                 "from the Hugging Face hub repository timm/resnet50_clip.openai"):
+        backbones.load_backbone(tmp_path / "broken.pt", "clip", "RN50", **TINY["RN50"])
     torch.save(model.state_dict(), tmp_path / "bare.bin")  # the tower without the whole model's visual. prefix
     with pytest.raises(CheckpointMismatch, match="no parameter starts with 'visual.'.*bare image tower"):
         backbones.load_backbone(tmp_path / "bare.bin", "clip", "RN50", **TINY["RN50"])

@@ -44,8 +44,11 @@ def test_breeds_task_from_split_file_and_imagenet_folder(tmp_path):
     assert (len(task.train), len(task.test_id), len(task.ood["tiny target"])) == (6, 4, 4)
     assert task.n_classes == 2 and task.train.y.tolist() == [0, 0, 0, 1, 1, 1]
     assert task.val is task.test_id
+    # training photographs are stored whole with their (height, width); evaluation images are the centre square
+    assert task.train.photo_hw.tolist() == [[12, 20]] * 6 and task.test_id.photo_hw is None
+    assert task.train.x.shape[-2:] == task.test_id.x.shape[-2:] == (8, 8)
     held = filelists.breeds_task(imagenet, tmp_path / "split.json", name="tiny", size=8, n_val=2, workers=2)
-    assert len(held.train) == 4 and len(held.val) == 2
+    assert len(held.train) == 4 and len(held.val) == 2 and held.val.photo_hw.tolist() == [[12, 20]] * 2
     (tmp_path / "bad.json").write_text(json.dumps({**split, "target": [["n01"], ["n04"]]}))
     with pytest.raises(MalformedData, match="both source and target"):
         filelists.breeds_task(imagenet, tmp_path / "bad.json", name="x", size=8)
@@ -119,6 +122,18 @@ def test_generated_domainnet_loads_at_the_papers_two_sizes(tmp_path):
     shutil.rmtree(tmp_path / "domainnet" / "painting")
     lists, folders = filelists.missing_domainnet(tmp_path)
     assert "clipart_test_mini.txt" in lists and "SENTRY" in lists and "painting" in folders
+
+
+def test_whole_resize_keeps_the_whole_photograph_and_its_size(tmp_path):
+    img = np.zeros((10, 30, 3), dtype=np.uint8)
+    img[:, :6] = 255  # a white band at the left edge, which a centre crop would cut away
+    Image.fromarray(img).save(tmp_path / "a.png")
+    x = filelists.load_image(tmp_path / "a.png", 8, resize="whole")
+    assert x.shape == (3, 8, 8) and x[:, :, 0].min() > 200 and x[:, :, -1].max() < 50
+    assert filelists.photo_size(tmp_path / "a.png") == (10, 30)
+    data = filelists.load_images([tmp_path / "a.png"] * 2, [0, 1], 8, workers=1, resize="whole")
+    assert data.photo_hw.tolist() == [[10, 30]] * 2
+    assert filelists.load_images([tmp_path / "a.png"], [0], 8, workers=1).photo_hw is None
 
 
 def test_square_resize_is_bicubic_to_the_exact_size(tmp_path):
@@ -236,7 +251,10 @@ def test_breeds_domainnet_and_fmow_decode_into_the_disk_cache_as_into_ram(tmp_pa
         for a, b in zip((ram.train, ram.test_id, *ram.ood.values()), (cached.train, cached.test_id,
                                                                       *cached.ood.values())):
             assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and a.digest == b.digest is not None
-            assert b.digest == filelists.content_digest(b.x.numpy(), b.y.numpy())
+            hw = None if b.photo_hw is None else b.photo_hw.numpy()
+            assert b.digest == filelists.content_digest(b.x.numpy(), b.y.numpy(), hw)
+            assert (a.photo_hw is None) == (b.photo_hw is None) and (hw is None or torch.equal(a.photo_hw, b.photo_hw))
+    assert ram.train.photo_hw is None  # only BREEDS' training photographs are stored whole (FMoW: last in the loop)
     names = sorted(p.stem.rsplit("-", 1)[0] for p in cache.glob("*.json"))
     assert names == ["domainnet-clipart-test", "domainnet-painting-test", "domainnet-real-test",
                      "domainnet-sketch-test", "domainnet-sketch-train", "fmow-train-americas", "fmow-val-africa",

@@ -219,6 +219,75 @@ def test_random_resized_crop_boxes_follow_the_rule():
     assert (wide[:, 2] == 2).all() and (wide[:, 3] == 3).all() and (wide[:, 1] == (200 - 3) // 2).all()
 
 
+def test_per_image_photograph_sizes_draw_by_the_same_rule():
+    n = 4000
+    g = lambda: imagedata.augmentation_generator(5, 1)  # noqa: E731
+    same = imagedata.crop_boxes(n, torch.full((n,), 40), torch.full((n,), 30), "random-resized-crop", 16, g())
+    assert torch.equal(same, imagedata.crop_boxes(n, 40, 30, "random-resized-crop", 16, g()))
+    rng = torch.Generator().manual_seed(0)
+    height = torch.randint(100, 400, (n,), generator=rng)
+    width = (height * torch.empty(n).uniform_(0.5, 2, generator=rng)).round().long()  # portraits to 2:1 landscapes
+    width[:50] = 30 * height[:50]  # panoramas: no try fits, the whole width clamped to 4/3 of the height is used
+    top, left, h, w, _ = imagedata.crop_boxes(n, height, width, "random-resized-crop", 16, g()).unbind(1)
+    assert (top >= 0).all() and (left >= 0).all() and (top + h <= height).all() and (left + w <= width).all()
+    area, aspect = (h * w / (height * width))[50:], (w / h)[50:]
+    assert area.min() >= 0.08 * 0.9 and area.max() <= 1 and aspect.min() >= 0.7 and aspect.max() <= 1.4
+    assert torch.equal(h[:50], height[:50].double()) and torch.equal(w[:50], (height[:50] * 4 / 3).round().double())
+    with pytest.raises(ValueError, match="one image size"):
+        imagedata.crop_boxes(2, torch.tensor([20, 30]), 20, "random-crop", 16, g())
+
+
+def _smooth_photo(height, width):
+    """A smooth colour photograph as uint8 (1, 3, height, width): resampling it at other resolutions changes little."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
+    channels = [torch.sin(3 * xx + 2 * yy), torch.cos(4 * yy - xx), torch.sin(2 * xx * yy + 1)]
+    return (torch.stack(channels)[None] * 100 + 128).round().to(torch.uint8)
+
+
+def test_a_crop_of_the_stored_whole_photograph_is_the_photographs_own_crop():
+    photo = _smooth_photo(90, 150)  # 5:3, stored squashed to 48×48 as BREEDS training photographs are
+    stored = torch.nn.functional.interpolate(photo.float(), size=(48, 48), mode="bilinear", antialias=True)
+    stored = stored.round().to(torch.uint8).expand(64, -1, -1, -1)
+    hw = torch.tensor([[90, 150]] * 64)
+    boxes = imagedata.crop_boxes(64, 90, 150, "random-resized-crop", 24, imagedata.augmentation_generator(0, 1))
+    mapped = imagedata.onto_stored(boxes, hw, (48, 48))
+    assert (mapped[:, 0] >= 0).all() and (mapped[:, 0] + mapped[:, 2] <= 48).all() and (mapped[:, 2:4] >= 1).all()
+    assert torch.equal(mapped[:, 4], boxes[:, 4])  # flips are kept
+    ours = imagedata.augment(stored, mapped, 24, mean=(0, 0, 0), std=(1, 1, 1))
+    theirs = imagedata.augment(photo.expand(64, -1, -1, -1), boxes, 24, mean=(0, 0, 0), std=(1, 1, 1))
+    assert (ours - theirs).abs().mean() < 0.01  # the same view, at the stored copy's resolution
+    # what the stored square used to give: crops drawn on it as if it were the photograph, a different view
+    square = imagedata.augment(stored, imagedata.crop_boxes(64, 48, 48, "random-resized-crop", 24,
+                                                            imagedata.augmentation_generator(0, 1)),
+                               24, mean=(0, 0, 0), std=(1, 1, 1))
+    assert (square - theirs).abs().mean() > 5 * (ours - theirs).abs().mean()
+    whole = imagedata.onto_stored(torch.tensor([[0.0, 0, 90, 150, 0], [89, 149, 1, 1, 0]]), hw[:2], (48, 48))
+    assert whole.tolist() == [[0, 0, 48, 48, 0], [47, 47, 1, 1, 0]]  # edges stay inside, at least one pixel
+
+
+def test_the_evaluation_view_of_a_whole_photograph_is_its_centre_crop():
+    from lpft.largescale import Runtime
+
+    photo = _smooth_photo(80, 120)
+    stored = torch.nn.functional.interpolate(photo.float(), size=(32, 32), mode="bilinear", antialias=True)
+    data = imagedata.ImageSet(stored.round().to(torch.uint8), torch.zeros(1, dtype=torch.int64),
+                              photo_hw=[[80, 120]])
+    rt = Runtime(image_size=28, centre_crop=True, mean=(0, 0, 0), std=(1, 1, 1))
+    box = rt.views(data)
+    assert box.tolist() == [[2.0, 7.0, 28.0, 18.0, 0.0]]  # the central 70×70 of 80×120 (from 5, 25), on 32×32
+    # Resize(32) + CenterCrop(28) of the photograph, as the evaluation sets are stored and cut
+    shorter = torch.nn.functional.interpolate(photo.float(), size=(32, 48), mode="bilinear", antialias=True)
+    reference = imagedata.prepare(shorter.round().to(torch.uint8)[..., 8:40], 28, mean=(0, 0, 0), std=(1, 1, 1),
+                                  centre_crop=True)
+    assert (rt.train_inputs(data.x, box) - reference).abs().mean() < 0.01
+    assert torch.equal(rt.crops(data, imagedata.augmentation_generator(0, 1)), box)  # no augmentation: the view
+    assert rt.views(imagedata.ImageSet(data.x, data.y)) is None  # a set stored as its own view has none
+    with pytest.raises(ValueError, match="whole photographs"):
+        Runtime(augment="random-crop", image_size=28).crops(data, imagedata.augmentation_generator(0, 1))
+    with pytest.raises(ValueError, match="photo_hw"):
+        imagedata.ImageSet(data.x, data.y, photo_hw=[[80, 0]])
+
+
 def test_resized_crops_sample_the_box_and_centre_crop_is_the_middle():
     x = torch.zeros((1, 3, 32, 32), dtype=torch.uint8)
     x[..., 8:24, 8:24] = 255  # a white square in the middle

@@ -11,7 +11,10 @@ OpenAI's / open_clip's parameter names (``open_clip`` cannot be installed beside
   ``resnet50-11ad3fa6.pth``); the 1000-way ``fc`` is dropped;
 * ``source="moco_v2"``: MoCo's training checkpoint (``moco_v2_800ep_pretrain.pth.tar``): a dict whose
   ``"state_dict"`` holds the query encoder under ``module.encoder_q.`` (the key encoder, queue and MLP projection
-  ``fc`` are dropped);
+  ``fc`` are dropped). FMoW's MoCo-TP file (``mocotp_checkpoint_0200.pth.tar``) has the same layout: it is written
+  by the geography-aware SSL code's ``moco_fmow/main_moco_tp.py`` (MoCo wrapped in DistributedDataParallel, saved as
+  ``{"epoch", "arch", "state_dict", "optimizer"}``), and the LP-FT code reads it as ``mocov2`` by keeping exactly the
+  ``module.encoder_q.`` entries other than ``fc``, as here;
 * ``source="clip"`` (``arch`` "RN50" or "ViT-B-16"): either the whole CLIP model's plain ``state_dict`` as open_clip
   saves it (``open_clip_pytorch_model.bin`` on the Hugging Face hub), or OpenAI's original TorchScript archive
   (``RN50.pt``, ``ViT-B-16.pt``); the image tower under ``visual.`` is kept, the text tower dropped.
@@ -266,8 +269,8 @@ def read_torchscript_state(path) -> dict:
     on the CPU. ``torch.jit.load`` deserialises TorchScript (compiled TorchScript code, run by TorchScript's
     interpreter, and the module's tensors), not arbitrary pickled Python objects; the module's code is not called
     here, only its parameters and buffers are read."""
-    with warnings.catch_warnings():  # torch >= 2.9 deprecates torch.jit; reading archives still works
-        warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated", category=DeprecationWarning)
+    with warnings.catch_warnings():  # torch >= 2.9 deprecates torch.jit (Deprecation/FutureWarning); reading works
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated")
         module = torch.jit.load(str(path), map_location="cpu")
     return dict(module.state_dict())
 
@@ -281,7 +284,10 @@ def _read(path: Path, source: str):
             return read_torchscript_state(path)
         except Exception as e:
             raise CheckpointMismatch(f"{path} looks like a TorchScript archive but cannot be read with torch.jit.load "
-                                     f"({type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]})") from e
+                                     f"({type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}); TorchScript "
+                                     f"is deprecated in torch, so use open_clip's plain state_dict instead, "
+                                     f"open_clip_pytorch_model.bin from the Hugging Face hub repository "
+                                     f"{' or '.join(hub for hub, _ in CLIP_FILES.values())}") from e
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated files, pickles with code, foreign formats

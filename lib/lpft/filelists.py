@@ -26,8 +26,10 @@ Under one ``data_root`` the experiments expect (:data:`LAYOUT`; any folder may b
     data_root/fmow_v1.1/rgb_metadata.csv, country_code_mapping.csv, images/rgb_img_<row>.png  # WILDS FMoW
 
 Images are decoded with Pillow once, when the task is loaded, and kept as uint8 :class:`~lpft.imagedata.ImageSet`s at
-the size the paper's transforms start from (reference 3.3): BREEDS shorter side resized to 256 and centre-cropped
-(training crops are drawn from that square, evaluation takes its central 224), DomainNet resized to 256×256 (training,
+the size the paper's transforms start from (reference 3.3): BREEDS evaluation images with the shorter side resized to
+256 and centre-cropped (evaluation takes the central 224), BREEDS training images whole, resized to 256×256 with their
+true sizes kept (RandomResizedCrop boxes are drawn on the photograph and mapped onto that copy, see
+:attr:`~lpft.imagedata.ImageSet.photo_hw`), DomainNet resized to 256×256 (training,
 bicubic; random 224 crops are drawn from it) and to 224×224 (evaluation, bicubic); FMoW's images are stored at
 224×224 already and used as they are. Every loader takes a ``cache_dir``: sets too large for memory (Entity-30's
 training images are about 30 GB) are then decoded once into a memory-mapped disk cache (:func:`decode_set`). The random
@@ -70,14 +72,15 @@ HOW_TO_GET = {
 }
 
 
-RESIZES = ("shorter", "shorter-bicubic", "square")
+RESIZES = ("shorter", "shorter-bicubic", "square", "whole")
 
 
 def load_image(path: Path, size: int, resize: str = "shorter") -> np.ndarray:
     """One image as uint8 (3, size, size), RGB: ``"shorter"`` resizes the shorter side to ``size`` (bilinear) and
     centre-crops (torchvision's Resize(size) + CenterCrop(size)); ``"shorter-bicubic"`` does the same with bicubic
     interpolation (the paper's ImageNet transform); ``"square"`` resizes to ``size``×``size`` (bicubic, the paper's
-    DomainNet Resize((size, size)))."""
+    DomainNet Resize((size, size))); ``"whole"`` resizes the whole photograph to ``size``×``size`` (bilinear, aspect
+    ratio not kept; its true shape is :func:`photo_size`), the stored copy BREEDS' RandomResizedCrop is drawn from."""
     from PIL import Image
 
     if resize not in RESIZES:
@@ -85,8 +88,9 @@ def load_image(path: Path, size: int, resize: str = "shorter") -> np.ndarray:
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
-            if resize == "square":
-                return np.asarray(im.resize((size, size), Image.BICUBIC), dtype=np.uint8).transpose(2, 0, 1).copy()
+            if resize in ("square", "whole"):
+                im = im.resize((size, size), Image.BICUBIC if resize == "square" else Image.BILINEAR)
+                return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
             w, h = im.size
             scale = size / min(w, h)
             im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))),
@@ -99,13 +103,34 @@ def load_image(path: Path, size: int, resize: str = "shorter") -> np.ndarray:
         raise MalformedData(f"{path} is not a readable image ({e})") from e
 
 
+def photo_size(path: Path) -> tuple[int, int]:
+    """A photograph's (height, width) in pixels, from its header."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except OSError as e:
+        raise MalformedData(f"{path} is not a readable image ({e})") from e
+
+
+def photo_sizes(paths: list[Path], resize: str, workers: int = 8) -> torch.Tensor | None:
+    """(N, 2) int64 photograph sizes for a set stored with ``resize="whole"`` (:attr:`ImageSet.photo_hw`), else
+    None."""
+    if resize != "whole":
+        return None
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return torch.tensor(list(pool.map(photo_size, paths)), dtype=torch.int64).reshape(-1, 2)
+
+
 def load_images(paths: list[Path], labels: list[int], size: int, workers: int = 8, resize: str = "shorter"
                 ) -> ImageSet:
-    """Decode ``paths`` (in order, ``workers`` threads) into an :class:`ImageSet` with ``labels``."""
+    """Decode ``paths`` (in order, ``workers`` threads) into an :class:`ImageSet` with ``labels`` (and the
+    photographs' sizes, for ``resize="whole"``)."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         images = list(pool.map(lambda p: load_image(p, size, resize), paths))
     x = torch.from_numpy(np.stack(images)) if images else torch.empty((0, 3, size, size), dtype=torch.uint8)
-    return ImageSet(x, torch.tensor(labels, dtype=torch.int64))
+    return ImageSet(x, torch.tensor(labels, dtype=torch.int64), photo_hw=photo_sizes(paths, resize, workers))
 
 
 # ---- decoding once into a disk cache ------------------------------------------------------------------------------
@@ -113,13 +138,17 @@ def load_images(paths: list[Path], labels: list[int], size: int, workers: int = 
 CHUNK = 1024  # images decoded, hashed or written at a time
 
 
-def content_digest(x: np.ndarray, y: np.ndarray) -> str:
+def content_digest(x: np.ndarray, y: np.ndarray, photo_hw: np.ndarray | None = None) -> str:
     """sha256 (hex) of a set's content: the uint8 image bytes, ``CHUNK`` images at a time (a memory-mapped set is never
-    read whole into memory), then the labels as int64 bytes. Stored as :attr:`ImageSet.digest`."""
+    read whole into memory), then the labels as int64 bytes, then the photographs' sizes when the set has them
+    (:attr:`ImageSet.photo_hw`: they shape its crops). Stored as :attr:`ImageSet.digest`."""
     h = hashlib.sha256()
     for start in range(0, len(x), CHUNK):
         h.update(np.ascontiguousarray(x[start:start + CHUNK], dtype=np.uint8))
     h.update(np.ascontiguousarray(y, dtype=np.int64))
+    if photo_hw is not None:
+        h.update(b"photo_hw")
+        h.update(np.ascontiguousarray(photo_hw, dtype=np.int64))
     return h.hexdigest()
 
 
@@ -138,7 +167,8 @@ def _write_json(path: Path, content: dict) -> None:
     os.replace(tmp, path)
 
 
-def _write_cache(npy: Path, paths: list[Path], labels: list[int], size: int, resize: str, workers: int) -> str:
+def _write_cache(npy: Path, paths: list[Path], labels: list[int], size: int, resize: str, workers: int,
+                 photo_hw: torch.Tensor | None) -> str:
     """Decode ``paths`` into ``npy`` through a temporary file, ``CHUNK`` images at a time; returns the digest."""
     tmp = npy.with_name(f"{npy.name}.{os.getpid()}.tmp")
     try:
@@ -148,7 +178,7 @@ def _write_cache(npy: Path, paths: list[Path], labels: list[int], size: int, res
                 chunk = paths[start:start + CHUNK]
                 out[start:start + len(chunk)] = np.stack(list(pool.map(lambda p: load_image(p, size, resize), chunk)))
         out.flush()
-        digest = content_digest(out, np.asarray(labels))
+        digest = content_digest(out, np.asarray(labels), None if photo_hw is None else photo_hw.numpy())
         del out
         os.replace(tmp, npy)
     finally:
@@ -168,21 +198,25 @@ def decode_set(root, name: str, paths: list[Path], labels: list[int], size: int,
     own images from disk and a set larger than memory (ImageNet train: ~193 GB at 224 px) can be used."""
     if cache_dir is None:
         data = load_images(paths, labels, size, workers, resize=resize)
-        return ImageSet(data.x, data.y, classes, content_digest(data.x.numpy(), data.y.numpy()))
+        hw = None if data.photo_hw is None else data.photo_hw.numpy()
+        return ImageSet(data.x, data.y, classes, content_digest(data.x.numpy(), data.y.numpy(), hw), data.photo_hw)
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     stem = f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}-{cache_key(root, paths, labels, size, resize)}"
     npy, sidecar = cache / f"{stem}.npy", cache / f"{stem}.json"
     if not (sidecar.is_file() and npy.is_file()):
-        digest = _write_cache(npy, paths, labels, size, resize, workers)
+        photo_hw = photo_sizes(paths, resize, workers)
+        digest = _write_cache(npy, paths, labels, size, resize, workers, photo_hw)
         _write_json(sidecar, {"set": name, "size": size, "resize": resize, "labels": list(labels),
-                              "classes": None if classes is None else list(classes), "digest": digest})
+                              "classes": None if classes is None else list(classes), "digest": digest,
+                              "photo_hw": None if photo_hw is None else photo_hw.tolist()})
     meta = json.loads(sidecar.read_text())
     x = torch.from_numpy(np.load(npy, mmap_mode="c"))
     if tuple(x.shape) != (len(meta["labels"]), 3, size, size):
         raise MalformedData(f"image cache: {npy} holds {tuple(x.shape)}, its sidecar {sidecar} {len(meta['labels'])} "
                             f"labels at {size} px; delete both to decode the set again")
-    return ImageSet(x, torch.tensor(meta["labels"], dtype=torch.int64), meta["classes"], meta["digest"])
+    return ImageSet(x, torch.tensor(meta["labels"], dtype=torch.int64), meta["classes"], meta["digest"],
+                    meta.get("photo_hw"))
 
 
 # ---- BREEDS -------------------------------------------------------------------------------------------------------
@@ -219,26 +253,27 @@ def _class_images(folder: Path, wnid: str) -> list[Path]:
     return files
 
 
-def _breeds_set(root: Path, split: str, groups: list[list[str]], size: int, name: str, cache_dir, workers: int
-                ) -> ImageSet:
+def _breeds_set(root: Path, split: str, groups: list[list[str]], size: int, name: str, cache_dir, workers: int,
+                resize: str = "shorter") -> ImageSet:
     paths, labels = [], []
     for label, wnids in enumerate(groups):
         for wnid in wnids:
             files = _class_images(root / split, wnid)
             paths += files
             labels += [label] * len(files)
-    return decode_set(root, name, paths, labels, size, cache_dir=cache_dir, workers=workers)
+    return decode_set(root, name, paths, labels, size, resize=resize, cache_dir=cache_dir, workers=workers)
 
 
 def breeds_task(imagenet_root, split_file, *, name: str, size: int = 224, n_val: int | None = None,
                 split_seed: int = 0, cache_dir=None, workers: int = 8) -> ImageTask:
     """A BREEDS task (Living-17, Entity-30, ...): ID train = ImageNet-train of the source subclasses (minus a fixed
     ``n_val`` held out as ID-val, when given; otherwise the ID test set doubles as ID-val, which a report must
-    state), ID test = ImageNet-val of the source subclasses, OOD = ImageNet-val of the target subclasses. With
-    ``cache_dir`` the images are decoded once into a memory-mapped disk cache (:func:`decode_set`) instead of RAM."""
+    state), ID test = ImageNet-val of the source subclasses, OOD = ImageNet-val of the target subclasses. Training
+    photographs are stored whole at ``size``×``size`` with their sizes (``resize="whole"``), evaluation images as
+    Resize(``size``) + CenterCrop(``size``). With ``cache_dir`` the images are decoded once into a memory-mapped disk cache (:func:`decode_set`) instead of RAM."""
     split = read_breeds_split(split_file)
     root = Path(imagenet_root)
-    train = _breeds_set(root, "train", split["source"], size, f"{name} train", cache_dir, workers)
+    train = _breeds_set(root, "train", split["source"], size, f"{name} train", cache_dir, workers, resize="whole")
     test = _breeds_set(root, "val", split["source"], size, f"{name} val source", cache_dir, workers)
     ood = _breeds_set(root, "val", split["target"], size, f"{name} val target", cache_dir, workers)
     if n_val:

@@ -214,17 +214,29 @@ class ImageSet:
 
     ``classes``: the labels the set can have, when it covers only some of the model's classes (ImageNet-R and -A:
     200 of ImageNet's 1000); a prediction is then the argmax over those classes' logits (:func:`predict`), as the
-    paper evaluates them. ``digest``: a sha256 of ``x`` and ``y`` computed when the images were decoded (a disk cache
-    of a large set stores it), so that a run need not hash them again; None: not known."""
+    paper evaluates them. ``digest``: a sha256 of ``x``, ``y`` (and ``photo_hw``) computed when the images were
+    decoded (a disk cache of a large set stores it), so that a run need not hash them again; None: not known.
+
+    ``photo_hw``: int64 ``(N, 2)``, each photograph's height and width, when ``x`` stores the *whole* photograph
+    resized to H×W without keeping its aspect ratio (BREEDS training images): crops are then drawn in the
+    photograph's own coordinates and mapped onto ``x`` (:func:`onto_stored`), so RandomResizedCrop sees the whole
+    photograph with its true shape, and the evaluation view is the photograph's centre (:func:`centre_boxes`).
+    None: ``x`` is the image as the transforms start from it."""
     x: torch.Tensor
     y: torch.Tensor
     classes: tuple | None = None
     digest: str | None = None
+    photo_hw: torch.Tensor | None = None
 
     def __post_init__(self):
         if self.x.dtype != torch.uint8 or self.x.ndim != 4 or self.x.shape[1] != 3 or len(self.x) != len(self.y):
             raise ValueError(f"ImageSet needs uint8 (N, 3, H, W) images and N labels; got {tuple(self.x.shape)} "
                              f"{self.x.dtype}, {tuple(self.y.shape)}")
+        if self.photo_hw is not None:
+            self.photo_hw = torch.as_tensor(self.photo_hw, dtype=torch.int64).reshape(-1, 2)
+            if len(self.photo_hw) != len(self.y) or (self.photo_hw < 1).any():
+                raise ValueError(f"ImageSet: photo_hw needs a positive (height, width) per image; got "
+                                 f"{tuple(self.photo_hw.shape)} for {len(self.y)} images")
         if self.classes is not None:
             self.classes = tuple(int(c) for c in self.classes)
             if len(self.y) and not set(self.y.unique().tolist()) <= set(self.classes):
@@ -234,7 +246,8 @@ class ImageSet:
         return len(self.y)
 
     def _take(self, idx: torch.Tensor) -> ImageSet:
-        return ImageSet(self.x[idx], self.y[idx], self.classes)
+        return ImageSet(self.x[idx], self.y[idx], self.classes,
+                        photo_hw=None if self.photo_hw is None else self.photo_hw[idx])
 
     def hold_out(self, n: int, seed: int) -> tuple[ImageSet, ImageSet]:
         """``(rest, held_out)``: ``n`` random examples (fixed by ``seed``) held out, e.g. ID-val out of ID train; both
@@ -350,9 +363,10 @@ def augmentation_generator(seed: int, stream: int, epoch: int = 0) -> torch.Gene
     return torch.Generator().manual_seed(int(state))
 
 
-def crop_boxes(n: int, height: int, width: int, kind: str, size: int, generator: torch.Generator) -> torch.Tensor:
+def crop_boxes(n: int, height, width, kind: str, size: int, generator: torch.Generator) -> torch.Tensor:
     """One crop per image, float64 ``(n, 5)``: ``top, left, h, w`` in pixels and a horizontal ``flip`` flag (0 or 1,
-    probability 1/2).
+    probability 1/2). ``height`` and ``width``: the images' size, one number for all or a tensor of ``n`` (one per
+    image: photographs of different shapes, :attr:`ImageSet.photo_hw`).
 
     ``"random-resized-crop"`` is RandomResizedCrop's rule: up to 10 tries of an area fraction uniform in (0.08, 1) and a
     log-uniform aspect ratio in (3/4, 4/3), the first box that fits kept at a uniformly random place; where none fits,
@@ -362,18 +376,22 @@ def crop_boxes(n: int, height: int, width: int, kind: str, size: int, generator:
         raise ValueError(f"augmentation must be one of {AUGMENTATIONS[1:]}; got {kind!r}")
     g = generator
     if kind == "random-crop":
+        if not np.isscalar(height) or not np.isscalar(width):
+            raise ValueError("random-crop draws on the stored image: it needs one image size, not one per image")
         if size > min(height, width):
             raise ValueError(f"random-crop of {size} px needs images of at least that size; got {height}×{width}")
         top = torch.randint(0, height - size + 1, (n,), generator=g).double()
         left = torch.randint(0, width - size + 1, (n,), generator=g).double()
         h = w = torch.full((n,), float(size), dtype=torch.float64)
     else:
-        area = height * width
+        height = torch.as_tensor(height, dtype=torch.float64).expand(n)
+        width = torch.as_tensor(width, dtype=torch.float64).expand(n)
+        area = (height * width)[:, None]
         scale = torch.empty(n, RRC_TRIES, dtype=torch.float64).uniform_(*RRC_SCALE, generator=g)
         log_ratio = torch.empty(n, RRC_TRIES, dtype=torch.float64).uniform_(*np.log(RRC_RATIO), generator=g)
         ratio = log_ratio.exp()
         ws, hs = (area * scale * ratio).sqrt().round(), (area * scale / ratio).sqrt().round()
-        fits = (ws >= 1) & (ws <= width) & (hs >= 1) & (hs <= height)
+        fits = (ws >= 1) & (ws <= width[:, None]) & (hs >= 1) & (hs <= height[:, None])
         first = fits.double().argmax(1)  # the first try that fits (0 where none does: replaced below)
         w, h = ws.gather(1, first[:, None])[:, 0], hs.gather(1, first[:, None])[:, 0]
         u = torch.rand(n, 2, dtype=torch.float64, generator=g)
@@ -381,12 +399,39 @@ def crop_boxes(n: int, height: int, width: int, kind: str, size: int, generator:
         none = ~fits.any(1)
         if none.any():  # the whole image, aspect ratio clamped, centred
             aspect = width / height
-            fw = float(width) if aspect <= RRC_RATIO[1] else round(height * RRC_RATIO[1])
-            fh = float(height) if aspect >= RRC_RATIO[0] else round(width / RRC_RATIO[0])
-            w[none], h[none] = float(fw), float(fh)
-            top[none], left[none] = float((height - fh) // 2), float((width - fw) // 2)
+            fw = torch.where(aspect <= RRC_RATIO[1], width, (height * RRC_RATIO[1]).round())
+            fh = torch.where(aspect >= RRC_RATIO[0], height, (width / RRC_RATIO[0]).round())
+            w, h = torch.where(none, fw, w), torch.where(none, fh, h)
+            top = torch.where(none, ((height - fh) / 2).floor(), top)
+            left = torch.where(none, ((width - fw) / 2).floor(), left)
     flip = (torch.rand(n, generator=g) < 0.5).double()
     return torch.stack([top, left, h, w, flip], 1)
+
+
+def centre_boxes(photo_hw: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The evaluation view of each photograph (no flip), float64 ``(n, 5)`` boxes in its own pixels: the central
+    square whose side is ``fraction`` of the shorter side, i.e. Resize(s) + CenterCrop(``fraction``·s) (BREEDS: 224 of
+    256, ``fraction`` 0.875), before :func:`onto_stored`."""
+    hw = photo_hw.double()
+    side = hw.min(1).values * fraction
+    top, left = (hw[:, 0] - side) / 2, (hw[:, 1] - side) / 2
+    return torch.stack([top, left, side, side, torch.zeros_like(side)], 1)
+
+
+def onto_stored(boxes: torch.Tensor, photo_hw: torch.Tensor, stored_hw: tuple[int, int]) -> torch.Tensor:
+    """Boxes drawn in photograph pixels (:func:`crop_boxes`, :func:`centre_boxes`) as boxes on the stored copies
+    (each photograph resized to ``stored_hw``, aspect ratio not kept): every edge scaled by stored / photograph size
+    along its axis and rounded to a whole pixel, each box at least one pixel wide and inside the image. Cutting
+    that box and resizing it to the input size is the photograph's crop at the stored copy's resolution."""
+    out = boxes.clone()
+    for axis, (start, length) in enumerate(((0, 2), (1, 3))):
+        stored = stored_hw[axis]
+        scale = stored / photo_hw[:, axis].double()
+        first = (boxes[:, start] * scale).round().clamp(0, stored - 1)
+        last = ((boxes[:, start] + boxes[:, length]) * scale).round()
+        last = torch.maximum(last.clamp(max=stored), first + 1)
+        out[:, start], out[:, length] = first, last - first
+    return out
 
 
 def augment(x: torch.Tensor, boxes: torch.Tensor, size: int, device="cpu", mean=IMAGENET_MEAN, std=IMAGENET_STD,

@@ -93,11 +93,30 @@ class Runtime:
                                  channels_last=self.channels_last, centre_crop=self.centre_crop)
 
     def crops(self, data: imagedata.ImageSet, generator: torch.Generator) -> torch.Tensor | None:
-        """One augmentation draw (crop box and flip) per image of ``data``; None without augmentation."""
+        """One augmentation draw (crop box and flip) per image of ``data``, on the stored images; without augmentation
+        the evaluation view (:meth:`views`). A set stored as whole photographs (:attr:`ImageSet.photo_hw`) has its
+        RandomResizedCrop drawn on each photograph and mapped onto the stored copy."""
         if self.augment == "none":
+            return self.views(data)
+        stored = tuple(data.x.shape[-2:])
+        if data.photo_hw is None:
+            return imagedata.crop_boxes(len(data), *stored, self.augment, self.image_size, generator)
+        if self.augment != "random-resized-crop":
+            raise ValueError(f"{self.augment} crops the stored image; a set stored as whole photographs (photo_hw) is "
+                             f"augmented with random-resized-crop")
+        height, width = data.photo_hw.T
+        boxes = imagedata.crop_boxes(len(data), height, width, self.augment, self.image_size, generator)
+        return imagedata.onto_stored(boxes, data.photo_hw, stored)
+
+    def views(self, data: imagedata.ImageSet) -> torch.Tensor | None:
+        """The evaluation view's boxes of a set stored as whole photographs: each photograph's centre, as
+        Resize + CenterCrop (with ``centre_crop``, the central ``image_size`` of a stored-size shorter side, BREEDS'
+        224 of 256); None for other sets, whose evaluation inputs are :meth:`inputs`."""
+        if data.photo_hw is None:
             return None
-        _, _, height, width = data.x.shape
-        return imagedata.crop_boxes(len(data), height, width, self.augment, self.image_size, generator)
+        stored = tuple(data.x.shape[-2:])
+        fraction = self.image_size / min(stored) if self.centre_crop and min(stored) > self.image_size else 1.0
+        return imagedata.onto_stored(imagedata.centre_boxes(data.photo_hw, fraction), data.photo_hw, stored)
 
     def train_inputs(self, x: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
         """Training inputs of a uint8 batch with its images' draws from :meth:`crops` (plain inputs when None)."""
@@ -120,6 +139,7 @@ def _outputs(fn: Callable, model: nn.Module, data: imagedata.ImageSet, rt: Runti
     was_training = model.training
     model.eval()
     rt.place(model)
+    boxes = rt.views(data) if boxes is None else boxes
     out = []
     for i in range(0, len(data), rt.eval_batch_size):
         part = slice(i, i + rt.eval_batch_size)
@@ -164,8 +184,10 @@ def calibrate_batchnorm(model: nn.Module, data: imagedata.ImageSet, rt: Runtime)
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches
     rt.place(model).train()
+    boxes = rt.views(data)
     for i in range(0, len(data), rt.eval_batch_size):
-        model(rt.inputs(data.x[i:i + rt.eval_batch_size]))
+        part = slice(i, i + rt.eval_batch_size)
+        model(rt.inputs(data.x[part]) if boxes is None else rt.train_inputs(data.x[part], boxes[part]))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return model.eval()
