@@ -1,21 +1,24 @@
 """Benchmark: throughput of the paper-scale training loop (lpft.largescale), and what it implies for one table row.
 
-    .venv/bin/python benchmarks/largescale.py [--device cpu|cuda] [--arch resnet50] [--image-size 224]
-                                              [--steps 20] [--out FILE.json]
+    .venv/bin/python benchmarks/largescale.py [--row cifar-stl|imagenet] [--device cpu|cuda] [--arch resnet50]
+                                              [--width W] [--image-size 224] [--steps 20] [--out FILE.json]
 
-On random-weight backbones and random uint8 images (no data or weights needed), it times in one process:
+On random-weight backbones and random uint8 images (no data or weights needed), it times in one process one training
+step (forward, backward, SGD) and evaluation batches of 256, in the baseline setting (fp32, default layout) and, on a
+GPU, the one the runs use (bf16 autocast + channels-last):
 
-- one FT step (forward, backward, SGD) on a batch of 64 at ``--image-size`` from 32-px stored images (CIFAR's case,
-  resized on the device), in the baseline setting (fp32, default layout) and, on a GPU, the one the runs use (bf16
-  autocast + channels-last), plus the same with BREEDS' RandomResizedCrop from 256-px images;
-- evaluation (features / accuracy) on batches of 256 in both settings.
+- ``--row cifar-stl`` (the default): the MoCo-v2 ResNet-50 (``--arch``, ``--width``), batches of 64 at ``--image-size``
+  from 32-px stored images (CIFAR's case, resized on the device), plus the same with BREEDS' RandomResizedCrop from
+  256-px images;
+- ``--row imagenet``: CLIP's ViT-B/16 image tower (``--width`` shrinks it for smoke tests) and a 1000-way head,
+  batches of 128 from images stored at the input size (no augmentation).
 
 It prints images per second and each setting's ratio to the fp32 baseline measured in the same run, and projects the
-time of the CIFAR-10 -> STL-10 row of Table 1 at one selected learning rate and one seed (the issue's budget: under one
-hour on one GPU): LP's feature extraction over all 69,000 images, then FT and LP-FT, each 20 epochs over 45,000
-training images with an ID-val pass over 5,000 after every epoch, and a final evaluation; the logistic-regression C
-sweep runs on the CPU and is not included. ``--out`` writes the measurements with the machine, versions and git
-revision as JSON, atomically.
+row's time from the faster setting (:data:`ROWS`): LP's feature pass over every image, then FT and LP-FT at one
+selected learning rate and one seed, each over the paper's epochs with an ID-val pass after every epoch and a final
+evaluation; and the paper's whole sweep (3 seeds × (LP + every FT and LP-FT learning rate of its grid)). The logistic-
+regression C sweep (CIFAR) runs on the CPU and ImageNet's SGD probe trains on cached features; neither is included.
+``--out`` writes the measurements with the machine, versions and git revision as JSON, atomically.
 """
 import argparse
 import datetime as dt
@@ -23,18 +26,43 @@ import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from lpft import backbones, imagedata, largescale  # noqa: E402
+from lpft import backbones, clip, imagedata, largescale  # noqa: E402
 from lpft.execute import atomic_write_text, environment, git_revision  # noqa: E402
+from lpft.launch import EXPERIMENTS  # noqa: E402
 
-# the CIFAR-10 -> STL-10 row: 45,000 train + 5,000 ID-val (CIFAR-10 train), 10,000 ID test, 7,200 STL-10 test
-# (monkey dropped) + 2,000 CIFAR-10.1; 20 epochs (reference 3.3)
-N_TRAIN, N_VAL, N_TEST, N_OOD, EPOCHS = 45_000, 5_000, 10_000, 9_200, 20
+
+@dataclass(frozen=True)
+class Row:
+    """One table row's image counts and schedule: ID train, ID-val (passed over after every epoch), the final
+    evaluation sets (ID test and OOD; an ID-val that is the ID test set is counted in both), epochs, and how many
+    fine-tuning runs the paper's sweep has per seed (FT and LP-FT learning rates)."""
+    title: str
+    n_train: int
+    n_val: int
+    n_eval: int
+    epochs: int
+    runs_per_seed: int
+    seeds: int = 3
+
+
+ROWS = {  # reference 3.1 / 3.3 and launch.EXPERIMENTS' grids
+    # CIFAR-10 -> STL-10: 45,000 train + 5,000 ID-val (CIFAR-10 train), 10,000 ID test, 7,200 STL-10 test (monkey
+    # dropped) + 2,000 CIFAR-10.1; 20 epochs
+    "cifar-stl": Row("CIFAR-10 -> STL-10", 45_000, 5_000, 10_000 + 7_200 + 2_000, EXPERIMENTS["cifar-stl"].epochs,
+                     len(EXPERIMENTS["cifar-stl"].ft_lrs) + len(EXPERIMENTS["cifar-stl"].lpft_lrs)),
+    # ImageNet -> V2 / R / Sketch / A: 1,281,167 train, ImageNet val (50,000) as ID-val and ID test, 10,000 V2
+    # (matched frequency), 30,000 R, 50,889 Sketch, 7,500 A; 10 epochs
+    "imagenet": Row("ImageNet -> V2 / R / Sketch / A", 1_281_167, 50_000, 50_000 + 10_000 + 30_000 + 50_889 + 7_500,
+                    EXPERIMENTS["imagenet"].epochs,
+                    len(EXPERIMENTS["imagenet"].ft_lrs) + len(EXPERIMENTS["imagenet"].lpft_lrs)),
+}
 
 
 def sync(device: str) -> None:
@@ -57,7 +85,7 @@ def per_second(fn, n_items: int, steps: int, device: str) -> float:
 def measure(rt: largescale.Runtime, model: torch.nn.Module, stored: int, steps: int) -> dict:
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (rt.batch_size, 3, stored, stored), dtype=torch.uint8, generator=g)
-    y = torch.randint(0, 10, (rt.batch_size,), generator=g).to(rt.device)
+    y = torch.randint(0, model.head.out_features, (rt.batch_size,), generator=g).to(rt.device)
     x_eval = torch.randint(0, 256, (rt.eval_batch_size, 3, stored, stored), dtype=torch.uint8, generator=g)
     rt.place(model)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
@@ -81,19 +109,27 @@ def measure(rt: largescale.Runtime, model: torch.nn.Module, stored: int, steps: 
             "eval_images_per_s": per_second(eval_step, rt.eval_batch_size, max(steps // 2, 1), rt.device)}
 
 
-def projected_row_seconds(m: dict) -> float:
-    """LP features, then FT and LP-FT at one learning rate and seed, from the measured throughputs."""
-    lp = (N_TRAIN + N_VAL + N_TEST + N_OOD) / m["eval_images_per_s"]
-    one_run = EPOCHS * (N_TRAIN / m["train_images_per_s"] + N_VAL / m["eval_images_per_s"]) + \
-        (N_TEST + N_OOD) / m["eval_images_per_s"]
-    return lp + 2 * one_run
+def projected_seconds(m: dict, row: Row = ROWS["cifar-stl"]) -> dict:
+    """From the measured throughputs: LP's feature pass, one fine-tuning run, the row (LP, then FT and LP-FT at one
+    learning rate and seed) and the paper's whole sweep (``row.seeds`` × (LP + ``row.runs_per_seed`` runs))."""
+    lp = (row.n_train + row.n_val + row.n_eval) / m["eval_images_per_s"]
+    run = row.epochs * (row.n_train / m["train_images_per_s"] + row.n_val / m["eval_images_per_s"]) + \
+        row.n_eval / m["eval_images_per_s"]
+    return {"lp": lp, "run": run, "row": lp + 2 * run, "sweep": row.seeds * (lp + row.runs_per_seed * run)}
+
+
+def model_for(row: str, args) -> torch.nn.Module:
+    if row == "imagenet":
+        return backbones.Classifier(clip.build("ViT-B-16", width=args.width, image_size=args.image_size), 1000)
+    return backbones.Classifier(backbones.ResNet(args.arch, 64 if args.width is None else args.width), 10)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--row", default="cifar-stl", choices=list(ROWS))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--arch", default="resnet50", choices=list(backbones.ARCHS))
-    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--arch", default="resnet50", choices=list(backbones.ARCHS), help="the ResNet (cifar-stl)")
+    parser.add_argument("--width", type=int, default=None, help="shrink the backbone (default: published width)")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
@@ -106,19 +142,26 @@ def main() -> None:
     settings = {"fp32": dict(precision="fp32", channels_last=False)}
     if args.device == "cuda":
         settings["bf16 + channels-last"] = dict(precision="bf16", channels_last=True)
-    crop = {"CIFAR (resize 32 px)": dict(stored=32, augment="none", centre_crop=False),
-            "BREEDS (random-resized-crop from 256 px)": dict(stored=256, augment="random-resized-crop",
-                                                             centre_crop=True)}
+    if args.row == "imagenet":
+        crop = {"ImageNet (stored at the input size)": dict(stored=args.image_size, augment="none",
+                                                            centre_crop=False)}
+        batch = EXPERIMENTS["imagenet"].batch_size
+    else:
+        crop = {"CIFAR (resize 32 px)": dict(stored=32, augment="none", centre_crop=False),
+                "BREEDS (random-resized-crop from 256 px)": dict(stored=256, augment="random-resized-crop",
+                                                                 centre_crop=True)}
+        batch = EXPERIMENTS["cifar-stl"].batch_size
     rows = []
     for data, c in crop.items():
         for name, options in settings.items():
             rt = largescale.Runtime(device=args.device, image_size=args.image_size, augment=c["augment"],
-                                    centre_crop=c["centre_crop"], **options)
-            model = backbones.Classifier(backbones.ResNet(args.arch, args.width), 10)
+                                    centre_crop=c["centre_crop"], batch_size=batch, **options)
+            model = model_for(args.row, args)
             rows.append({"data": data, "setting": name, **measure(rt, model, c["stored"], args.steps)})
             del model
     base = {r["data"]: r for r in rows if r["setting"] == "fp32"}
-    print(f"{args.arch} (width {args.width}) at {args.image_size} px on {args.device}"
+    shape = "CLIP ViT-B/16" if args.row == "imagenet" else args.arch
+    print(f"{shape} (width {args.width or 'as published'}) at {args.image_size} px, batch {batch}, on {args.device}"
           f"{' (' + torch.cuda.get_device_name() + ')' if args.device == 'cuda' else ''}, {args.threads} thread(s)")
     for r in rows:
         b = base[r["data"]]
@@ -127,17 +170,20 @@ def main() -> None:
         print(f"  {r['data']:42s} {r['setting']:22s} train {r['train_images_per_s']:9.1f} img/s "
               f"(x{r['train_ratio_to_fp32']:.2f})  eval {r['eval_images_per_s']:9.1f} img/s "
               f"(x{r['eval_ratio_to_fp32']:.2f})")
-    best = max((r for r in rows if r["data"].startswith("CIFAR")), key=lambda r: r["train_images_per_s"])
-    seconds = projected_row_seconds(best)
-    print(f"projected CIFAR-10 -> STL-10 row (LP features, FT and LP-FT at one lr, one seed; {best['setting']}): "
-          f"{seconds / 60:.1f} min (without the LP C sweep on the CPU)")
+    row = ROWS[args.row]
+    best = max((r for r in rows if r["data"] == next(iter(crop))), key=lambda r: r["train_images_per_s"])
+    seconds = projected_seconds(best, row)
+    print(f"projected {row.title} row (LP features, FT and LP-FT at one lr, one seed; {best['setting']}): "
+          f"{seconds['row'] / 60:.1f} min; the paper's sweep ({row.seeds} seeds x (LP + {row.runs_per_seed} runs)): "
+          f"{seconds['sweep'] / 3600:.1f} h")
     if args.out:
         result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   "machine": {"platform": platform.platform(), "processor": platform.processor(),
                               "cpu_count": os.cpu_count(), "threads": args.threads, "device": args.device,
                               "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None},
-                  "arch": args.arch, "width": args.width, "image_size": args.image_size, "steps": args.steps,
-                  "rows": rows, "projected_cifar_stl_row_minutes": seconds / 60,
+                  "row": args.row, "arch": shape, "width": args.width, "image_size": args.image_size,
+                  "batch_size": batch, "steps": args.steps, "rows": rows,
+                  "projected_row_minutes": seconds["row"] / 60, "projected_sweep_hours": seconds["sweep"] / 3600,
                   "environment": environment(), "git_revision": git_revision()}
         atomic_write_text(args.out, json.dumps(result, indent=2))
         print(f"wrote {args.out}")

@@ -96,6 +96,9 @@ def test_generated_breeds_tasks_load_through_the_real_layout(tmp_path):
     assert len(split["names"]) == 6 and all(len(s) == 2 for s in split["source"] + split["target"])
     task = filelists.breeds_task(imagenet, split_file, name="Entity-30", size=40, workers=2)
     assert task.train.x.shape == (6 * 2 * 3, 3, 40, 40) and task.n_classes == 6
+    height, width = task.train.photo_hw.T  # photographs of many shapes, within 25% of 44 × 52
+    assert len(set(zip(height.tolist(), width.tolist()))) > 20
+    assert 33 <= height.min() and height.max() <= 55 and 39 <= width.min() and width.max() <= 65
     assert len(task.ood["Entity-30 target"]) == 6 * 2 * 2 and task.val is task.test_id
     living = filelists.breeds_task(*filelists.breeds_paths(tmp_path, "living17"), name="Living-17", size=40)
     assert len(living.train) == counts["train"] == 4 * 2 * 3

@@ -535,7 +535,9 @@ def write_synthetic_breeds(data_root, name: str, *, n_classes: int | None = None
     and the split ``breeds/<name>.json``. Each of ``n_classes`` superclasses is a random coloured wave pattern
     (:func:`lpft.imagedata.pattern_images`); each of its ``2 n_sub`` subclasses (made-up wnids) adds its own colour
     cast, the first ``n_sub`` are the source (ID), the rest the target (OOD): a subpopulation shift in miniature.
-    Images are ``size`` (height, width), not square, so the loader's resize and crop are exercised. By default
+    Images are about ``size`` (height, width): each photograph's sides are drawn within ±25% of it, so, as in
+    ImageNet, shapes differ and the loader's resizes and the crops drawn on each photograph's shape are exercised. By
+    default
     Living-17 gets 4 superclasses and Entity-30 6, each task its own random stream. Returns counts."""
     imagenet, split_file = breeds_paths(data_root, name)
     n_classes = n_classes or {"living17": 4, "entity30": 6}[name]
@@ -550,8 +552,10 @@ def write_synthetic_breeds(data_root, name: str, *, n_classes: int | None = None
         for j, wnid in enumerate(wnids):
             cast = rng.uniform(-0.15, 0.15, 3)
             for folder, n in (("train", n_train if j < n_sub else 0), ("val", n_val)):
-                images = imagedata.pattern_images(n, size, np.full(n, c), rng, protos, cast, 0.08)
-                _save_jpegs(images, [imagenet / folder / wnid / f"{wnid}_{i}.JPEG" for i in range(n)])
+                for i in range(n):
+                    shape = tuple(int(round(side * rng.uniform(0.75, 1.25))) for side in size)
+                    image = imagedata.pattern_images(1, shape, np.array([c]), rng, protos, cast, 0.08)
+                    _save_jpegs(image, [imagenet / folder / wnid / f"{wnid}_{i}.JPEG"])
     split_file.parent.mkdir(parents=True, exist_ok=True)
     split_file.write_text(json.dumps(split, indent=1))
     return {"train": n_classes * n_sub * n_train, "val (source)": n_classes * n_sub * n_val,
