@@ -81,7 +81,8 @@ for name in cfg.experiments:
 # | ID train → ID test | source subclasses: ImageNet train → ImageNet val | sketch train → sketch test |
 # | OOD test | target subclasses, ImageNet val | real, painting, clipart test (mean of the three) |
 # | backbone | MoCo-v2 ResNet-50 (800 epochs) | CLIP ResNet-50, CLIP's input normalisation |
-# | images stored at | shorter side 256, centre crop | 256 × 256 (training), 224 × 224 (evaluation), bicubic |
+# | input normalisation | ImageNet mean, std (0.228, 0.224, 0.225) as in the paper's config | CLIP's |
+# | images stored at | training: whole photograph at 256 × 256; evaluation: shorter side 256, centre crop | 256 × 256 (training), 224 × 224 (evaluation), bicubic |
 # | training transform | RandomResizedCrop 224 + horizontal flip | random 224 crop + horizontal flip |
 # | evaluation transform | centre crop 224 | none (already 224) |
 # | FT / LP-FT | 20 epochs, batch 64 | 50 epochs, batch 32 as 2 micro-batches of 16 |

@@ -67,7 +67,8 @@ for name, split, m in (("stl", "STL-10", "FT"), ("stl", "STL-10", "LP"), ("stl",
 # to CIFAR-10's, as in the paper; CIFAR-10's "frog" has no STL-10 counterpart, and a "frog" prediction on STL-10 counts
 # as an error. A fixed set of 5,000 CIFAR-10 training images is held out as **ID validation**, used for every
 # selection; ID accuracy is on CIFAR-10's test set. Images are resized to 224×224 with no augmentation (the paper's
-# CIFAR transform) and normalised with ImageNet statistics.
+# CIFAR transform) and normalised with ImageNet's mean and the paper's config's std, (0.228, 0.224, 0.225) (0.228
+# for red, from SwAV's fine-tuning script, where torchvision uses 0.229).
 #
 # The backbone is read from a local checkpoint only (`lpft.backbones`, MoCo-v2's `.pth.tar` or a torchvision
 # `state_dict`; a wrong or partial file is refused). The methods follow the paper's released code (`lpft.largescale`):

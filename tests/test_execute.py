@@ -1,5 +1,6 @@
 """The chapter runner (lpft-run) and the parameters every chapter validates in its first cell."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,27 @@ def test_a_cells_prints_are_written_as_one_output_however_they_were_timed(tmp_pa
     nb = nbformat.read(tmp_path / "out" / "theory-features.ipynb", as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert [(o.output_type, o.name, o.text) for o in outputs] == [("stream", "stdout", "step 0\nstep 1\nstep 2\n")]
+
+
+def test_chapters_run_in_parallel_into_a_relative_folder(tmp_path, monkeypatch):
+    """papermill runs each chapter inside the notebooks folder by changing the process's working directory; two
+    chapters at once (threads) must still write into the relative ``--out`` folder as the caller meant it. (Without
+    resolving the folder first, this failed in most runs: the race depends on the order the threads start in.)"""
+    source = tmp_path / "notebooks"
+    source.mkdir()
+    pauses = {"theory-features": 0.2, "theory-bound": 1.5, "theory-beyond": 3.0}  # each ends while others run
+    for name, pause in pauses.items():
+        (source / f"{name}.py").write_text(f'# %% tags=["parameters"]\nprofile = "quick"\n\n'
+                                           f'# %%\nimport os, time\ntime.sleep({pause})\nprint(os.getcwd())\n')
+    monkeypatch.setattr(execute, "NOTEBOOKS", source)
+    monkeypatch.chdir(tmp_path)
+    log = execute.run(list(pauses), "quick", 0, "cpu", Path("out"), jobs=3, progress=False)
+    assert set(log["chapters"]) == set(pauses)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "reproducibility.md", "run-log.json", "theory-beyond.ipynb", "theory-bound.ipynb", "theory-features.ipynb"]
+    assert not (source / "out").exists()
+    import nbformat
+
+    for name in pauses:  # every kernel ran in the notebooks folder
+        nb = nbformat.read(tmp_path / "out" / f"{name}.ipynb", as_version=4)
+        assert nb.cells[-1].outputs[0].text.strip() == str(source)

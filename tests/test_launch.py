@@ -278,6 +278,11 @@ def test_each_experiments_full_profile_has_the_papers_settings():
         "clip", "ViT-B-16", None, 10, 128, None, "sgd", 5, 0.1)
     assert (i.ft_lrs, i.lpft_lrs) == ((1e-4, 3e-4, 1e-3), (1e-5, 3e-5, 1e-4)) and i.cache == str(launch.resolve_cache())
     assert i.runtime().mean == launch.clip.CLIP_MEAN and i.tower == ()
+    # the input std of the paper's configs: 0.228 for red in CIFAR -> STL and BREEDS, the backbone's usual elsewhere
+    for name in ("cifar-stl", "living17", "entity30"):
+        assert full(name).runtime().std == (0.228, 0.224, 0.225) == launch.PAPER_STD
+    assert f.runtime().std == launch.imagedata.IMAGENET_STD and i.runtime().std == launch.clip.CLIP_STD
+    assert launch.experiments_table().loc["living17", "input std"] == "0.228 0.224 0.225"
 
 
 def test_missing_breeds_and_domainnet_inputs_name_the_files_and_the_command(tmp_path, capsys):

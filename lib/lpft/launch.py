@@ -65,6 +65,10 @@ GRIDS = {  # the April 2022 release's learning-rate grids (reference 3.3)
     "ft": (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "lpft": (3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4),
     "imagenet ft": (1e-4, 3e-4, 1e-3), "imagenet lpft": (1e-5, 3e-5, 1e-4)}
 LP_KINDS = ("logistic", "sgd")
+# The input normalisation's std in the paper's CIFAR-10 -> STL-10 and BREEDS configs, taken from SwAV's fine-tuning
+# script: 0.228 for red where torchvision (and MoCo's pretraining) use 0.229. FMoW's config trains with 0.2289 and
+# evaluates with 0.229; its runs here use 0.229 throughout.
+PAPER_STD = (0.228, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,8 @@ class Experiment:
     as in the paper's BREEDS, DomainNet, FMoW and ImageNet runs); ``lp``: :func:`~lpft.largescale.linear_probe`
     ("logistic") or ImageNet's :func:`~lpft.largescale.sgd_probe` ("sgd"); ``disk_cache``: decode the images once
     into a disk cache instead of RAM (:func:`lpft.filelists.decode_set`; ImageNet's training set is about 193 GB as
-    uint8 at 224 px, Entity-30's 30 GB at 256 px)."""
+    uint8 at 224 px, Entity-30's 30 GB at 256 px); ``std``: the input normalisation's std, where the paper's configs
+    differ from the backbone's usual one (:data:`PAPER_STD`; None: the usual)."""
     chapter: str
     id_set: str
     paper_ood: dict
@@ -96,11 +101,14 @@ class Experiment:
     lpft_lrs: tuple = GRIDS["lpft"]
     l2sp_lrs: tuple = GRIDS["ft"]
     disk_cache: bool = False
+    std: tuple | None = None
 
 
-_BREEDS = dict(augment="random-resized-crop", centre_crop=True, load_size=256, n_val=None, disk_cache=True)
+_BREEDS = dict(augment="random-resized-crop", centre_crop=True, load_size=256, n_val=None, disk_cache=True,
+               std=PAPER_STD)
 EXPERIMENTS = {
-    "cifar-stl": Experiment("experiments-cifar-stl", "CIFAR-10", {"OOD STL-10": "STL-10", "OOD CIFAR-10.1": "CIFAR-10.1"}),
+    "cifar-stl": Experiment("experiments-cifar-stl", "CIFAR-10", {"OOD STL-10": "STL-10", "OOD CIFAR-10.1": "CIFAR-10.1"},
+                            std=PAPER_STD),
     "living17": Experiment("experiments-breeds-domainnet", "Living-17", {"OOD Living-17 target": "Living-17"}, **_BREEDS),
     "entity30": Experiment("experiments-breeds-domainnet", "Entity-30", {"OOD Entity-30 target": "Entity-30"}, **_BREEDS),
     "domainnet": Experiment("experiments-breeds-domainnet", "DomainNet", {"OOD mean": "DomainNet"}, source="clip",
@@ -150,6 +158,7 @@ class Sweep:
     lp: str = "logistic"               # LP_KINDS: scikit-learn's logistic regression over Cs, or an SGD probe
     lp_epochs: int = 5                 # the SGD probe's epochs and learning rate (the paper's ImageNet LP)
     lp_lr: float = 0.1
+    std: tuple | None = None           # the input normalisation's std (None: the backbone's usual one)
     tower: tuple = ()                  # extra CLIP tower options as (name, value) pairs (tiny test towers)
     cache: str = ""                    # a folder to decode images into once (disk_cache experiments); "": RAM
     max_train: int | None = None
@@ -166,6 +175,7 @@ class Sweep:
                    if v is not None}
         mean, std = (clip.CLIP_MEAN, clip.CLIP_STD) if self.source == "clip" else \
             (imagedata.IMAGENET_MEAN, imagedata.IMAGENET_STD)
+        std = self.std or std
         return largescale.Runtime.for_device(
             self.device, image_size=self.image_size, batch_size=self.batch_size, accumulate=self.accumulate,
             augment=self.augment, centre_crop=self.centre_crop, mean=mean, std=std, progress=self.progress, **options)
@@ -272,17 +282,18 @@ def job_config(sweep: Sweep, job: dict) -> dict:
     """What identifies a run's result: the method and its hyperparameters, the seed, and the inputs by content."""
     _, data_digest = load_task(sweep)
     _, weights = load_backbone(sweep)
+    rt = sweep.runtime()
     common = {"experiment": sweep.experiment, "data": {"digest": data_digest, "n_val": sweep.n_val,
                                                        "max_train": sweep.max_train, "max_eval": sweep.max_eval},
               "backbone": {"source": sweep.source, "arch": sweep.arch, "width": sweep.width, "sha256": weights,
                            **({"tower": [list(kv) for kv in sweep.tower]} if sweep.tower else {})},
               "image_size": sweep.image_size, "feature_n": sweep.feature_n,
-              "transform": {"augment": sweep.augment, "centre_crop": sweep.centre_crop, "load_size": sweep.load_size}}
+              "transform": {"augment": sweep.augment, "centre_crop": sweep.centre_crop, "load_size": sweep.load_size,
+                            "mean": list(rt.mean), "std": list(rt.std)}}
     if sweep.lp not in LP_KINDS:
         raise ValueError(f"lp must be one of {LP_KINDS}; got {sweep.lp!r}")
     lp = {"Cs": [float(c) for c in sweep.Cs], "max_iter": largescale.LP_MAX_ITER} if sweep.lp == "logistic" else \
         {"kind": "sgd", "epochs": sweep.lp_epochs, "lr": float(sweep.lp_lr), "batch_size": sweep.batch_size}
-    rt = sweep.runtime()
     training = {"epochs": sweep.epochs, "batch_size": sweep.batch_size, "precision": rt.precision,
                 "accumulate": sweep.accumulate}
     if job["method"] == "LP":
@@ -800,7 +811,8 @@ def experiments_table() -> pd.DataFrame:
                       "backbone": f"{spec.source} {spec.arch}", "checkpoint": f"${env} ({file})",
                       "epochs": spec.epochs, "batch": str(spec.batch_size) if spec.accumulate == 1 else
                       f"{spec.batch_size} ({spec.accumulate} × {spec.batch_size // spec.accumulate})",
-                      "augment": spec.augment, "LP": spec.lp,
+                      "augment": spec.augment, "input std": "usual" if spec.std is None else
+                      " ".join(f"{v:g}" for v in spec.std), "LP": spec.lp,
                       "FT lrs": " ".join(f"{lr:g}" for lr in spec.ft_lrs),
                       "LP-FT lrs": " ".join(f"{lr:g}" for lr in spec.lpft_lrs),
                       "ID-val": "ID test" if spec.n_val is None else f"{spec.n_val} held out"}
