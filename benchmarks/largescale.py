@@ -53,9 +53,9 @@ class Row:
 
 
 ROWS = {  # reference 3.1 / 3.3 and launch.EXPERIMENTS' grids
-    # CIFAR-10 -> STL-10: 45,000 train + 5,000 ID-val (CIFAR-10 train), 10,000 ID test, 7,200 STL-10 test (monkey
+    # CIFAR-10 -> STL-10: 50,000 train, CIFAR-10 test (10,000) as ID-val and ID test, 7,200 STL-10 test (monkey
     # dropped) + 2,000 CIFAR-10.1; 20 epochs
-    "cifar-stl": Row("CIFAR-10 -> STL-10", 45_000, 5_000, 10_000 + 7_200 + 2_000, EXPERIMENTS["cifar-stl"].epochs,
+    "cifar-stl": Row("CIFAR-10 -> STL-10", 50_000, 10_000, 10_000 + 7_200 + 2_000, EXPERIMENTS["cifar-stl"].epochs,
                      len(EXPERIMENTS["cifar-stl"].ft_lrs) + len(EXPERIMENTS["cifar-stl"].lpft_lrs)),
     # ImageNet -> V2 / R / Sketch / A: 1,281,167 train, ImageNet val (50,000) as ID-val and ID test, 10,000 V2
     # (matched frequency), 30,000 R, 50,889 Sketch, 7,500 A; 10 epochs

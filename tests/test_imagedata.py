@@ -152,6 +152,12 @@ def test_writers_round_trip_and_the_task_split(tmp_path):
     assert torch.equal(again.val.x, task.val.x)
     small = imagedata.cifar_task(tmp_path, n_val=12, max_train=10, max_eval=5)
     assert len(small.train) == 10 and len(small.test_id) == 5 and len(small.ood["CIFAR-10.1"]) == 5
+    # the paper's protocol: every training image is trained on and the ID test set is ID-val
+    paper = imagedata.cifar_task(tmp_path)
+    assert len(paper.train) == 60 and paper.val is paper.test_id and len(paper.val) == 20
+    assert "ID-val (the ID test set, as the paper)" in paper.sizes
+    with pytest.raises(ValueError, match="n_val must be None"):
+        imagedata.cifar_task(tmp_path, n_val=0)
 
 
 def test_prepare_scales_resizes_and_normalises():

@@ -281,6 +281,7 @@ def test_each_experiments_full_profile_has_the_papers_settings():
     # the input std of the paper's configs: 0.228 for red in CIFAR -> STL and BREEDS, the backbone's usual elsewhere
     for name in ("cifar-stl", "living17", "entity30"):
         assert full(name).runtime().std == (0.228, 0.224, 0.225) == launch.PAPER_STD
+    assert all(full(name).n_val is None for name in launch.EXPERIMENTS)  # the paper selects on the ID test set
     assert f.runtime().std == launch.imagedata.IMAGENET_STD and i.runtime().std == launch.clip.CLIP_STD
     assert launch.experiments_table().loc["living17", "input std"] == "0.228 0.224 0.225"
 
@@ -429,4 +430,4 @@ def test_the_command_line_lists_every_experiments_settings(capsys):
     table = launch.experiments_table()
     assert table.loc["domainnet", "batch"] == "32 (2 × 16)" and table.loc["imagenet", "LP"] == "sgd"
     assert table.loc["fmow", "checkpoint"] == "$LPFT_MOCOTP_CHECKPOINT (mocotp_checkpoint_0200.pth.tar)"
-    assert table.loc["imagenet", "FT lrs"] == "0.0001 0.0003 0.001" and table.loc["cifar-stl", "ID-val"] == "5000 held out"
+    assert table.loc["imagenet", "FT lrs"] == "0.0001 0.0003 0.001" and table.loc["cifar-stl", "ID-val"] == "ID test"

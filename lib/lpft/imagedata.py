@@ -305,22 +305,25 @@ class ImageTask:
         return ImageTask(self.name, train, val, test, ood, self.n_classes, sizes)
 
 
-def cifar_task(data_root, *, ood=("STL-10", "CIFAR-10.1"), n_val: int = 5000, split_seed: int = 0,
+def cifar_task(data_root, *, ood=("STL-10", "CIFAR-10.1"), n_val: int | None = None, split_seed: int = 0,
                max_train: int | None = None, max_eval: int | None = None) -> ImageTask:
-    """CIFAR-10 → STL-10 / CIFAR-10.1 (reference Section 3.1). ID-val is a fixed random ``n_val`` images held out of
-    CIFAR-10's training batches (by ``split_seed``, independent of the run seed), the rest is ID train; ID test is
-    CIFAR-10's test batch. ``max_train`` / ``max_eval`` cap the sizes (fixed subsets) for smoke runs."""
+    """CIFAR-10 → STL-10 / CIFAR-10.1 (reference Section 3.1). ID test is CIFAR-10's test batch. With ``n_val=None``
+    (the paper's code: it trains on all of CIFAR-10 train and early-stops on ``test_acc/cifar10-test``) ID train is
+    all 50,000 training images and the ID test set doubles as ID-val; with a number, ID-val is a fixed random
+    ``n_val`` images held out of the training batches (by ``split_seed``, independent of the run seed) and the rest is
+    ID train. ``max_train`` / ``max_eval`` cap the sizes (fixed subsets) for smoke runs."""
     known = {"STL-10": lambda: load_stl10(data_root, "test"), "CIFAR-10.1": lambda: load_cifar101(data_root)}
     unknown = [o for o in ood if o not in known]
     if unknown:
         raise ValueError(f"unknown OOD set(s) {unknown}; known: {list(known)}")
     x, y = load_cifar10(data_root, "train")
-    if not 0 < n_val < len(y):
-        raise ValueError(f"n_val must lie in 1..{len(y) - 1}; got {n_val}")
-    train, val = ImageSet(x, y).hold_out(n_val, split_seed)
+    if n_val is not None and not 0 < n_val < len(y):
+        raise ValueError(f"n_val must be None (ID-val = ID test, as the paper) or lie in 1..{len(y) - 1}; got {n_val}")
     test = ImageSet(*load_cifar10(data_root, "test"))
+    train, val = (ImageSet(x, y), test) if n_val is None else ImageSet(x, y).hold_out(n_val, split_seed)
     ood_sets = {name: ImageSet(*known[name]()) for name in ood}
-    sizes = {"ID train (CIFAR-10 train)": len(train), "ID-val (held out of CIFAR-10 train)": len(val),
+    val_name = "ID-val (the ID test set, as the paper)" if n_val is None else "ID-val (held out of CIFAR-10 train)"
+    sizes = {"ID train (CIFAR-10 train)": len(train), val_name: len(val),
              "ID test (CIFAR-10 test)": len(test), **{f"OOD ({k})": len(v) for k, v in ood_sets.items()}}
     task = ImageTask("cifar10", train, val, test, ood_sets, n_classes=10, sizes=sizes)
     return task.capped(max_train, max_eval, split_seed)

@@ -78,7 +78,7 @@ class Experiment:
     paper's DomainNet number), the paper's backbone (``weights``: a :data:`WEIGHTS` name), training settings,
     transforms and learning-rate grids (L2-SP: FT's). ``load_size``: the size images are stored at before the
     transforms (None: the files' own); ``n_val``: ID-val held out of ID train (None: the ID test set doubles as ID-val,
-    as in the paper's BREEDS, DomainNet, FMoW and ImageNet runs); ``lp``: :func:`~lpft.largescale.linear_probe`
+    as in all the paper's runs: its code early-stops and selects on the ID test set); ``lp``: :func:`~lpft.largescale.linear_probe`
     ("logistic") or ImageNet's :func:`~lpft.largescale.sgd_probe` ("sgd"); ``disk_cache``: decode the images once
     into a disk cache instead of RAM (:func:`lpft.filelists.decode_set`; ImageNet's training set is about 193 GB as
     uint8 at 224 px, Entity-30's 30 GB at 256 px); ``std``: the input normalisation's std, where the paper's configs
@@ -94,7 +94,7 @@ class Experiment:
     augment: str = "none"
     centre_crop: bool = False
     load_size: int | None = None
-    n_val: int | None = 5000
+    n_val: int | None = None
     weights: str = "moco_v2"
     lp: str = "logistic"
     ft_lrs: tuple = GRIDS["ft"]
@@ -154,7 +154,7 @@ class Sweep:
     augment: str = "none"
     centre_crop: bool = False
     load_size: int | None = None
-    n_val: int | None = 5000
+    n_val: int | None = None           # None: the ID test set doubles as ID-val (the paper's code)
     lp: str = "logistic"               # LP_KINDS: scikit-learn's logistic regression over Cs, or an SGD probe
     lp_epochs: int = 5                 # the SGD probe's epochs and learning rate (the paper's ImageNet LP)
     lp_lr: float = 0.1
@@ -208,8 +208,6 @@ def build_task(data_root, experiment: str, *, n_val: int | None, image_size: int
                                    cache_dir=cache_dir)
         return task.capped(max_train, max_eval)
     if experiment == "cifar-stl":
-        if n_val is None:
-            raise ValueError("cifar-stl holds ID-val out of CIFAR-10 train: n_val must be a number (the paper: 5000)")
         return imagedata.cifar_task(data_root, ood=("STL-10", "CIFAR-10.1"), n_val=n_val, max_train=max_train,
                                     max_eval=max_eval)
     if experiment in filelists.BREEDS_NAMES:

@@ -72,7 +72,7 @@ CHAPTERS: dict[str, dict[str, dict]] = {
                       n_val=80, Cs=(1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0), ft_lrs=(1e-2, 3e-2), lpft_lrs=(1e-3, 3e-3),
                       wise_alphas=(0.5,), l2sp_lrs=(3e-2,), feature_n=100, progress=False),
         "full": dict(synthetic=False, n_seeds=3, arch="resnet50", width=64, image_size=224, batch_size=64, epochs=20,
-                     n_val=5000, Cs=tuple(float(c) for c in np.logspace(-7, 2, 50)),
+                     n_val=None, Cs=tuple(float(c) for c in np.logspace(-7, 2, 50)),
                      ft_lrs=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), lpft_lrs=(3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4),
                      wise_alphas=(0.25, 0.5, 0.75), l2sp_lrs=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), feature_n=2000,
                      progress=True),
