@@ -52,16 +52,20 @@ class Row:
     seeds: int = 3
 
 
-ROWS = {  # reference 3.1 / 3.3 and launch.EXPERIMENTS' grids
+def row_of(experiment: str, title: str, n_train: int, n_val: int, n_eval: int) -> Row:
+    """A row with its image counts (reference 3.1) and the epochs and grids of ``launch.EXPERIMENTS[experiment]``."""
+    spec = EXPERIMENTS[experiment]
+    return Row(title, n_train, n_val, n_eval, spec.epochs, len(spec.ft_lrs) + len(spec.lpft_lrs))
+
+
+ROWS = {
     # CIFAR-10 -> STL-10: 50,000 train, CIFAR-10 test (10,000) as ID-val and ID test, 7,200 STL-10 test (monkey
-    # dropped) + 2,000 CIFAR-10.1; 20 epochs
-    "cifar-stl": Row("CIFAR-10 -> STL-10", 50_000, 10_000, 10_000 + 7_200 + 2_000, EXPERIMENTS["cifar-stl"].epochs,
-                     len(EXPERIMENTS["cifar-stl"].ft_lrs) + len(EXPERIMENTS["cifar-stl"].lpft_lrs)),
+    # dropped) + 2,000 CIFAR-10.1
+    "cifar-stl": row_of("cifar-stl", "CIFAR-10 -> STL-10", 50_000, 10_000, 10_000 + 7_200 + 2_000),
     # ImageNet -> V2 / R / Sketch / A: 1,281,167 train, ImageNet val (50,000) as ID-val and ID test, 10,000 V2
-    # (matched frequency), 30,000 R, 50,889 Sketch, 7,500 A; 10 epochs
-    "imagenet": Row("ImageNet -> V2 / R / Sketch / A", 1_281_167, 50_000, 50_000 + 10_000 + 30_000 + 50_889 + 7_500,
-                    EXPERIMENTS["imagenet"].epochs,
-                    len(EXPERIMENTS["imagenet"].ft_lrs) + len(EXPERIMENTS["imagenet"].lpft_lrs)),
+    # (matched frequency), 30,000 R, 50,889 Sketch, 7,500 A
+    "imagenet": row_of("imagenet", "ImageNet -> V2 / R / Sketch / A", 1_281_167, 50_000,
+                       50_000 + 10_000 + 30_000 + 50_889 + 7_500),
 }
 
 
@@ -145,12 +149,11 @@ def main() -> None:
     if args.row == "imagenet":
         crop = {"ImageNet (stored at the input size)": dict(stored=args.image_size, augment="none",
                                                             centre_crop=False)}
-        batch = EXPERIMENTS["imagenet"].batch_size
     else:
         crop = {"CIFAR (resize 32 px)": dict(stored=32, augment="none", centre_crop=False),
                 "BREEDS (random-resized-crop from 256 px)": dict(stored=256, augment="random-resized-crop",
                                                                  centre_crop=True)}
-        batch = EXPERIMENTS["cifar-stl"].batch_size
+    batch = EXPERIMENTS[args.row].batch_size
     rows = []
     for data, c in crop.items():
         for name, options in settings.items():

@@ -89,9 +89,9 @@ def test_a_cells_prints_are_written_as_one_output_however_they_were_timed(tmp_pa
 
 
 def test_chapters_run_in_parallel_into_a_relative_folder(tmp_path, monkeypatch):
-    """papermill runs each chapter inside the notebooks folder by changing the process's working directory; two
-    chapters at once (threads) must still write into the relative ``--out`` folder as the caller meant it. (Without
-    resolving the folder first, this failed in most runs: the race depends on the order the threads start in.)"""
+    """Each chapter's kernel runs in the notebooks folder, while chapters running at once (threads) still write into
+    the relative ``--out`` folder as the caller meant it. (With papermill's ``cwd=``, which changes the whole process's
+    working directory, this failed in most runs: the race depends on the order the threads start in.)"""
     source = tmp_path / "notebooks"
     source.mkdir()
     pauses = {"theory-features": 0.2, "theory-bound": 1.5, "theory-beyond": 3.0}  # each ends while others run

@@ -114,14 +114,15 @@ def run_chapter(name: str, out: Path, parameters: dict, progress: bool, context:
         raise ChapterFailed(f"chapter {name!r}: source {source} does not exist")
     nb = jupytext.read(source)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    out = Path(out).resolve()  # before papermill changes the working directory (see run)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{name}.running.ipynb"
     start = time.perf_counter()
     try:
-        pm.execute_notebook(nb, str(tmp), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
-                            progress_bar=progress, log_output=False,
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})  # the kernel's own cwd, race-free
+        # the kernel runs in the notebooks folder: given to the kernel itself (nbclient's resources path), not through
+        # papermill's cwd=, which changes the whole process's working directory and so, with chapters running in
+        # parallel threads, the folder every relative path of another chapter is read against
+        pm.execute_notebook(nb, str(tmp), parameters=parameters, kernel_name="python3", progress_bar=progress,
+                            log_output=False, resources={"metadata": {"path": str(NOTEBOOKS)}})
     except pm.PapermillExecutionError as err:
         failed = out / f"{name}.failed.ipynb"
         os.replace(tmp, failed)
@@ -188,8 +189,6 @@ def run(chapters: list[str], profile: str, seed: int, device: str, out: Path, jo
         raise ChapterFailed(f"unknown chapter(s) {unknown}; known: {', '.join(CHAPTERS)}")
     if profile not in PROFILES:
         raise ChapterFailed(f"profile must be one of {PROFILES}; got {profile!r}")
-    out = Path(out).resolve()  # papermill changes the process's working directory while a chapter runs: with
-    # chapters in parallel threads, a relative path would be read against another chapter's directory
     resolved = resolve_device(device)
     parameters = {"profile": profile, "seed": seed, "device": device}
     context = {"device": resolved, "git_revision": git_revision(), "environment": environment()}

@@ -270,7 +270,8 @@ def breeds_task(imagenet_root, split_file, *, name: str, size: int = 224, n_val:
     ``n_val`` held out as ID-val, when given; otherwise the ID test set doubles as ID-val, which a report must
     state), ID test = ImageNet-val of the source subclasses, OOD = ImageNet-val of the target subclasses. Training
     photographs are stored whole at ``size``×``size`` with their sizes (``resize="whole"``), evaluation images as
-    Resize(``size``) + CenterCrop(``size``). With ``cache_dir`` the images are decoded once into a memory-mapped disk cache (:func:`decode_set`) instead of RAM."""
+    Resize(``size``) + CenterCrop(``size``). With ``cache_dir`` the images are decoded once into a memory-mapped disk
+    cache (:func:`decode_set`) instead of RAM."""
     split = read_breeds_split(split_file)
     root = Path(imagenet_root)
     train = _breeds_set(root, "train", split["source"], size, f"{name} train", cache_dir, workers, resize="whole")

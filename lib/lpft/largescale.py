@@ -118,6 +118,12 @@ class Runtime:
         fraction = self.image_size / min(stored) if self.centre_crop and min(stored) > self.image_size else 1.0
         return imagedata.onto_stored(imagedata.centre_boxes(data.photo_hw, fraction), data.photo_hw, stored)
 
+    def view_inputs(self, data: imagedata.ImageSet, part, boxes: torch.Tensor | None) -> torch.Tensor:
+        """Inputs of ``data``'s images ``part`` without randomness of their own: cut by ``boxes`` (a set's
+        :meth:`views`, or the LP's augmented view) when given, else :meth:`inputs`."""
+        x = data.x[part]
+        return self.inputs(x) if boxes is None else self.train_inputs(x, boxes[part])
+
     def train_inputs(self, x: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
         """Training inputs of a uint8 batch with its images' draws from :meth:`crops` (plain inputs when None)."""
         if boxes is None:
@@ -143,7 +149,7 @@ def _outputs(fn: Callable, model: nn.Module, data: imagedata.ImageSet, rt: Runti
     out = []
     for i in range(0, len(data), rt.eval_batch_size):
         part = slice(i, i + rt.eval_batch_size)
-        x = rt.inputs(data.x[part]) if boxes is None else rt.train_inputs(data.x[part], boxes[part])
+        x = rt.view_inputs(data, part, boxes)
         with rt.autocast(enabled=not exact):
             out.append(fn(x).float().cpu())
     model.train(was_training)
@@ -187,7 +193,7 @@ def calibrate_batchnorm(model: nn.Module, data: imagedata.ImageSet, rt: Runtime)
     boxes = rt.views(data)
     for i in range(0, len(data), rt.eval_batch_size):
         part = slice(i, i + rt.eval_batch_size)
-        model(rt.inputs(data.x[part]) if boxes is None else rt.train_inputs(data.x[part], boxes[part]))
+        model(rt.view_inputs(data, part, boxes))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return model.eval()

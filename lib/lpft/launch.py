@@ -78,8 +78,8 @@ class Experiment:
     paper's DomainNet number), the paper's backbone (``weights``: a :data:`WEIGHTS` name), training settings,
     transforms and learning-rate grids (L2-SP: FT's). ``load_size``: the size images are stored at before the
     transforms (None: the files' own); ``n_val``: ID-val held out of ID train (None: the ID test set doubles as ID-val,
-    as in all the paper's runs: its code early-stops and selects on the ID test set); ``lp``: :func:`~lpft.largescale.linear_probe`
-    ("logistic") or ImageNet's :func:`~lpft.largescale.sgd_probe` ("sgd"); ``disk_cache``: decode the images once
+    as in all the paper's runs: its code early-stops and selects on the ID test set); ``lp``:
+    :func:`~lpft.largescale.linear_probe` ("logistic") or ImageNet's :func:`~lpft.largescale.sgd_probe` ("sgd"); ``disk_cache``: decode the images once
     into a disk cache instead of RAM (:func:`lpft.filelists.decode_set`; ImageNet's training set is about 193 GB as
     uint8 at 224 px, Entity-30's 30 GB at 256 px); ``std``: the input normalisation's std, where the paper's configs
     differ from the backbone's usual one (:data:`PAPER_STD`; None: the usual)."""
@@ -104,8 +104,7 @@ class Experiment:
     std: tuple | None = None
 
 
-_BREEDS = dict(augment="random-resized-crop", centre_crop=True, load_size=256, n_val=None, disk_cache=True,
-               std=PAPER_STD)
+_BREEDS = dict(augment="random-resized-crop", centre_crop=True, load_size=256, disk_cache=True, std=PAPER_STD)
 EXPERIMENTS = {
     "cifar-stl": Experiment("experiments-cifar-stl", "CIFAR-10", {"OOD STL-10": "STL-10", "OOD CIFAR-10.1": "CIFAR-10.1"},
                             std=PAPER_STD),
@@ -113,12 +112,11 @@ EXPERIMENTS = {
     "entity30": Experiment("experiments-breeds-domainnet", "Entity-30", {"OOD Entity-30 target": "Entity-30"}, **_BREEDS),
     "domainnet": Experiment("experiments-breeds-domainnet", "DomainNet", {"OOD mean": "DomainNet"}, source="clip",
                             arch="RN50", epochs=50, batch_size=32, accumulate=2, augment="random-crop", load_size=256,
-                            n_val=None, weights="clip_rn50"),
-    "fmow": Experiment("experiments-fmow-imagenet", "FMoW", {"OOD Africa": "FMoW"}, epochs=50, n_val=None,
-                       weights="moco_tp"),
+                            weights="clip_rn50"),
+    "fmow": Experiment("experiments-fmow-imagenet", "FMoW", {"OOD Africa": "FMoW"}, epochs=50, weights="moco_tp"),
     "imagenet": Experiment("experiments-fmow-imagenet", "ImageNet",
                            {f"OOD {k}": k for k in ("ImageNetV2", "ImageNet-R", "ImageNet-Sketch", "ImageNet-A")},
-                           source="clip", arch="ViT-B-16", epochs=10, batch_size=128, n_val=None,
+                           source="clip", arch="ViT-B-16", epochs=10, batch_size=128,
                            weights="clip_vit_b16", lp="sgd", ft_lrs=GRIDS["imagenet ft"],
                            lpft_lrs=GRIDS["imagenet lpft"], l2sp_lrs=GRIDS["imagenet ft"], disk_cache=True),
 }
