@@ -39,7 +39,7 @@ def test_grid_search_is_the_brute_force_minimum():
         x = torch.randn(20000, generator=g, dtype=torch.float64) * sigma
         errors = [fp.quantization_mse(x, fl, True) for fl in range(8)]
         assert errors[fp.fl_grid_search(x, True)] == min(errors)
-        # the σ rule lands within one FL of the optimum on Gaussian data (notes §2: they agree ~99% of the time)
+        # the σ rule lands within one FL of the optimum on Gaussian data (the chapter's sweep: they agree on almost every σ)
         assert abs(fp.choose_fl(x, True, "std") - fp.fl_grid_search(x, True)) <= 1
     with pytest.raises(ValueError, match="rule"):
         fp.choose_fl(x, True, "mean")
@@ -203,7 +203,135 @@ def test_integer_group_norm_matches_float_group_norm():
     assert diff.max() <= 1 and (diff > 0).double().mean() < 0.01   # off by one code only near rounding boundaries
 
 
+def _rint_clip(values: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    return np.clip(np.rint(values), lo, hi)   # numpy rint: half to even
+
+
+@pytest.mark.parametrize("hw", [(2, 2), (4, 4), (1, 2)])
+def test_global_average_sums_in_int32_and_rounds_once(hw):
+    rng = np.random.default_rng(4)
+    scale = 2 ** rng.integers(3, 21, (64, 1, 1, 1))              # magnitudes from 2^3 to 2^20: in range and saturated
+    acc = rng.integers(-scale, scale, (64, 8, *hw))
+    log_p = int(np.log2(hw[0] * hw[1]))
+    # exact ties of the single rounding at shift 6: the first 16 examples' sums are made k·D + D/2, D = 2^(6 + log2 P)
+    d = 2 ** (6 + log_p)
+    acc[:16] = np.abs(acc[:16]) % 2**9
+    rest = acc[:16].sum(axis=(2, 3)) - acc[:16, :, 0, 0]
+    acc[:16, :, 0, 0] = (rest // d + 1) * d + d // 2 - rest
+    for shift in (-2, 0, 3, 6, 13):
+        got = fp.global_average_int(torch.tensor(acc, dtype=torch.int32), shift)
+        # reference: ReLU and the sum in int64, the division by 2^(shift + log2 P) in float64 (exact), one rounding
+        total = np.maximum(acc, 0).astype(np.int64).sum(axis=(2, 3))
+        expected = _rint_clip(total.astype(np.float64) / 2.0 ** (shift + log_p), 0, 255)
+        assert got.dtype == torch.uint8 and got.shape == (64, 8)
+        assert got.numpy().astype(np.int64).tolist() == expected.astype(np.int64).tolist(), shift
+    with pytest.raises(ValueError, match="power-of-two"):
+        fp.global_average_int(torch.zeros(1, 1, 3, 3, dtype=torch.int32), 0)
+
+
+def test_rounding_once_differs_from_requantising_before_the_pool():
+    # the double rounding the chapter measures: codes requantised per position, then the mean rounded again
+    rng = np.random.default_rng(5)
+    acc = torch.tensor(rng.integers(0, 2**12, (500, 16, 2, 2)), dtype=torch.int32)
+    once = fp.global_average_int(acc, 5)
+    twice = fp.global_average_int(fp.requantize(acc, 5, out_signed=False).to(torch.int32), 0)
+    differ = (once != twice).double().mean().item()
+    assert 0.05 < differ < 0.5 and (once.int() - twice.int()).abs().max() == 1
+
+
+def _group_norm_mean_reference(q, groups, gamma_q, fl_gamma, beta_q, fl_out, e):
+    """GroupNorm + ReLU + mean over positions, exact in Fractions, rounded half to even once (Python round)."""
+    from fractions import Fraction
+    b, c, h, w = q.shape
+    per = c // groups
+    n = per * h * w
+    out = np.zeros((b, c), dtype=np.int64)
+    for i in range(b):
+        for g in range(groups):
+            vals = [int(v) for v in q[i, g * per:(g + 1) * per].reshape(-1)]
+            s1, s2 = sum(vals), sum(v * v for v in vals)
+            root = math.isqrt(n * s2 - s1 * s1 + e)
+            for ch in range(g * per, (g + 1) * per):
+                normed = [Fraction(int(gamma_q[ch]) * (n * int(v) - s1) * 2**fl_out, root * 2**fl_gamma)
+                          + int(beta_q[ch]) for v in q[i, ch].reshape(-1)]
+                mean = sum(max(x, 0) for x in normed) / (h * w)
+                out[i, ch] = min(max(round(mean), 0), 255)
+    return out
+
+
+def test_group_norm_mean_pools_the_exact_normalised_values_and_rounds_once():
+    g = torch.Generator().manual_seed(6)
+    q = torch.randint(-127, 128, (6, 16, 2, 2), generator=g, dtype=torch.int8)
+    gamma_q = torch.randint(-127, 128, (16,), generator=g, dtype=torch.int8)
+    beta_q = torch.randint(-300, 300, (16,), generator=g, dtype=torch.int32)
+    fl_in, fl_gamma, fl_out, eps = 5, 6, 6, 1e-5
+    n = 4 * 2 * 2
+    e = max(1, round(n * n * eps * 4.0**fl_in))
+    got = fp.group_norm_mean_int(q, 4, fl_in, gamma_q, fl_gamma, beta_q, fl_out, eps)
+    expected = _group_norm_mean_reference(q.numpy(), 4, gamma_q.numpy(), fl_gamma, beta_q.numpy(), fl_out, e)
+    assert got.dtype == torch.uint8 and got.numpy().astype(np.int64).tolist() == expected.tolist()
+    # rounding per position first (group_norm_int, then the mean rounded again) is a different function
+    twice = fp.global_average_int(fp.group_norm_int(q, 4, fl_in, gamma_q, fl_gamma, beta_q, fl_out, eps)
+                                  .to(torch.int32), 0)
+    assert not torch.equal(twice, got)
+    with pytest.raises(ValueError, match="int8"):
+        fp.group_norm_mean_int(q.to(torch.int16), 4, fl_in, gamma_q, fl_gamma, beta_q, fl_out, eps)
+
+
+def test_image_codes_are_round_255x():
+    rng = np.random.default_rng(7)
+    x = np.concatenate([np.arange(256) / 255, rng.random(10000)]).astype(np.float32)
+    got = fp.quantize_image(torch.tensor(x))
+    assert got.dtype == torch.uint8
+    assert got.numpy().astype(np.int64).tolist() == np.rint(x.astype(np.float64) * 255).astype(np.int64).tolist()
+    assert got[:256].tolist() == list(range(256))
+    for bad in (-0.01, 1.01):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            fp.quantize_image(torch.tensor([0.5, bad]))
+
+
 # ---- integer-only network ------------------------------------------------------------------------------------------
+
+def _reference_features(q: fp.FixedPointDigitNet, x: torch.Tensor) -> np.ndarray:
+    """The features of a norm-free FixedPointDigitNet recomputed from its integer weights and FLs: image codes
+    round(255x), every convolution exact in float64, one rounding per layer (numpy rint), exact max pooling, and the
+    last layer's ReLU'd accumulators averaged in float64 with a single rounding."""
+    codes = np.rint(x.double().numpy() * 255)
+    for i, layer in enumerate(q.layers):
+        acc = torch.nn.functional.conv2d(torch.tensor(codes), getattr(q, f"w{i}").double(),
+                                         getattr(q, f"b{i}").double(), padding=layer["padding"]).numpy()
+        if i == len(q.layers) - 1:
+            return _rint_clip(np.maximum(acc, 0).mean(axis=(2, 3)) / 2.0 ** layer["shift"], 0, 255)
+        codes = _rint_clip(acc / 2.0 ** layer["shift"], 0, 255)
+        if layer["pool"]:
+            codes = torch.nn.functional.max_pool2d(torch.tensor(codes), 2).numpy()
+
+
+def test_fixed_point_network_without_norm_equals_the_float64_reference():
+    torch.manual_seed(3)
+    model = DigitNet(10, "none").eval()
+    x = torch.rand(300, 1, 8, 8)
+    q = fp.FixedPointDigitNet(model, x[:128])
+    assert q.fl_input == 8 and q.fls()["layers"][-1]["fl_y"] == q.fl_features
+    got = q.integer_features(q.quantize_input(x)).numpy().astype(np.int64)
+    assert got.tolist() == _reference_features(q, x).astype(np.int64).tolist()
+    assert len(np.unique(got)) > 10                                  # not a constant: the features spread
+
+
+def test_first_layer_folds_256_over_255_and_variants_are_checked():
+    torch.manual_seed(4)
+    model = DigitNet(10, "group").eval()
+    x = torch.rand(64, 1, 8, 8)
+    q = fp.FixedPointDigitNet(model, x)
+    fl_w = q.layers[0]["fl_w"]
+    assert torch.equal(q.w0, fp.quantize(model.backbone.first[0].weight * (256 / 255), fl_w, True))
+    sigma = fp.FixedPointDigitNet(model, x, image="sigma")
+    assert sigma.fl_input == fp.choose_fl(x, False) and torch.equal(sigma.quantize_input(x),
+                                                                     fp.quantize(x, sigma.fl_input, False))
+    for bad in ({"image": "float"}, {"pool": "thrice"}, {"activation_rule": "mse"}):
+        with pytest.raises(ValueError, match="must be one of"):
+            fp.FixedPointDigitNet(model, x, **bad)
+
 
 @pytest.mark.parametrize("norm", ["group", "none"])
 def test_fixed_point_network_tracks_the_float_network(norm):
@@ -256,3 +384,27 @@ def test_residual_add_aligns_fractional_lengths_and_saturates():
     assert fl == 4 and total.dtype == torch.int32
     assert total[:2].tolist() == [3 * 4 + 1, -5 * 4 + 1]      # exact at the larger FL
     assert total[2].item() == 2**31 - 1                       # 2^32 + 2^30 saturates instead of wrapping
+
+
+def test_deviations_compare_each_variant_with_the_faithful_network():
+    from torch.utils.data import TensorDataset
+
+    torch.manual_seed(5)
+    model = DigitNet(10, "group").eval()
+    x, y = torch.rand(192, 1, 8, 8), torch.randint(0, 10, (192,))
+    splits = {"id": TensorDataset(x[:64], y[:64]), "ood": TensorDataset(x[64:128], y[64:128]),
+              "natural": TensorDataset(x[128:], y[128:])}
+    calibration = x[:128]
+    fixed = fp.FixedPointDigitNet(model, calibration)
+    codes = {s: fp._fixed_point_pass(fixed, d)[0] for s, d in splits.items()}
+    out = fp._deviations(model, fixed, calibration, splits, codes)
+    assert set(out["variants"]) == set(fp.VARIANTS)
+    twice = fp.FixedPointDigitNet(model, calibration, pool="twice")
+    for s, d in splits.items():
+        other = twice.integer_features(twice.quantize_input(d.tensors[0]))
+        assert out["pooled_codes_differ"][s] == (other != codes[s]).double().mean().item()
+        assert out["variants"]["pool: 8-bit codes rounded again"][s] == \
+            (twice(d.tensors[0]).argmax(1) == d.tensors[1]).double().mean().item()
+    assert 0 < out["pooled_codes_differ"]["id"] < 0.5            # the two poolings do differ, on a minority of codes
+    assert "natural" not in out["variants"]["image: σ-rule FL"]
+    assert 0 <= out["batch_fls_differ"] <= 1
