@@ -15,10 +15,11 @@
 # # Real digits on a CPU: how robust is the result?
 #
 # The previous chapter ({ref}`ch-digits`) showed the paper's main result on MNIST → inverted UCI digits with one
-# backbone, all the labels and one kind of shift. The LP-FT paper ({cite:t}`kumar2022finetuning`, Sections 4 and 6)
-# used self-supervised backbones (MoCo-v2) as well as CLIP, and its analysis says that what matters is that the
-# pretrained features are good for the OOD domain and that the shift is large; it is also often expected that LP does
-# relatively better with **fewer** labels. This chapter varies each of these conditions in turn, with the previous
+# backbone, all the labels and one kind of shift. The LP-FT paper ({cite:t}`kumar2022finetuning`) used
+# self-supervised backbones (MoCo-v2, MoCo-TP) as well as CLIP (ICLR 2022 submission, Section 4), and says: "Our theory
+# says that linear probing does better than fine-tuning OOD, but only if the OOD and ID data are quite different, and
+# the pretrained features are good" (Section 4.3). It is also often expected that LP does relatively better with
+# **fewer** labels (this book's hypothesis, not the paper's). This chapter varies each of these conditions in turn, with the previous
 # chapter's protocol (LP, FT and LP-FT; every hyperparameter selected on ID validation; the same grids, seeds and OOD
 # test images):
 #
@@ -47,7 +48,7 @@ print(cfg)
 # ## Contrastive pretraining on the same pool
 #
 # The supervised backbone of the previous chapter learned from the digit labels of the pool (half A of both
-# collections and its inverted copy). The paper's backbones include self-supervised ones (MoCo-v2), so here the same
+# collections and its inverted copy). The paper's backbones include self-supervised ones (MoCo-v2, Section 4), so here the same
 # network is pretrained on the same images **without their labels**, SimCLR-style {cite:p}`chen2020simple`: two random
 # views of every image go through the backbone and a small projection head, and the NT-Xent loss (temperature
 # {glue:text}`dx_tau`) pulls the two views of an image together and pushes the other images of the batch away. The

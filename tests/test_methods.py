@@ -1,4 +1,5 @@
-"""Unit tests of lpft.models and lpft.methods: LP, FT, LP-FT (Section 3.4 of the reference) and the later methods.
+"""Unit tests of lpft.models and lpft.methods: LP, FT, LP-FT (as the paper, Sections 4.1-4.2 of its ICLR 2022
+submission, and its official code run them) and the later methods.
 
 The tasks here are synthetic (class-dependent blobs on 8×8 images in an lpft.digits.Task), so they run in seconds.
 """

@@ -1,4 +1,5 @@
-"""Pretrained backbones for the paper-scale experiments, read from local checkpoint files only (reference Section 3.2).
+"""Pretrained backbones for the paper-scale experiments (MoCo-v2, CLIP, MoCo-TP: the paper's Section 4), read from
+local checkpoint files only.
 
 The LP-FT paper (Kumar et al., ICLR 2022) uses a MoCo-v2 ResNet-50 (800 epochs) for CIFAR-10 → STL-10 / CIFAR-10.1
 and BREEDS; torchvision's supervised ImageNet ResNet-50 is the common alternative. :class:`ResNet` is the torchvision

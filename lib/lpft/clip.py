@@ -1,6 +1,6 @@
 """CLIP's image towers (Radford et al. 2021), written out with the parameter names of OpenAI's CLIP and open_clip.
 
-The LP-FT paper (reference Section 3.2) fine-tunes CLIP ResNet-50 on DomainNet and CLIP ViT-B/16 on ImageNet.
+The LP-FT paper's official code fine-tunes CLIP ResNet-50 on DomainNet and CLIP ViT-B/16 on ImageNet.
 ``open_clip`` cannot be installed beside the CPU torch the book pins (it needs torchvision and timm), so the two
 architectures are written out here. Every parameter and buffer has the name it has under ``visual.`` in OpenAI's and
 open_clip's checkpoints, so their files load into these modules (:func:`lpft.backbones.load_backbone` with

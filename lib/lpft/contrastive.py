@@ -1,7 +1,7 @@
 """Self-supervised (SimCLR-style) pretraining of the digit backbone on the same pool, labels unused.
 
 The LP-FT paper's "good features" came from supervised and from self-supervised pretraining alike (MoCo-v2,
-CLIP; Kumar et al., ICLR 2022, Section 4 and reference notes 3.1). :func:`pretrain` is the self-supervised
+CLIP; Kumar et al., ICLR 2022, Section 4). :func:`pretrain` is the self-supervised
 counterpart of :func:`lpft.models.pretrain`: the same :class:`~lpft.models.DigitNet` backbone on the same pool
 (:func:`lpft.digits.pretraining_pool`, whose labels are ignored), trained with the NT-Xent loss of SimCLR (Chen et
 al., ICML 2020) on two augmented views of every image, through a small projection head that is dropped afterwards.

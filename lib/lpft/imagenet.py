@@ -1,11 +1,13 @@
 """The paper's ImageNet experiment: ImageNet-1k (ILSVRC-2012) → ImageNetV2, ImageNet-R, ImageNet-Sketch, ImageNet-A.
 
-Reference Sections 3.1-3.3 (LP-FT paper, Kumar et al., ICLR 2022): CLIP ViT-B/16 is fine-tuned on ImageNet train and
-evaluated on ImageNet val (ID test; the paper also early-stops on it, so ImageNet val doubles as ID-val) and on four
-OOD test sets: ImageNetV2 (matched-frequency), ImageNet-R, ImageNet-Sketch and ImageNet-A. R and A hold only 200 of
-the 1000 classes; the paper scores them by the argmax over those 200 classes' logits (:attr:`ImageSet.classes
-<lpft.imagedata.ImageSet>`, :func:`lpft.imagedata.predict`). Every set is transformed as the paper's test transform:
-bicubic resize of the shorter side to 224, then a centre crop of 224 (no augmentation, reference 3.3).
+The ImageNet runs of the LP-FT paper's final version (Kumar et al., ICLR 2022), as its official code
+(``configs/adaptation/datasets_imagenet.yaml``, ``scripts/run_adaptation_experiments.py``) sets them up: CLIP ViT-B/16
+is fine-tuned on ImageNet train and evaluated on ImageNet val (ID test; the official config also early-stops on it, so
+ImageNet val doubles as ID-val) and on four OOD test sets: ImageNetV2 (matched-frequency), ImageNet-R,
+ImageNet-Sketch and ImageNet-A. R and A hold only 200 of the 1000 classes; they are scored by the argmax over those
+200 classes' logits (:attr:`ImageSet.classes <lpft.imagedata.ImageSet>`, :func:`lpft.imagedata.predict`). Every set
+is transformed as the official config's test transform: bicubic resize of the shorter side to 224, then a centre crop
+of 224 (no augmentation).
 
 Under one ``data_root`` (any folder may be a symbolic link)::
 
@@ -37,7 +39,7 @@ from lpft.imagedata import ImageSet, ImageTask, MalformedData, MissingData
 IMAGENET_OOD = ("ImageNetV2", "ImageNet-R", "ImageNet-Sketch", "ImageNet-A")  # the paper's column names
 OOD_FOLDERS = {"ImageNetV2": "imagenetv2-matched-frequency-format-val", "ImageNet-R": "imagenet-r",
                "ImageNet-Sketch": "imagenet-sketch", "ImageNet-A": "imagenet-a"}
-RESIZE = "shorter-bicubic"  # reference 3.3: bicubic Resize(224) + CenterCrop(224), for every set
+RESIZE = "shorter-bicubic"  # datasets_imagenet.yaml: bicubic Resize(224) + CenterCrop(224), for every set
 HOW_TO_GET = {
     "ImageNet": filelists.HOW_TO_GET["ImageNet"],
     "ImageNetV2": "download imagenetv2-matched-frequency.tar.gz (linked from github.com/modestyachts/ImageNetV2) and "
@@ -49,7 +51,7 @@ HOW_TO_GET = {
     "ImageNet-A": "download imagenet-a.tar (linked from github.com/hendrycks/natural-adv-examples) and unpack it into "
                   "data_root (it creates imagenet-a/)",
 }
-PARTIAL = ("ImageNet-R", "ImageNet-A")  # 200 of the 1000 classes: scored by the argmax over those (reference 3.1)
+PARTIAL = ("ImageNet-R", "ImageNet-A")  # 200 of the 1000 classes: scored by the argmax over those
 
 
 def _folder(path: Path, dataset: str) -> Path:
@@ -143,8 +145,8 @@ def _check_ood(ood) -> None:
 
 def imagenet_task(data_root, *, size: int = 224, ood=IMAGENET_OOD, cache_dir=None, workers: int = 8,
                   max_train: int | None = None, max_eval: int | None = None) -> ImageTask:
-    """ImageNet → ``ood`` (reference 3.1): ID train = ImageNet train, ID test = ImageNet val, which is also the ID-val
-    set (``val is test_id``: the paper early-stops on ImageNet val), OOD = the named sets of :data:`IMAGENET_OOD`.
+    """ImageNet → ``ood`` (as the official ``datasets_imagenet.yaml``): ID train = ImageNet train, ID test =
+    ImageNet val, which is also the ID-val set (``val is test_id``: the official config early-stops on ImageNet val), OOD = the named sets of :data:`IMAGENET_OOD`.
     ImageNet-R and -A carry ``classes`` (the indices of their wnids) and are scored over those only. All images get the
     paper's bicubic resize of the shorter side to ``size`` and a centre crop. ``max_train`` / ``max_eval`` keep fixed
     random subsets (the same as :meth:`ImageTask.capped`), chosen before decoding; ``cache_dir``: see

@@ -1,4 +1,4 @@
-"""LP, FT and LP-FT on image tasks at the paper's scale (reference Sections 3.3-3.4), on a GPU or a CPU.
+"""LP, FT and LP-FT on image tasks at the paper's scale (its Section 4 and the official code), on a GPU or a CPU.
 
 The same three methods as :mod:`lpft.methods` (the CPU digit chapter), for a :class:`~lpft.backbones.Classifier` on an
 :class:`~lpft.imagedata.ImageTask` whose images stay ``uint8`` until each batch is moved to the device:
@@ -20,7 +20,8 @@ the device), gradient accumulation over micro-batches where the paper used it (D
 (the pretrained starting point is never a candidate). On a GPU it runs under bf16 autocast with channels-last
 tensors (:class:`Runtime`). After every epoch it can write a checkpoint (model, optimizer, scheduler, RNG states and
 the early-stopping state) atomically, and it resumes from one: on a CPU a resumed run ends bit-identical to an
-uninterrupted one. :func:`evaluate` measures ID and OOD accuracy and the feature change of reference Section 5.
+uninterrupted one. :func:`evaluate` measures ID and OOD accuracy and the feature change (:func:`feature_change`, a
+mean squared difference).
 """
 from __future__ import annotations
 
@@ -45,15 +46,15 @@ from lpft.execute import atomic_write
 from lpft.methods import BATCH_SIZE, MOMENTUM, probe_weights
 
 PRECISIONS = ("fp32", "bf16")
-LP_MAX_ITER = 200  # the paper's sklearn setting (reference Section 3.4)
+LP_MAX_ITER = 200  # scikit-learn iterations per C (the official log_reg_sk.py also caps them and warm-starts)
 
 
 @dataclass(frozen=True)
 class Runtime:
     """Where and how a run computes: device, autocast precision for training and accuracy (features for LP and
     feature change are always float32), channels-last memory format, batch sizes, progress bars, and how stored
-    images become inputs (reference 3.3): ``image_size``, the evaluation ``centre_crop``, the training ``augment``
-    (one of :data:`lpft.imagedata.AUGMENTATIONS`, with a horizontal flip), the backbone's input normalisation
+    images become inputs (the official configs' transforms): ``image_size``, the evaluation ``centre_crop``, the
+    training ``augment`` (one of :data:`lpft.imagedata.AUGMENTATIONS`, with a horizontal flip), the backbone's input normalisation
     ``mean``/``std``, and ``accumulate`` micro-batches per SGD step (DomainNet: batch 32 as 2 × 16)."""
     device: str = "cpu"
     precision: str = "fp32"
@@ -175,8 +176,10 @@ def accuracy(model: nn.Module, data: imagedata.ImageSet, rt: Runtime) -> float:
 
 
 def feature_change(before: torch.Tensor, model: nn.Module, data: imagedata.ImageSet, rt: Runtime) -> float:
-    """Mean over examples and dimensions of the squared change of the penultimate features, ×100 (the paper's
-    metric, reference Section 5); ``before`` are the pretrained features of the same ``data``."""
+    """Mean over examples and dimensions of the squared difference between the penultimate features of ``model``
+    and ``before`` (the pretrained features of the same ``data``), ×100: what the official code's notebook
+    ``scripts/lpft_change_in_reps_and_weights.ipynb`` computes. The paper's text reports an average Euclidean
+    distance instead (:data:`lpft.paper.FEATURE_DISTANCE_QUOTE`)."""
     return 100.0 * ((features(model, data, rt) - before) ** 2).mean().item()
 
 
@@ -220,8 +223,8 @@ class Probe:
 
 def linear_probe(f_train: torch.Tensor, y_train: torch.Tensor, f_val: torch.Tensor, y_val: torch.Tensor,
                  Cs, n_classes: int, max_iter: int = LP_MAX_ITER, progress: bool = False) -> Probe:
-    """LP (reference Section 3.4): logistic regression on ``f_train`` normalised by one scalar mean and std, fitted
-    for every ``C`` in ascending order (each fit warm-started from the previous one), the best ID-val accuracy kept
+    """LP (the paper's Section 4.1; the official ``unlabeled_extrapolation/log_reg_sk.py``): logistic regression on
+    ``f_train`` normalised by one scalar mean and std, fitted for every ``C`` in ascending order (each fit warm-started from the previous one), the best ID-val accuracy kept
     (the smallest such ``C`` on ties). The sweep's table records each ``C``'s val accuracy and whether L-BFGS
     converged within ``max_iter``."""
     Cs = sorted(float(c) for c in Cs)
@@ -250,7 +253,8 @@ def linear_probe(f_train: torch.Tensor, y_train: torch.Tensor, f_val: torch.Tens
 def sgd_probe(f_train: torch.Tensor, y_train: torch.Tensor, f_val: torch.Tensor, y_val: torch.Tensor, n_classes: int,
               *, epochs: int = 5, lr: float = 0.1, batch_size: int = 128, seed: int = 0, device: str = "cpu",
               progress: bool = False) -> Probe:
-    """LP as the paper's ImageNet run (reference 3.4: a linear probe trained by SGD, 5 epochs at learning rate 0.1,
+    """LP as the official code's ImageNet run (``torch_linprobe`` in ``scripts/run_adaptation_experiments.py``: a linear
+    probe trained by SGD, 5 epochs at learning rate 0.1,
     instead of scikit-learn's logistic regression, which 1000 classes and 1.28M images make too slow): a head in
     PyTorch's default initialisation drawn from ``seed``, trained on the frozen features with FT's optimiser (SGD,
     momentum 0.9, no weight decay, cross-entropy, cosine schedule stepped per epoch, batches in :func:`batch_order`),
@@ -403,14 +407,14 @@ def with_probe_head(backbone: nn.Module, probe: Probe) -> Classifier:
 
 def fine_tune(backbone: nn.Module, task: imagedata.ImageTask, *, lr: float, epochs: int, seed: int, rt: Runtime,
               **options) -> tuple[Classifier, dict]:
-    """FT (reference Section 3.4): fresh random head, every parameter trained, network in ``train()`` mode."""
+    """FT (the paper's Section 4.1): fresh random head, every parameter trained, network in ``train()`` mode."""
     return train(with_fresh_head(backbone, task.n_classes, seed), task, lr=lr, epochs=epochs, seed=seed,
                  eval_mode=False, rt=rt, **options)
 
 
 def lp_ft(backbone: nn.Module, probe: Probe, task: imagedata.ImageTask, *, lr: float, epochs: int, seed: int,
           rt: Runtime, **options) -> tuple[Classifier, dict]:
-    """LP-FT (reference Section 3.4): from the LP head, every parameter trained (with a 10-100× smaller learning rate
+    """LP-FT (the paper's Section 4.2): from the LP head, every parameter trained (with a 10-100× smaller learning rate
     than FT), network in ``eval()`` mode so the BatchNorm statistics stay the pretrained ones."""
     return train(with_probe_head(backbone, probe), task, lr=lr, epochs=epochs, seed=seed, eval_mode=True, rt=rt,
                  **options)

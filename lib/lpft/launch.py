@@ -1,7 +1,8 @@
 """Resumable sweeps of the paper-scale experiments: one record per run, run here or on a Slurm cluster (submitit).
 
-An :class:`Experiment` is one family of columns of the paper's Tables 1-2 (reference Sections 3.1-3.3): CIFAR-10 →
-STL-10 / CIFAR-10.1, BREEDS Living-17 and Entity-30, DomainNet, FMoW geo-shift, ImageNet → V2 / R / Sketch / A; it
+An :class:`Experiment` is one family of columns of the paper's Tables 1-2 (datasets: the paper's Section 4; settings:
+the official code's ``configs/adaptation/*.yaml`` and ``scripts/run_adaptation_experiments.py``, in
+github.com/AnanyaKumar/transfer_learning): CIFAR-10 → STL-10 / CIFAR-10.1, BREEDS Living-17 and Entity-30, DomainNet, FMoW geo-shift, ImageNet → V2 / R / Sketch / A; it
 fixes the data, the paper's backbone and its weights file, its training settings, augmentation and learning-rate
 grids. A :class:`Sweep` is everything one experiment's table needs: the data root, the backbone's
 checkpoint, the LP ``C`` grid, the FT and LP-FT learning-rate grids, epochs and seeds. It expands into :func:`jobs`:
@@ -47,8 +48,8 @@ from lpft.protocol import interval90
 CODE_MODULES = ("imagedata", "filelists", "imagenet", "backbones", "clip", "largescale", "launch", "methods")
 EXECUTORS = ("inline", "local", "debug", "slurm")
 ENV_DATA_ROOT, ENV_CACHE = "LPFT_DATA_ROOT", "LPFT_CACHE"
-# The pretrained weights of the paper's runs (reference 3.2): their checkpoint format (a backbones.SOURCES entry), the
-# file's usual name and the environment variable that may give its path.
+# The pretrained weights of the paper's runs (its Section 4: MoCo-v2, CLIP, MoCo-TP): their checkpoint format (a
+# backbones.SOURCES entry), the file's usual name and the environment variable that may give its path.
 WEIGHTS = {
     "moco_v2": ("moco_v2", "moco_v2_800ep_pretrain.pth.tar", "LPFT_CHECKPOINT"),
     "torchvision": ("torchvision", "resnet50-0676ba61.pth", "LPFT_CHECKPOINT"),
@@ -61,7 +62,7 @@ HOW_TO_GET_MOCO_TP = ("download the MoCo-TP ResNet-50 pretrained on FMoW (Ayush 
                       "0x57abca4a55ec4f7e9908098beb2633c6 (https://worksheets.codalab.org/bundles/"
                       "0x57abca4a55ec4f7e9908098beb2633c6; see issue #4 of github.com/AnanyaKumar/transfer_learning); "
                       "it is in MoCo-v2's checkpoint format")
-GRIDS = {  # the April 2022 release's learning-rate grids (reference 3.3)
+GRIDS = {  # the official code's learning-rate grids (scripts/run_adaptation_experiments.py, April 2022 release)
     "ft": (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "lpft": (3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4),
     "imagenet ft": (1e-4, 3e-4, 1e-3), "imagenet lpft": (1e-5, 3e-5, 1e-4)}
 LP_KINDS = ("logistic", "sgd")
@@ -73,7 +74,7 @@ PAPER_STD = (0.228, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class Experiment:
-    """One family of columns of the paper's Tables 1-2 (reference 3.1-3.3): the book chapter that shows it, its ID
+    """One family of columns of the paper's Tables 1-2 (see the module docstring for sources): the book chapter that shows it, its ID
     column, which summary column fills which OOD column (``"OOD mean"``: the mean over the task's OOD sets, as the
     paper's DomainNet number), the paper's backbone (``weights``: a :data:`WEIGHTS` name), training settings,
     transforms and learning-rate grids (L2-SP: FT's). ``load_size``: the size images are stored at before the
@@ -81,7 +82,7 @@ class Experiment:
     as in all the paper's runs: its code early-stops and selects on the ID test set); ``lp``:
     :func:`~lpft.largescale.linear_probe` ("logistic") or ImageNet's :func:`~lpft.largescale.sgd_probe` ("sgd"); ``disk_cache``: decode the images once
     into a disk cache instead of RAM (:func:`lpft.filelists.decode_set`; ImageNet's training set is about 193 GB as
-    uint8 at 224 px, Entity-30's 30 GB at 256 px); ``std``: the input normalisation's std, where the paper's configs
+    uint8 at 224 px, Entity-30's 30 GB at 256 px); ``std``: the input normalisation's std, where the official configs
     differ from the backbone's usual one (:data:`PAPER_STD`; None: the usual)."""
     chapter: str
     id_set: str
@@ -144,7 +145,7 @@ class Sweep:
     lpft_lrs: tuple = GRIDS["lpft"]
     wise_alphas: tuple = ()            # WiSE-FT: interpolations of each FT run with its seed's LP model
     l2sp_lrs: tuple = ()               # L2-SP runs (FT with the penalty), one per (lr, seed)
-    l2sp_weight: float = 0.01          # the official code's L2-SP weight (reference 3.4)
+    l2sp_weight: float = 0.01          # the official code's L2-SP weight (l2sp_experiments)
     epochs: int = 20
     image_size: int = 224
     batch_size: int = 64
@@ -152,7 +153,7 @@ class Sweep:
     augment: str = "none"
     centre_crop: bool = False
     load_size: int | None = None
-    n_val: int | None = None           # None: the ID test set doubles as ID-val (the paper's code)
+    n_val: int | None = None           # None: the ID test set doubles as ID-val (the official code)
     lp: str = "logistic"               # LP_KINDS: scikit-learn's logistic regression over Cs, or an SGD probe
     lp_epochs: int = 5                 # the SGD probe's epochs and learning rate (the paper's ImageNet LP)
     lp_lr: float = 0.1
@@ -457,8 +458,8 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
 
 def select(table: pd.DataFrame) -> pd.DataFrame:
     """The runs each method reports: FT, LP-FT and L2-SP at the learning rate with the best mean ID-val accuracy over
-    seeds (the first in grid order on ties), reference Section 3.4, and WiSE-FT at the best (learning rate, alpha);
-    LP's runs (one, or one per seed)."""
+    seeds (the first in grid order on ties), as the paper's Section 4.1 selects on ID validation, and WiSE-FT at the
+    best (learning rate, alpha); LP's runs (one, or one per seed)."""
     keep = [table[table["method"] == "LP"]]
     for method in METHODS[1:]:
         t = table[table["method"] == method]
@@ -490,8 +491,9 @@ def summarise(records: list[dict]) -> pd.DataFrame:
 
 
 def compare_with_paper(summary: pd.DataFrame, experiment: str = "cifar-stl") -> pd.DataFrame:
-    """This run's accuracies next to the paper's (Tables 1-2, :mod:`lpft.paper`) and the difference, one row per
-    (set, split, method)."""
+    """This run's accuracies next to the paper's (Tables 1-2, :mod:`lpft.paper`, with its ``checked`` column: the
+    submission's table a cell was checked against, or "not checked against any text") and the difference, one row
+    per (set, split, method)."""
     from lpft import paper
 
     spec = experiment_of(experiment)

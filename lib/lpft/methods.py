@@ -1,10 +1,11 @@
 """LP, FT, LP-FT and three later methods on a pretrained :class:`~lpft.models.DigitNet`, behind one interface.
 
 ``fit(method, pretrained, task, hp, seed)`` returns a new model and never changes ``pretrained``. LP, FT and LP-FT
-follow Section 3.4 of the reference (how the LP-FT paper, Kumar et al., ICLR 2022, ran them); the others are the
-follow-ups of its Section 8: WiSE-FT (Wortsman et al., CVPR 2022), L2-SP (Li, Grandvalet and Davoine, ICML 2018) and
-surgical fine-tuning (Lee et al., ICLR 2023). FT, LP-FT, L2-SP and surgical share one training loop, :func:`train`;
-they differ only in the head's initialisation, which parameters train, the train/eval mode and a penalty.
+follow how the LP-FT paper (Kumar et al., ICLR 2022; Sections 4.1-4.2 of its ICLR submission) and its official code
+(github.com/AnanyaKumar/transfer_learning) ran them; the others are later methods: WiSE-FT (Wortsman et al., CVPR
+2022), L2-SP (Li, Grandvalet and Davoine, ICML 2018) and surgical fine-tuning (Lee et al., ICLR 2023). FT, LP-FT,
+L2-SP and surgical share one training loop, :func:`train`; they differ only in the head's initialisation, which
+parameters train, the train/eval mode and a penalty.
 All selection is on ID validation accuracy, never on test or OOD data.
 """
 from __future__ import annotations
@@ -58,8 +59,9 @@ def accuracy(model: DigitNet, data: TensorDataset) -> float:
 
 
 def feature_change(pretrained: DigitNet, model: DigitNet, data: TensorDataset) -> float:
-    """Mean over examples and dimensions of the squared change of the penultimate features, ×100 (the paper's metric,
-    reference Section 5)."""
+    """Mean over examples and dimensions of the squared difference between the penultimate features of ``model`` and
+    of ``pretrained``, ×100 (what the official code's notebook ``scripts/lpft_change_in_reps_and_weights.ipynb``
+    computes; the paper's text reports an average Euclidean distance instead, see :mod:`lpft.paper`)."""
     return 100.0 * ((features(model, data) - features(pretrained, data)) ** 2).mean().item()
 
 
@@ -74,8 +76,8 @@ def train(model: DigitNet, task: Task, *, lr: float, epochs: int, seed: int,
     SGD with momentum 0.9 on ``trainable`` (default: every parameter), cross-entropy (+ ``penalty()``), cosine learning
     rate decayed once per epoch, shuffled batches from a generator seeded by ``seed``; the network is in ``eval()``
     mode throughout when ``eval_mode`` (LP-FT's frozen normalisation statistics), else in ``train()`` mode. Early
-    stopping as in reference Section 3.4: after each epoch the ID-val accuracy is measured and the best epoch's weights
-    are kept (first on ties); the starting point (epoch 0) is not a candidate, except when ``epochs == 0``, which
+    stopping as in the paper (Section 4.1, on ID validation accuracy): after each epoch the ID-val accuracy is
+    measured and the best epoch's weights are kept (first on ties); the starting point (epoch 0) is not a candidate, except when ``epochs == 0``, which
     returns ``model`` unchanged.
     """
     params = list(model.parameters()) if trainable is None else list(trainable)
@@ -112,7 +114,7 @@ def train(model: DigitNet, task: Task, *, lr: float, epochs: int, seed: int,
 def probe_weights(clf: LogisticRegression, mu: float, sigma: float, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """The head ``(W, b)`` on raw features of a logistic regression fitted on features normalised as (f − μ)/σ:
     ``W f + b = coef (f − μ)/σ + intercept``. Classes absent from training get zero rows; a binary fit's one logit
-    w·z + b becomes the two logits ∓(w·z + b)/2 (reference Section 3.4)."""
+    w·z + b becomes the two logits ∓(w·z + b)/2 (the same softmax)."""
     coef, intercept = clf.coef_, clf.intercept_
     if coef.shape[0] == 1:
         coef, intercept = np.vstack([-coef / 2, coef / 2]), np.hstack([-intercept / 2, intercept / 2])
@@ -123,8 +125,8 @@ def probe_weights(clf: LogisticRegression, mu: float, sigma: float, n_classes: i
 
 
 def linear_probe(pretrained: DigitNet, task: Task, C: float) -> DigitNet:
-    """LP (reference Section 3.4): scikit-learn ``LogisticRegression`` (L-BFGS, multinomial, max_iter 1000, inverse
-    regularisation ``C``) on the frozen penultimate features of ``task.train`` (``eval()`` mode), normalised by one
+    """LP (the paper's Section 4.1: ℓ2-regularised logistic regression on frozen features): scikit-learn
+    ``LogisticRegression`` (L-BFGS, multinomial, max_iter 1000, inverse regularisation ``C``) on the frozen penultimate features of ``task.train`` (``eval()`` mode), normalised by one
     scalar mean and std over the whole training feature matrix. The weights are un-normalised into the head, so
     ``head(f) = W (f − μ)/σ + b``; classes absent from training get zero rows. The backbone is an exact copy."""
     model = copy.deepcopy(pretrained).eval()
@@ -149,12 +151,12 @@ def _fresh_head(pretrained: DigitNet, task: Task, seed: int) -> DigitNet:
 
 
 def fine_tune(pretrained: DigitNet, task: Task, lr: float, epochs: int, seed: int, **options) -> DigitNet:
-    """FT (reference Section 3.4): fresh random head, every parameter trained, network in ``train()`` mode."""
+    """FT (the paper's Section 4.1): fresh random head, every parameter trained, network in ``train()`` mode."""
     return train(_fresh_head(pretrained, task, seed), task, lr=lr, epochs=epochs, seed=seed, **options)
 
 
 def lp_ft(lp_model: DigitNet, task: Task, lr: float, epochs: int, seed: int, **options) -> DigitNet:
-    """LP-FT (reference Section 3.4): from the LP model (its head), every parameter trained with a 10–100× smaller
+    """LP-FT (the paper's Section 4.2): from the LP model (its head), every parameter trained with a 10–100× smaller
     learning rate than FT, network in ``eval()`` mode so normalisation statistics stay frozen. (GroupNorm and
     no-norm networks have no running statistics, so here ``eval()`` changes nothing; GroupNorm's affine parameters
     train, as BatchNorm's did in the paper.)"""
@@ -247,8 +249,8 @@ def fit(method: str, pretrained: DigitNet, task: Task, hp: dict, seed: int, *, p
 
 def select(method: str, pretrained: DigitNet, task: Task, grid: list[dict], seed: int, *,
            progress: bool = False) -> tuple[DigitNet, dict, pd.DataFrame]:
-    """Fit ``method`` at every hyperparameter setting of ``grid`` and keep the best by ID-val accuracy (reference
-    Section 3.4; the first on ties). Returns ``(best_model, best_hp, table)``, ``table`` one row per setting: its
+    """Fit ``method`` at every hyperparameter setting of ``grid`` and keep the best by ID-val accuracy (as the
+    paper's Section 4.1; the first on ties). Returns ``(best_model, best_hp, table)``, ``table`` one row per setting: its
     hyperparameters, ``val_acc``, ``id_acc`` (ID test) and ``ood_acc``. Test and OOD data are measured, never used
     to choose. LP and FT runs shared by LP-FT or WiSE-FT settings are fitted once."""
     if not grid:

@@ -39,7 +39,7 @@ class DigitNet(nn.Module):
     """conv3(32)-conv3(32)-pool, conv3(64)×2-pool, conv3(128)-GAP → 128-d features → linear head (``n_classes``).
 
     ``norm="group"`` puts a GroupNorm (8 groups) after every convolution; ``"none"`` has no normalisation layer
-    (the feasibility study's network). Without BatchNorm, ``train()`` and ``eval()`` compute the same function.
+    (the ablation of the digit chapter). Without BatchNorm, ``train()`` and ``eval()`` compute the same function.
     """
 
     def __init__(self, n_classes: int = 10, norm: str = "none"):

@@ -1,4 +1,4 @@
-"""The experiment protocol of the paper (Section 4; reference notes 3.4) on the CPU-scale digit task.
+"""The experiment protocol of the paper (Section 4 of its ICLR 2022 submission) on the CPU-scale digit task.
 
 For one downstream seed: draw the task (ID train / ID-val / ID-test, OOD test), take the pretrained backbone, and run
 every method with its hyperparameters selected on **ID validation only**: LP (C), FT (lr), LP-FT (lr, from the
@@ -162,7 +162,8 @@ def grid_table(records: list[dict]) -> pd.DataFrame:
 
 
 def interval90(x) -> float:
-    """Half-width of the paper's 90% interval over seeds: 1.645 · std / √n (reference notes 3.4)."""
+    """Half-width of a 90% interval over seeds like the paper's: 1.645 · std / √n (the formula of the official code's
+    result notebooks, e.g. ``scripts/lpft_change_in_reps_and_weights.ipynb``)."""
     x = np.asarray(x, dtype=float)
     return float(1.645 * x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
 

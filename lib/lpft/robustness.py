@@ -1,13 +1,13 @@
 """How robust the digit chapter's result is: three studies of LP, FT and LP-FT under the paper's conditions.
 
-Each varies one precondition of the LP-FT paper's claim (Kumar et al., ICLR 2022, Sections 1, 4 and 6) and keeps the
-rest of the digit protocol (:mod:`lpft.protocol`: hyperparameters selected on ID-val only, seeds in parallel, one
+Each varies one condition of the LP-FT paper's claim (Kumar et al., ICLR 2022; Sections 1 and 4 of its ICLR
+submission) and keeps the rest of the digit protocol (:mod:`lpft.protocol`: hyperparameters selected on ID-val only, seeds in parallel, one
 record per seed):
 
 * **pretraining**: the supervised backbone (:func:`lpft.protocol.pretrained_model`) against SimCLR-style contrastive
   pretraining on the same pool with labels unused (:func:`lpft.contrastive.pretrain`);
-* **fewer ID labels**: ``n_train_per_class`` labelled MNIST images per class (the paper: LP does relatively better
-  with less data);
+* **fewer ID labels**: ``n_train_per_class`` labelled MNIST images per class (a common expectation, not a claim of the
+  paper: LP might do relatively better with less data);
 * **other shift kinds**: the selected models of each seed evaluated on UCI under every kind of
   :func:`lpft.digits.apply_shift` (inversion, rotation, thicker or thinner strokes, blur) at several strengths.
   Training never sees the OOD set, so the same models serve every shift.
