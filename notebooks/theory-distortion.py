@@ -14,14 +14,28 @@
 # (ch-distortion)=
 # # What makes fine-tuning distort
 #
-# **Claim** ({cite:t}`kumar2022finetuning`, Section 3). Fine-tuning's OOD error is set by two things:
+# **What the paper says.** The lower bound of Theorem 3.1 (quoted in full in {ref}`ch-bound`) grows with two
+# quantities: the head-alignment error $\varphi$ and the principal-angle term $\cos\theta_k(R, S^\perp)$. The
+# version submitted to ICLR 2022 {cite:p}`kumar2021submission` (Section 3.2) reads them so (verbatim):
+#
+# > Alignment error of random head initialization ($\varphi$). The lower bound increases as $\varphi$ increases i.e.
+# > alignment error increases. The gradient updates to the head and base parameters are coupled. If the head was
+# > initialized perfectly at $v_\star$, then fine-tuning updates would not increase the OOD error.
+#
+# > The only way the pretrained features are not distorted and only scaled during FT is if the initial features
+# > $B_0$ is exactly aligned with the ID subspace (i.e. the subspace of training data). [...] However, if the angle
+# > is non-zero, the updates would lead to distortions. This motivates our mild non-degeneracy condition where we
+# > require the "coverage-angle" to be non-zero.
+#
+# **What this chapter measures** (these are this book's measurements, not statements of the paper): how FT's OOD
+# error itself, not its lower bound, depends on
 #
 # 1. **how far the head has to travel**: from its initialisation $v_0$ to the head $v_\star$ that fits the data;
-# 2. **how much the feature directions leave the ID subspace**: $\cos\theta_{\max}(R, S^\perp)$, where
-#    $R = \mathrm{rowspace}(B_\star)$ and $S^\perp$ is the complement of the span of the training inputs.
+# 2. **how much the feature directions leave the ID subspace**: $\cos\theta_{\max}(R_\star, S^\perp)$, where
+#    $R_\star = \mathrm{rowspace}(B_\star)$ and $S^\perp$ is the complement of the span of the training inputs.
 #
-# LP and LP-FT depend on neither: LP never moves the features, and LP-FT starts with the LP head, which is already
-# near $v_\star$. We test this with four sweeps on the two-layer linear network — the head's initial angle, the
+# LP and LP-FT should depend on neither: LP never moves the features, and LP-FT starts with the LP head, which is
+# already near $v_\star$. We test this with four sweeps on the two-layer linear network — the head's initial angle, the
 # random head's scale, the dimension of the ID subspace, and the number of training examples — each averaged over
 # random instances and integrated by exact gradient flow.
 
@@ -92,9 +106,9 @@ report.table(ref_mean.reset_index())
 # ## Sweep 1: the angle of the initial head
 #
 # We fix $\|v_0\| = \|v_\star\|$ and turn $v_0$ away from $v_\star$ by an angle $\theta$ (in a random plane), on
-# instances with $m$ = {glue:text}`dist_m` and $n$ = {glue:text}`dist_n`. The recalled lower bound of the paper
-# uses the head-alignment error $\varphi^2 = |(v_0^\top v_\star)^2 - \|v_\star\|^4| / \|v_\star\|^2$, here
-# $\varphi = |\sin\theta|$: it cannot tell $v_0 = -v_\star$ from $v_0 = v_\star$. The last column,
+# instances with $m$ = {glue:text}`dist_m` and $n$ = {glue:text}`dist_n`. Theorem 3.1 uses the head-alignment error
+# $\varphi^2 = |(v_0^\top v_\star)^2 - (v_\star^\top v_\star)^2|$ (read with the absolute value, see
+# {ref}`ch-bound`), here $\varphi = |\sin\theta|$: it cannot tell $v_0 = -v_\star$ from $v_0 = v_\star$. The last column,
 # $4\|P_{S^\perp} w_\star\|^2$, is the OOD error of a predictor that is exact on $S$ but equals $-w_\star$ on
 # $S^\perp$: the flipped head $-v_\star$ on unchanged features $B_\star$ there.
 
@@ -106,7 +120,7 @@ s = sweeps.spread(angle, "ood")
 g = angle.groupby("x")
 angle_table = pd.DataFrame({
     "θ (degrees)": s["x"].astype(int), "φ": [report.fmt(p, 3, 1e-6) for p in g["phi"].mean()],
-    "recalled bound on √L_ood": g["bound"].mean().values,
+    "Theorem 3.1 bound on √L_ood": g["bound"].mean().values,
     "FT OOD (mean)": s["mean"], "FT OOD (10%)": s["lo"], "FT OOD (90%)": s["hi"],
     "‖v∞ − v*‖": g["head_dist"].mean().values, "‖B − B0‖_F": g["feature_change"].mean().values,
     "4‖P_S⊥ w*‖²": g["perp_flip"].mean().values})
@@ -145,8 +159,6 @@ report.glue_number("dist_a_bound_sq_max", angle["bound_sq"].max())
 report.glue_number("dist_a_bound_gap", (angle["ood"] / angle["bound_sq"]).replace(np.inf, np.nan).min())
 report.glue_number("dist_a_n_violations", int((np.sqrt(angle["ood"]) < angle["bound"]).sum()), digits=9, floor=0)
 report.glue_number("dist_a_n_runs", len(angle))
-for name, value in {"dist_ref_0": 4.2e-4, "dist_ref_90": 0.68, "dist_ref_180": 2.35}.items():
-    report.glue_number(name, value)  # Table B of the reference notes (independent simulation, not this book)
 print(f"θ={a_lo}: FT OOD / LP-FT OOD per instance in [{report.fmt(zero_vs_lpft.min())}, "
       f"{report.fmt(zero_vs_lpft.max())}]; θ={a_hi}: FT OOD / 4‖P_S⊥w*‖² − 1 in "
       f"[{report.fmt(flip_excess.min())}, {report.fmt(flip_excess.max())}]")
@@ -162,7 +174,7 @@ ax.set(yscale="log", xlabel=r"initial head angle $\theta$ (degrees)", ylabel="OO
 ax.legend(fontsize="small")
 bx.plot(g["ood"].apply(lambda e: np.sqrt(e).mean()), "o-", color=METHOD_COLORS["FT"], ms=4,
         label=r"FT: $\sqrt{L_{\mathrm{ood}}}$")
-bx.plot(g["bound"].mean(), "s--", color="grey", ms=4, label="recalled lower bound")
+bx.plot(g["bound"].mean(), "s--", color="grey", ms=4, label="Theorem 3.1 lower bound")
 bx.axhline(0, color="k", lw=0.8)
 bx.set(xlabel=r"initial head angle $\theta$ (degrees)", ylabel=r"$\sqrt{L_{\mathrm{ood}}}$ (mean over instances)",
        xticks=np.arange(0, 181, 30))
@@ -175,30 +187,29 @@ plotting.finish(fig, "fig_dist_angle")
 #
 # FT from a head of norm $\|v_\star\|$ at angle $\theta$ to $v_\star$ ($\varepsilon$ = {glue:text}`dist_eps`).
 # Left: FT's OOD error (mean and 10–90 % band over instances) against LP and LP-FT, which do not use $v_0$; the
-# cross marks the mean of $4\|P_{S^\perp} w_\star\|^2$. Right: the square root of FT's OOD error and the recalled
-# lower bound on it (mean over instances), which is symmetric in $\theta \mapsto 180^\circ - \theta$ and negative
+# cross marks the mean of $4\|P_{S^\perp} w_\star\|^2$. Right: the square root of FT's OOD error and the lower
+# bound of Theorem 3.1 (eq. 3.7, $\epsilon$ not squared) on it (mean over instances), which is symmetric in $\theta \mapsto 180^\circ - \theta$ and negative
 # (vacuous) near both ends.
 # ```
 #
 # FT's OOD error increases at every step of the grid up to {glue:text}`dist_a_second_last`° on
 # {glue:text}`dist_a_inner_increasing` of {glue:text}`dist_n_seeds` instances, and over the whole grid on
-# {glue:text}`dist_a_increasing`; near 180° it levels off (at {glue:text}`dist_a_hi`° every instance's error is at
-# least a fraction {glue:text}`dist_a_end_vs_max` of its largest value over the angles). On average it rises from
+# {glue:text}`dist_a_increasing`; at {glue:text}`dist_a_hi`° every instance's error is at least a fraction
+# {glue:text}`dist_a_end_vs_max` of its largest value over the angles. On average it rises from
 # {glue:text}`dist_a_ood_lo` at $\theta$ = {glue:text}`dist_a_lo`° through
-# {glue:text}`dist_a_ood_90` at 90° to {glue:text}`dist_a_ood_hi` at {glue:text}`dist_a_hi`° (mean over instances;
-# the reference simulation reports {glue:text}`dist_ref_0`, {glue:text}`dist_ref_90` and {glue:text}`dist_ref_180`).
+# {glue:text}`dist_a_ood_90` at 90° to {glue:text}`dist_a_ood_hi` at {glue:text}`dist_a_hi`° (mean over instances).
 # Started at $v_0 = v_\star$, FT behaves like LP-FT, whose head also starts at or near $v_\star$: its OOD error is
 # {glue:text}`dist_a_ratio_min` to {glue:text}`dist_a_ratio_max` times LP-FT's
 # (mean {glue:text}`dist_lpft_ood`), below LP's {glue:text}`dist_lp_ood`.
 #
-# At {glue:text}`dist_a_hi`° the recalled bound is vacuous — $\varphi$ is {glue:text}`dist_a_flip_phi` (zero up to
+# At {glue:text}`dist_a_hi`° the bound of Theorem 3.1 is vacuous — $\varphi$ is {glue:text}`dist_a_flip_phi` (zero up to
 # round-off) and its
 # right-hand side is at most {glue:text}`dist_a_flip_bound` — yet the error is near its largest. The head
 # barely gets closer: it ends {glue:text}`dist_a_headdist_hi` from $v_\star$ (it started 2 away); instead the
 # features on $S$ reverse their component along $v_\star$, and the OOD error is that of $-v_\star$ on the untouched
 # features,
 # $4\|P_{S^\perp}w_\star\|^2$ = {glue:text}`dist_a_flip_ref` on average; per instance FT's error exceeds it by a
-# relative {glue:text}`dist_a_flip_rel_min` to {glue:text}`dist_a_flip_rel_max`. The recalled bound is violated on
+# relative {glue:text}`dist_a_flip_rel_min` to {glue:text}`dist_a_flip_rel_max`. Theorem 3.1's bound is violated on
 # {glue:text}`dist_a_n_violations` of {glue:text}`dist_a_n_runs` runs, and it is loose: its square is at most
 # {glue:text}`dist_a_bound_sq_max`, and where it is positive the error is at least {glue:text}`dist_a_bound_gap` times
 # the squared bound.
@@ -240,7 +251,7 @@ fig, ax = plotting.figure(width=5.6, height=3.8)
 sweeps.plot_band(ax, scale, "ood", "FT", METHOD_COLORS["FT"], label="FT")
 ax.axhline(lpft_ood.mean(), color=METHOD_COLORS["LP-FT"], ls="--", label="LP-FT (any σ)")
 ax.axhline(lp_ood.mean(), color=METHOD_COLORS["LP"], ls=":", label="LP (any σ)")
-ax.plot(scale_table["σ"], scale_table["squared bound"], "s--", color="grey", ms=4, label="recalled bound, squared")
+ax.plot(scale_table["σ"], scale_table["squared bound"], "s--", color="grey", ms=4, label="Theorem 3.1 bound, squared")
 ax.set(xscale="log", yscale="log", xlabel=r"scale $\sigma$ of the random head $v_0 \sim \sigma\,\mathcal{N}(0, I_k)$",
        ylabel="OOD excess squared error")
 ax.legend(fontsize="small")
@@ -251,7 +262,7 @@ plotting.finish(fig, "fig_dist_scale")
 # :name: fig-dist-scale
 #
 # FT's OOD error against the scale of its random initial head (mean and 10–90 % band), with LP and LP-FT and the
-# square of the recalled lower bound (mean over instances; values where the bound is vacuous count as 0).
+# square of the lower bound of Theorem 3.1 (mean over instances; values where the bound is vacuous count as 0).
 # ```
 #
 # A small random head is the paper's case: from $\sigma$ = {glue:text}`dist_s_lo` the OOD error is
@@ -384,8 +395,7 @@ plotting.finish(fig, "fig_dist_dim")
 # {glue:text}`dist_m_lp_range_hi` and LP-FT's at or below {glue:text}`dist_m_lpft_max`; the largest LP value,
 # {glue:text}`dist_m_lp_at_lo` at $m$ = {glue:text}`dist_m_lo`, is not distortion but conditioning: with $m \le k$
 # the probe determines $k$ head coefficients from features restricted to an $m$-dimensional $S$, so the
-# $O(\varepsilon)$ feature error is amplified (or the head is underdetermined). The reference simulation reports LP
-# and LP-FT "≈ 1e-3" across its table; that is not true at the smallest $m$ here.
+# $O(\varepsilon)$ feature error is amplified (or the head is underdetermined).
 #
 # ## Sweep 4: the number of training examples
 #
@@ -462,10 +472,10 @@ assert max_loss <= 1.01e-20, "a gradient-flow run stopped before fitting the tra
 #
 # - **Head angle.** FT's OOD error rises with the initial head's angle, from {glue:text}`dist_a_ood_lo` at 0° —
 #   {glue:text}`dist_a_ratio_min` to {glue:text}`dist_a_ratio_max` times LP-FT's on the same instance — to
-#   {glue:text}`dist_a_ood_hi` at 180° (reference: {glue:text}`dist_ref_0` and {glue:text}`dist_ref_180`); it
+#   {glue:text}`dist_a_ood_hi` at 180°; it
 #   increases at every step up to {glue:text}`dist_a_second_last`° on {glue:text}`dist_a_inner_increasing` of
-#   {glue:text}`dist_n_seeds` instances and levels off near 180°.
-# - **The bound is sign-blind.** At 180° the recalled bound's $\varphi$ is {glue:text}`dist_a_flip_phi`, so it says
+#   {glue:text}`dist_n_seeds` instances (over the whole grid on {glue:text}`dist_a_increasing`).
+# - **The bound is sign-blind.** At 180° the $\varphi$ of Theorem 3.1 is {glue:text}`dist_a_flip_phi`, so it says
 #   nothing, while FT's error matches $4\|P_{S^\perp}w_\star\|^2$ to a relative {glue:text}`dist_a_flip_rel_min` to
 #   {glue:text}`dist_a_flip_rel_max`: the features on $S$ turn around instead of the head. The bound had
 #   {glue:text}`dist_a_n_violations` violations in {glue:text}`dist_a_n_runs` runs; where it is not vacuous the
@@ -482,7 +492,6 @@ assert max_loss <= 1.01e-20, "a gradient-flow run stopped before fitting the tra
 #   and is round-off ({glue:text}`dist_m_ft_full`) when $S = \mathbb R^d$.
 # - **LP and LP-FT** do not depend on the head at all and barely on the geometry (LP-FT's OOD error at most
 #   {glue:text}`dist_m_lpft_max` in sweep 3), except through LP's conditioning: at the smallest $m$ and at $n = k$
-#   LP's error rises to {glue:text}`dist_m_lp_at_lo` and {glue:text}`dist_n_lp_at_k`, and LP-FT follows it. The
-#   reference's "LP and LP-FT ≈ 1e-3 for every $m$" does not hold at $m$ = {glue:text}`dist_m_lo`.
+#   LP's error rises to {glue:text}`dist_m_lp_at_lo` and {glue:text}`dist_n_lp_at_k`, and LP-FT follows it.
 # - **Sample size.** More examples help FT only by shrinking $S^\perp$; with {glue:text}`dist_n_hi` of
 #   {glue:text}`dist_d` dimensions seen, FT is still {glue:text}`dist_n_ft_lp_min` or more times worse than LP OOD.

@@ -14,8 +14,12 @@
 # (ch-invariants)=
 # # The setting and its two invariants
 #
-# **Claim** ({cite:t}`kumar2022finetuning`, Section 3). In a two-layer linear network $f_{v,B}(x) = v^\top B x$
-# trained by gradient flow on the squared loss, two quantities never change:
+# **What the paper states.** The version submitted to ICLR 2022 {cite:p}`kumar2021submission` (Section 3.2.1)
+# names two ingredients (verbatim): "Features get distorted because representations change only in the ID subspace
+# (i.e., subspace along the training data) and are unchanged in the orthogonal subspace", and, in the proof sketch of
+# its Theorem 3.1, "a "balancedness" invariant in Du et al. (2018) holds across the fine-tuning trajectory".
+# Written out for a two-layer linear network $f_{v,B}(x) = v^\top B x$ trained by gradient flow on the squared loss,
+# two quantities never change:
 #
 # 1. the features on the complement of the training inputs' span, $B(t)\,P_{S^\perp} = B_0 P_{S^\perp}$;
 # 2. the *balancedness* $C(v, B) = v v^\top - B B^\top$ {cite:p}`du2018algorithmic`.
@@ -59,8 +63,8 @@ print(cfg)
 # \partial_t v = \tfrac2n\, B X^\top r, \qquad \partial_t B = \tfrac2n\, v\, r^\top X .
 # $$ (eq-flow)
 #
-# (The paper uses the sum instead of the mean; the factor $1/n$ only rescales time.) The default sizes follow the
-# independent check in the project's reference notes:
+# (The paper uses the sum instead of the mean; the factor $1/n$ only rescales time.) The default sizes are small
+# enough to integrate exactly and large enough to be in the paper's setting $1 \le k < n < d$, $k < d - n$:
 
 # %%
 setting = Setting()

@@ -44,7 +44,7 @@ def test_180_degrees_bound_vacuous_error_is_flipped_head(angle_runs):
     inst = insts[-1]
     phi = theory.head_alignment_error(inst.v0, inst.v_star)
     assert phi < 1e-6  # v0 = −v*: φ vanishes up to round-off ...
-    assert theory.ft_lower_bound(inst) <= 0.0  # ... so the recalled bound says nothing
+    assert theory.ft_lower_bound(inst) <= 0.0  # ... so the bound of Theorem 3.1 says nothing
     w_perp = inst.Q_S_perp.T @ inst.w_star
     flip = 4.0 * float(w_perp @ w_perp)
     # measured relative excess 7.6 % on this instance (0.5 % to 8.4 % over 8 instances): rel 10 %

@@ -1,4 +1,5 @@
 """The book's structure: every chapter source is in the TOC and the chapter registry, and nothing else is."""
+import re
 from pathlib import Path
 
 import yaml
@@ -64,3 +65,13 @@ def test_no_rcparams_outside_lib():
     for nb in (ROOT / "notebooks").glob("*.py"):
         text = nb.read_text()
         assert "rcParams" not in text and "plt.style.use" not in text, nb
+
+
+def test_no_pointers_to_documents_readers_do_not_have():
+    """The book cites the papers, their public code and its own cells, never notes that only its authors had."""
+    phrases = re.compile(r"reference notes|reference simulation|feasibility study|recalled|the issue lists|"
+                         r"\(reference \d|reference section|of the reference\b", re.IGNORECASE)
+    hits = [f"{p.relative_to(ROOT)}:{i}" for folder in ("notebooks", "book", "lib")
+            for p in sorted((ROOT / folder).rglob("*")) if p.suffix in (".py", ".md")
+            for i, line in enumerate(p.read_text().splitlines(), 1) if phrases.search(line)]
+    assert not hits, f"pointers to documents the reader does not have: {hits}"

@@ -234,3 +234,63 @@ def test_lpft_moves_features_less(inst):
     _, B_ft = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0)
     _, B_lf = theory.lp_ft(inst.X, inst.Y, inst.B0)
     assert np.linalg.norm(B_ft - inst.B0) > 3 * np.linalg.norm(B_lf - inst.B0)
+
+
+# ---- the paper's setting: orthonormal features, ε over rotations, bad input -------------------------------------
+
+@pytest.mark.parametrize("eps", [0.0, 0.05, 0.3, 1.0])
+def test_pretrained_features_are_orthonormal_with_exact_feature_error(eps):
+    inst = theory.make_instance(Setting(eps=eps), seed=4)
+    k = inst.setting.k
+    assert np.allclose(inst.B0 @ inst.B0.T, np.eye(k), atol=1e-12)
+    assert inst.eps == pytest.approx(eps, abs=1e-12)
+    assert np.allclose(theory.best_rotation(inst.B0, inst.B_star), np.eye(k), atol=1e-9 if eps else 1e-12)
+
+
+def test_feature_error_minimises_over_rotations():
+    """min_U ‖B0 − UB*‖₂: the closed form is attained and no nearby or random orthogonal U does better; it does not
+    change when B0 is rotated (the paper's identifiability up to U)."""
+    rng = np.random.default_rng(0)
+    inst = theory.make_instance(Setting(k=4, eps=0.4), seed=2)
+    U0 = np.linalg.qr(rng.standard_normal((4, 4)))[0]
+    B0 = U0 @ inst.B0
+    eps = theory.feature_error(B0, inst.B_star)
+    assert eps == pytest.approx(0.4, abs=1e-12)
+    U = theory.best_rotation(B0, inst.B_star)
+    for _ in range(300):
+        A = rng.standard_normal((4, 4)) * 0.05
+        Q = U @ scipy_expm(A - A.T)
+        assert np.linalg.norm(B0 - Q @ inst.B_star, 2) >= eps - 1e-12
+    for _ in range(300):
+        Q = np.linalg.qr(rng.standard_normal((4, 4)))[0]
+        assert np.linalg.norm(B0 - Q @ inst.B_star, 2) >= eps - 1e-12
+    with pytest.raises(ValueError, match="orthonormal rows"):
+        theory.feature_error(2 * B0, inst.B_star)
+
+
+def scipy_expm(A):
+    import scipy.linalg
+    return scipy.linalg.expm(A)
+
+
+@pytest.mark.parametrize("bad, msg", [(dict(k=1, head="angle", head_angle=10.0), "k = 1"),
+                                      (dict(head="angle", head_angle=200.0), r"\[0, 180\]"),
+                                      (dict(eps=1.5), "eps must be in"), (dict(n=0), "n >= 1"),
+                                      (dict(head_scale=-1.0), "head_scale"), (dict(k=30, eps=0.1), "2k <= d")])
+def test_silent_nan_paths_are_errors(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        theory.make_instance(Setting()._replace(**bad))
+
+
+def test_k1_heads_at_0_and_180_degrees():
+    for angle, sign in ((0.0, 1.0), (180.0, -1.0)):
+        inst = theory.make_instance(Setting(k=1, head="angle", head_angle=angle), seed=0)
+        assert np.allclose(inst.v0, sign * inst.v_star, atol=1e-15)
+
+
+def test_paper_setting_conditions():
+    assert Setting().outside_paper_setting() == []
+    assert Setting(n=45).outside_paper_setting() == ["k < d − n"]
+    assert Setting(k=5, n=5).outside_paper_setting() == ["k < n", "k < dim S = min(n, m)"]
+    assert Setting(k=5, m=5).outside_paper_setting() == ["k < dim S = min(n, m)"]
+    assert "n < d" in Setting(n=60).outside_paper_setting()

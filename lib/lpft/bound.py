@@ -1,18 +1,21 @@
-"""The fine-tuning OOD lower bound of Section 3 of the LP-FT paper, checked on thousands of random instances.
+"""The fine-tuning OOD lower bound of Section 3 (Theorem 3.1, eq. 3.7 of the ICLR 2022 submission of the LP-FT
+paper), checked on thousands of random instances of the paper's setting.
 
-The bound, **as recalled** (reference notes, tag [M]; :func:`lpft.theory.ft_lower_bound`): for all t ≥ 0,
+The statement (:func:`lpft.theory.ft_lower_bound` evaluates its right-hand side): if cos θ_k(R, S⊥) > 0, for all t
 
-    √L_ood(v(t), B(t)) ≥ √σ_min(Σ) · [ κ · cos θ_max(R, S⊥) · min(φ, φ²/‖w*‖) − ε ],   κ = 1 / (√k (1 + ‖w*‖)),
+    √L_ood(v_ft(t), B_ft(t)) ≥ κ · cos θ_k(R, S⊥) · min(φ, φ²/‖w*‖) − ε,    κ = 1 / (√k (1 + ‖w*‖)²),
 
-with φ² = |(v0ᵀv*)² − ‖v*‖⁴| / ‖v*‖². The structure is certain; the constant κ is recalled. This module
+with R = rowspace(B0), φ² = |(v0ᵀv*)² − (v*ᵀv*)²| and L_ood(v, B) = ‖B*ᵀv* − Bᵀv‖² (the worst case over ‖x‖ ≤ 1).
+This module
 
-* draws instances from a *family* of settings (:func:`draw_case`: k, n, m, ε, the OOD second moment, the scale of
-  the target, random heads of several scales and fixed-angle heads of several norms),
+* draws instances from a *family* inside the paper's setting 1 ≤ k < n < d, k < d − n (:func:`draw_case`: k, n, m,
+  ε, the scale of the target, random heads of several scales and fixed-angle heads of several norms),
 * fine-tunes all of them by batched gradient descent (:func:`check_bound`; one tensor program per k, see
   :func:`run_group`), with a step size chosen per instance from its data and head (:func:`stable_lr`),
-* records √L_ood, the training loss, ‖v − v*‖ and ‖v‖ along every trajectory, and compares them with the
-  right-hand side (:func:`summary`, :func:`per_group`) and with the derived first step of the bound,
-  √L_ood ≥ √σ_min(Σ|S⊥)(cos θ_max ‖v − v*‖ − ε‖v‖), which follows exactly from B(t)P_{S⊥} = B0 P_{S⊥}
+* records √L_ood, the training loss, ‖v − Uv*‖ and ‖v‖ along every trajectory (U: the rotation that aligns B0 with
+  B*), and compares them with the right-hand side (:func:`summary`, :func:`per_group`), with the largest constant
+  that would hold (:func:`implied_constant`: any version of κ can be compared), and with the exact first step of the
+  proof, √L_ood ≥ cos θ_k(R, S⊥)‖v(t) − Uv*‖ − ε‖w*‖, which follows from B(t)P_S⊥ = B0P_S⊥
   (:meth:`BoundCheck.core_slack`).
 
 Per-instance step sizes inside one batch. :func:`lpft.theory.fine_tune_batched` takes one step size and one shape.
@@ -21,16 +24,8 @@ multiplied by a², the predictor vᵀBx is unchanged), and zero rows appended to
 So each instance is padded to the largest n and scaled by a, and the batch runs with step 1: instance i follows GD
 with its own η_i, and its gradient-flow time after s steps is s·η_i.
 
-Two forms of the bound are evaluated:
-
-* **stated**: the recalled statement, RHS = :func:`lpft.theory.ft_lower_bound`. With the OOD second moment
-  Σ = P_{S⊥} ("perp") σ_min(Σ) = 0, so the stated RHS is 0 and the bound says nothing.
-* **S⊥ form** (our strengthening, not the paper's statement): σ_min(Σ) replaced by the smallest eigenvalue of Σ
-  restricted to S⊥. For the block-diagonal Σ used here (I or P_{S⊥}) L_ood ≥ σ_min(Σ|S⊥)·‖P_{S⊥}(w − w*)‖², the
-  only part of the error the argument controls, so this is the form the mechanism actually speaks to.
-
-For k = 1 and ε = 0 the fitted end point of gradient flow has a closed form (:func:`k1_fitted_error`), which gives
-exact counterexamples to the recalled constant (:func:`k1_ratio`).
+For k = 1 and ε = 0 the fitted end point of gradient flow has a closed form (:func:`k1_fitted_error`), which shows
+exactly where the printed constant fails (:func:`k1_ratio`).
 """
 from __future__ import annotations
 
@@ -51,7 +46,7 @@ from lpft.theory import Instance, Setting
 
 D = 50
 KS = (1, 2, 3, 5, 10)
-NS = (10, 20, 40, 80)
+NS = (10, 20, 30, 40)
 MS = (5, 10, 20, 30, 40)
 RANDOM_HEAD_SCALES = (1e-3, 1e-2, 0.1, 0.3, 1.0)
 HEAD_ANGLES = (0, 5, 15, 30, 60, 90, 120, 150, 175, 180)
@@ -71,25 +66,26 @@ class Case(NamedTuple):
 def draw_case(seed: int) -> Case:
     """Draw the setting of instance ``seed`` (its own random stream, independent of the instance's data).
 
-    k ∈ KS, n ∈ NS, m ∈ MS (d = 50); ε = 0 with probability 1/4, else uniform on [0, 0.3]; Σ_ood "identity" or
-    "perp"; ‖w*‖ ∈ {0.5, 1, 2} (probabilities 1/4, 1/2, 1/4); the head is random (scale from RANDOM_HEAD_SCALES) or,
-    for k ≥ 2 with probability 1/2, at a fixed angle from HEAD_ANGLES with norm ratio 1 or one of HEAD_NORMS.
+    (k, n, m) uniform on KS × NS × MS, redrawn until 1 ≤ k < n < d, k < d − n (the paper's setting, d = 50) and
+    k < dim S = min(n, m) (:meth:`lpft.theory.Setting.outside_paper_setting`);
+    ε = 0 with probability 1/4, else uniform on [0, 0.3]; ‖w*‖ ∈ {0.5, 1, 2} (probabilities 1/4, 1/2, 1/4); the head
+    is random (scale from RANDOM_HEAD_SCALES) or, for k ≥ 2 with probability 1/2, at a fixed angle from HEAD_ANGLES
+    with norm ratio 1 or one of HEAD_NORMS. The OOD loss is the paper's worst case (Σ = I).
     """
     rng = np.random.default_rng([seed, 20220221])
-    k = int(rng.choice(KS))
-    n = int(rng.choice(NS))
-    m = int(rng.choice(MS))
+    while True:
+        k, n, m = int(rng.choice(KS)), int(rng.choice(NS)), int(rng.choice(MS))
+        if not Setting(d=D, k=k, n=n, m=m).outside_paper_setting():
+            break
     eps = 0.0 if rng.random() < 0.25 else float(rng.uniform(0.0, EPS_MAX))
-    sigma_ood = str(rng.choice(["identity", "perp"]))
     target_norm = float(rng.choice(TARGET_NORMS, p=[0.25, 0.5, 0.25]))
     if k >= 2 and rng.random() < 0.5:  # in one dimension "an angle" is only 0° or 180°: k = 1 uses random heads
         angle = float(rng.choice(HEAD_ANGLES))
         head_norm = 1.0 if rng.random() < 0.5 else float(rng.choice(HEAD_NORMS))
-        setting = Setting(d=D, k=k, m=m, n=n, eps=eps, head="angle", head_angle=angle, sigma_ood=sigma_ood)
+        setting = Setting(d=D, k=k, m=m, n=n, eps=eps, head="angle", head_angle=angle)
     else:
         head_norm = 1.0
-        setting = Setting(d=D, k=k, m=m, n=n, eps=eps, head="random", head_scale=float(rng.choice(RANDOM_HEAD_SCALES)),
-                          sigma_ood=sigma_ood)
+        setting = Setting(d=D, k=k, m=m, n=n, eps=eps, head="random", head_scale=float(rng.choice(RANDOM_HEAD_SCALES)))
     return Case(setting, target_norm, head_norm)
 
 
@@ -113,32 +109,16 @@ def draw_instance(seed: int) -> tuple[Case, Instance]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-FORMS = ("stated", "perp")
-
-
-def _sigma_key(form: str) -> str:
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS} (the bound as stated, or its S⊥ form); got {form!r}")
-    return "sigma_min" if form == "stated" else "sigma_min_perp"
-
-
 def bound_terms(inst: Instance) -> dict:
-    """Every ingredient of the bound for one instance (R = rowspace(B*), as in :func:`lpft.theory.ft_lower_bound`)."""
-    Q = inst.Q_S_perp
-    return dict(
-        k=inst.setting.k,
-        eps=float(np.linalg.norm(inst.B0 - inst.B_star, 2)),
-        phi=theory.head_alignment_error(inst.v0, inst.v_star),
-        w_norm=float(np.linalg.norm(inst.w_star)),
-        cos_theta=theory.cos_theta_max(inst.B_star, Q),
-        sigma_min=float(np.linalg.eigvalsh(inst.Sigma_ood)[0]),
-        sigma_min_perp=float(np.linalg.eigvalsh(Q.T @ inst.Sigma_ood @ Q)[0]) if Q.shape[1] else 0.0,
-    )
+    """Every ingredient of eq. 3.7 for one instance: k, ε (:func:`lpft.theory.feature_error`), φ, ‖w*‖ and
+    cos θ_k(R, S⊥) with R = rowspace(B0)."""
+    return dict(k=inst.setting.k, eps=inst.eps, phi=theory.head_alignment_error(inst.v0, inst.v_star),
+                w_norm=float(np.linalg.norm(inst.w_star)), cos_theta=theory.cos_theta_max(inst.B0, inst.Q_S_perp))
 
 
-def recalled_constant(k, w_norm):
-    """κ = 1/(√k (1 + ‖w*‖)): the recalled, unverified constant of the bound."""
-    return 1.0 / (np.sqrt(k) * (1.0 + np.asarray(w_norm, dtype=float)))
+def paper_constant(k, w_norm):
+    """κ = 1/(√k (1 + ‖w*‖)²): the constant of eq. 3.7 as printed."""
+    return 1.0 / (np.sqrt(k) * (1.0 + np.asarray(w_norm, dtype=float)) ** 2)
 
 
 def head_term(phi, w_norm):
@@ -147,29 +127,32 @@ def head_term(phi, w_norm):
     return np.minimum(phi, phi**2 / np.asarray(w_norm, dtype=float))
 
 
-def rhs(terms: pd.DataFrame | dict, form: str = "stated", constant=None):
-    """The right-hand side, vectorised over instances (a DataFrame of :func:`bound_terms` rows, or one dict).
+def eps_term(eps, eps_reading: str = "norm"):
+    """What the bound subtracts: ε (``"norm"``, the setting's definition) or ε² (``"squared"``, as eq. 3.7 prints)."""
+    if eps_reading not in theory.EPS_READINGS:
+        raise ValueError(f"eps_reading must be one of {theory.EPS_READINGS}; got {eps_reading!r}")
+    eps = np.asarray(eps, dtype=float)
+    return eps if eps_reading == "norm" else eps**2
 
-    ``form="stated"`` uses σ_min(Σ) (equals :func:`lpft.theory.ft_lower_bound`); ``"perp"`` uses σ_min(Σ|S⊥).
-    ``constant`` replaces κ (default: the recalled 1/(√k(1 + ‖w*‖))).
+
+def rhs(terms: pd.DataFrame | dict, constant=None, eps_reading: str = "norm"):
+    """The right-hand side κ·cos θ_k·g(φ) − ε, vectorised over instances (a DataFrame of :func:`bound_terms` rows,
+    or one dict); equals :func:`lpft.theory.ft_lower_bound`. ``constant`` replaces κ (default :func:`paper_constant`)."""
+    kappa = paper_constant(terms["k"], terms["w_norm"]) if constant is None else constant
+    return kappa * terms["cos_theta"] * head_term(terms["phi"], terms["w_norm"]) - eps_term(terms["eps"], eps_reading)
+
+
+def implied_constant(lhs, terms: pd.DataFrame, eps_reading: str = "norm"):
+    """The largest κ for which the bound holds at each recorded point: (LHS + ε) / (cos θ_k · g(φ)).
+
+    ``lhs`` is (N, T); returns (N, T), NaN where cos θ_k · g(φ) = 0 (there κ plays no role). The bound with constant
+    κ holds at a point iff κ ≤ this value, whatever version of κ one has in mind.
     """
-    sig = terms[_sigma_key(form)]
-    kappa = recalled_constant(terms["k"], terms["w_norm"]) if constant is None else constant
-    return np.sqrt(np.maximum(sig, 0.0)) * (kappa * terms["cos_theta"] * head_term(terms["phi"], terms["w_norm"])
-                                            - terms["eps"])
-
-
-def implied_constant(lhs, terms: pd.DataFrame, form: str = "stated"):
-    """The largest κ for which the bound holds at each recorded point: (LHS/√σ + ε) / (cos θ_max · g(φ)).
-
-    ``lhs`` is (N, T); returns (N, T), NaN where σ = 0 or cos θ_max · g(φ) = 0 (there κ plays no role). The bound with
-    constant κ holds at a point iff κ ≤ this value.
-    """
-    sig = np.asarray(terms[_sigma_key(form)], dtype=float)
     denom = np.asarray(terms["cos_theta"] * head_term(terms["phi"], terms["w_norm"]), dtype=float)
-    ok = (sig > 1e-12) & (denom > 1e-12)
+    eps = np.asarray(eps_term(terms["eps"], eps_reading), dtype=float)
+    ok = denom > 1e-12
     out = np.full(np.shape(lhs), np.nan)
-    out[ok] = (lhs[ok] / np.sqrt(sig[ok])[:, None] + np.asarray(terms["eps"], dtype=float)[ok, None]) / denom[ok, None]
+    out[ok] = (lhs[ok] + eps[ok, None]) / denom[ok, None]
     return out
 
 
@@ -195,33 +178,31 @@ TOL = 1e-10  # a slack below −TOL is a violation; an RHS above TOL is non-vacu
 class BoundCheck(NamedTuple):
     """Result of :func:`check_bound`: one row of ``cases`` per instance and (N, T) arrays over the records."""
 
-    cases: pd.DataFrame  # seed, setting, bound terms, rhs (stated), rhs_perp (S⊥ form), lr, horizon
+    cases: pd.DataFrame  # seed, setting, bound terms, rhs, lr, horizon
     steps: np.ndarray  # (T,) GD step of each record (the same for every instance)
     t: np.ndarray  # (N, T) gradient-flow time of each record (step × the instance's lr)
     lhs: np.ndarray  # (N, T) √L_ood(v(t), B(t))
     train: np.ndarray  # (N, T) training loss L̂
-    head_dist: np.ndarray  # (N, T) ‖v(t) − v*‖
+    head_dist: np.ndarray  # (N, T) ‖v(t) − Uv*‖ (U aligns B0 with B*)
     head_norm: np.ndarray  # (N, T) ‖v(t)‖
 
-    def rhs(self, form: str = "stated") -> np.ndarray:
-        """(N,) right-hand side of the stated bound or of its S⊥ form ("perp")."""
-        _sigma_key(form)
-        return self.cases["rhs" if form == "stated" else "rhs_perp"].to_numpy()
+    def rhs(self, eps_reading: str = "norm") -> np.ndarray:
+        """(N,) right-hand side of eq. 3.7 with ε read as ``eps_reading``."""
+        return np.asarray(rhs(self.cases, eps_reading=eps_reading), dtype=float)
 
-    def slack(self, form: str = "stated") -> np.ndarray:
+    def slack(self, eps_reading: str = "norm") -> np.ndarray:
         """(N, T) LHS − RHS at every (instance, record)."""
-        return self.lhs - self.rhs(form)[:, None]
+        return self.lhs - self.rhs(eps_reading)[:, None]
 
-    def constant_ratio(self, form: str = "stated") -> np.ndarray:
-        """(N, T) κ_needed/κ: :func:`implied_constant` over the recalled κ (below 1 exactly where the bound fails)."""
-        kappa = implied_constant(self.lhs, self.cases, form)
-        return kappa / recalled_constant(self.cases["k"], self.cases["w_norm"]).to_numpy()[:, None]
+    def constant_ratio(self, eps_reading: str = "norm") -> np.ndarray:
+        """(N, T) κ_needed/κ: :func:`implied_constant` over the printed κ (below 1 exactly where the bound fails)."""
+        kappa = implied_constant(self.lhs, self.cases, eps_reading)
+        return kappa / paper_constant(self.cases["k"], self.cases["w_norm"]).to_numpy()[:, None]
 
     def core_slack(self) -> np.ndarray:
-        """(N, T) LHS − √σ_min(Σ|S⊥)·(cos θ_max ‖v(t) − v*‖ − ε‖v(t)‖): the derived, certain first step (≥ 0)."""
+        """(N, T) LHS − (cos θ_k(R, S⊥)‖v(t) − Uv*‖ − ε‖w*‖): the exact first step of the proof (≥ 0)."""
         c = self.cases
-        lower = np.sqrt(np.maximum(c["sigma_min_perp"].to_numpy(), 0.0))[:, None] * (
-            c["cos_theta"].to_numpy()[:, None] * self.head_dist - c["eps"].to_numpy()[:, None] * self.head_norm)
+        lower = c["cos_theta"].to_numpy()[:, None] * self.head_dist - (c["eps"] * c["w_norm"]).to_numpy()[:, None]
         return self.lhs - lower
 
 
@@ -229,9 +210,8 @@ def _observer(T: dict):
     def observe(v, B):
         delta = torch.einsum("nkd,nk->nd", B, v) - T["w_star"]
         resid = torch.einsum("nid,nd->ni", T["X"], delta)  # X(w − w*) = XBᵀv − Y (padding rows give 0)
-        return torch.stack([torch.einsum("nd,nde,ne->n", delta, T["Sigma_ood"], delta),
-                            resid.pow(2).sum(-1) / T["n"], torch.linalg.vector_norm(v - T["v_star"], dim=-1),
-                            torch.linalg.vector_norm(v, dim=-1)], -1)
+        return torch.stack([delta.pow(2).sum(-1), resid.pow(2).sum(-1) / T["n"],
+                            torch.linalg.vector_norm(v - T["v_ref"], dim=-1), torch.linalg.vector_norm(v, dim=-1)], -1)
     return observe
 
 
@@ -241,15 +221,15 @@ def run_group(instances: list[Instance], lrs: np.ndarray, steps: int, record_eve
     One batch needs one shape: X is padded with zero rows to the largest n. A zero row changes neither the gradient
     nor the rowspace, only the 1/n of the mean, and GD with step η on (aX, aY) is GD with step a²η on (X, Y); so
     feeding √(lrs[i]·n_max/n_i)·(X_i, Y_i) to a batch run with step 1 gives every instance exactly its own GD.
-    Returns the steps of the records (T,) and an array (T, N, 4) of L_ood, L̂ (on the original data), ‖v − v*‖, ‖v‖.
+    Returns the steps of the records (T,) and an array (T, N, 4) of L_ood, L̂ (on the original data), ‖v − Uv*‖, ‖v‖.
     """
     N, d = len(instances), instances[0].B0.shape[1]
     n = np.array([inst.X.shape[0] for inst in instances])
     X, Y = torch.zeros(N, n.max(), d, dtype=torch.float64), torch.zeros(N, n.max(), dtype=torch.float64)
     for i, inst in enumerate(instances):
         X[i, :n[i]], Y[i, :n[i]] = torch.from_numpy(inst.X), torch.from_numpy(inst.Y)
-    T = {key: torch.from_numpy(np.stack([getattr(inst, key) for inst in instances]))
-         for key in ("B0", "v0", "v_star", "w_star", "Sigma_ood")}
+    T = {key: torch.from_numpy(np.stack([getattr(inst, key) for inst in instances])) for key in ("B0", "v0", "w_star")}
+    T["v_ref"] = torch.from_numpy(np.stack([theory.best_rotation(i.B0, i.B_star) @ i.v_star for i in instances]))
     T.update(X=X, n=torch.from_numpy(n.astype(np.float64)))
     a = torch.from_numpy(np.sqrt(lrs * n.max() / n))
     run = theory.fine_tune_batched(X * a[:, None, None], Y * a[:, None], T["B0"], T["v0"], lr=1.0, steps=steps,
@@ -260,7 +240,7 @@ def run_group(instances: list[Instance], lrs: np.ndarray, steps: int, record_eve
 def case_row(seed: int, case: Case, inst: Instance, lr_scale: float) -> dict:
     """One row of :attr:`BoundCheck.cases`: the setting, the terms of the bound and the step size."""
     st = case.setting
-    return dict(seed=seed, n=st.n, m=st.m, sigma_ood=st.sigma_ood, head=st.head,
+    return dict(seed=seed, n=st.n, m=st.m, head=st.head,
                 head_scale=st.head_scale if st.head == "random" else np.nan,
                 head_angle=st.head_angle if st.head == "angle" else np.nan, head_norm=case.head_norm,
                 target_norm=case.target_norm, c=float(inst.v0 @ inst.v_star / (inst.v_star @ inst.v_star)),
@@ -270,7 +250,7 @@ def case_row(seed: int, case: Case, inst: Instance, lr_scale: float) -> dict:
 def check_bound(n_instances: int, seed: int = 0, steps: int = 2000, record_every: int = 10, lr_scale: float = 0.3,
                 compile: bool = False) -> BoundCheck:
     """Draw instances ``seed, …, seed + n_instances − 1`` of the family, fine-tune each by GD for ``steps`` steps of
-    its own stable step size (:func:`stable_lr` with ``lr_scale``), and record √L_ood, L̂, ‖v − v*‖ and ‖v‖ every
+    its own stable step size (:func:`stable_lr` with ``lr_scale``), and record √L_ood, L̂, ‖v − Uv*‖ and ‖v‖ every
     ``record_every`` steps (and at step 0).
 
     Instances are grouped by k into one batched run each (:func:`run_group`); the result follows the seeds' order.
@@ -278,8 +258,7 @@ def check_bound(n_instances: int, seed: int = 0, steps: int = 2000, record_every
     seeds = list(range(seed, seed + n_instances))
     drawn = [draw_instance(s) for s in seeds]
     cases = pd.DataFrame([case_row(s, case, inst, lr_scale) for s, (case, inst) in zip(seeds, drawn)])
-    cases["rhs"] = rhs(cases, "stated")
-    cases["rhs_perp"] = rhs(cases, "perp")
+    cases["rhs"] = rhs(cases)
     n_rec = steps // record_every + 1 + (steps % record_every > 0)
     obs = np.empty((n_instances, n_rec, 4))
     for _, idx in cases.groupby("k", sort=True).indices.items():
@@ -305,14 +284,14 @@ def divergence_check(check: BoundCheck) -> dict:
                 max_final_train=float(tr[:, -1].max()), frac_converged=float(np.mean(tr[:, -1] < 1e-8)))
 
 
-def summary(check: BoundCheck, form: str = "stated") -> dict:
-    """Headline numbers of the check for one form of the bound ("stated" or "perp").
+def summary(check: BoundCheck, eps_reading: str = "norm") -> dict:
+    """Headline numbers of the check of eq. 3.7 with ε read as ``eps_reading``.
 
     A pair (instance, record) is non-vacuous when RHS > TOL and violating when slack < −TOL. ``min_constant_ratio``
-    is the smallest κ_needed/κ: the factor by which the recalled constant must be multiplied for the bound to hold
-    on every checked pair (≥ 1: it holds as recalled).
+    is the smallest κ_needed/κ: the factor by which the printed constant must be multiplied for the bound to hold
+    on every checked pair (≥ 1: it holds as printed).
     """
-    r, slack = check.rhs(form), check.slack(form)
+    r, slack = check.rhs(eps_reading), check.slack(eps_reading)
     nonvac = np.broadcast_to(r[:, None] > TOL, slack.shape)
     viol = slack < -TOL
     i, j = np.unravel_index(np.argmin(slack), slack.shape)
@@ -326,14 +305,14 @@ def summary(check: BoundCheck, form: str = "stated") -> dict:
                 frac_violating_nonvacuous_pairs=float(viol[nonvac].mean()) if nonvac.any() else float("nan"),
                 n_violating_instances=int(viol.any(1).sum()), n_violating_at_t0=int(viol[:, 0].sum()),
                 max_rhs_over_lhs=float(np.nanmax(ratio)) if nonvac.any() else float("nan"),
-                min_constant_ratio=float(np.nanmin(check.constant_ratio(form))))
+                min_constant_ratio=float(np.nanmin(check.constant_ratio(eps_reading))))
 
 
-def per_instance(check: BoundCheck, form: str = "stated") -> pd.DataFrame:
+def per_instance(check: BoundCheck, eps_reading: str = "norm") -> pd.DataFrame:
     """The cases with, per instance, the smallest slack, where it occurs, min_t √L_ood and the smallest κ_needed/κ."""
-    slack = check.slack(form)
+    slack = check.slack(eps_reading)
     j = np.argmin(slack, 1)
-    rel = check.constant_ratio(form)
+    rel = check.constant_ratio(eps_reading)
     with np.errstate(all="ignore"):
         min_rel = np.where(np.isnan(rel).all(1), np.nan, np.nanmin(np.where(np.isnan(rel), np.inf, rel), 1))
     out = check.cases.copy()
@@ -347,10 +326,10 @@ def per_instance(check: BoundCheck, form: str = "stated") -> pd.DataFrame:
     return out
 
 
-def per_group(check: BoundCheck, by: list[str], form: str = "stated") -> pd.DataFrame:
+def per_group(check: BoundCheck, by: list[str], eps_reading: str = "norm") -> pd.DataFrame:
     """Per group of instances (e.g. by k and ‖w*‖): counts, violations, smallest slack and smallest κ_needed/κ."""
-    df = per_instance(check, form)
-    df["non_vacuous"] = df["rhs" if form == "stated" else "rhs_perp"] > TOL
+    df = per_instance(check, eps_reading)
+    df["non_vacuous"] = check.rhs(eps_reading) > TOL
     out = df.groupby(by, sort=True).agg(instances=("seed", "size"), non_vacuous=("non_vacuous", "sum"),
                                         violating=("violating", "sum"), violating_pairs=("violating_pairs", "mean"),
                                         min_slack=("min_slack", "min"),
@@ -359,88 +338,101 @@ def per_group(check: BoundCheck, by: list[str], form: str = "stated") -> pd.Data
 
 
 def perfect_features_core(check: BoundCheck, phi_min: float = 1e-6) -> dict:
-    """The certain core at ε = 0: over the instances with φ > ``phi_min`` and cos θ_max > 0, the smallest
-    min_t √L_ood, and the smallest and median ratio q = min_t √L_ood / (√σ_min(Σ|S⊥)·cos θ_max·g(φ)). q > 0 means the
-    FT OOD error stays bounded away from 0, by a margin proportional to the geometry and the head term."""
+    """The qualitative claim at ε = 0: over the instances with φ > ``phi_min`` and cos θ_k > 0, the smallest
+    min_t √L_ood, and the smallest and median ratio q = min_t √L_ood / (cos θ_k·g(φ)). q > 0 means the FT OOD error
+    stays bounded away from 0, by a margin proportional to the geometry and the head term; q is the constant that
+    would replace κ on these instances."""
     c = check.cases
-    sel = ((c["eps"] == 0) & (c["phi"] > phi_min) & (c["cos_theta"] > 1e-12)).to_numpy()
-    scale = (np.sqrt(c["sigma_min_perp"]) * c["cos_theta"] * head_term(c["phi"], c["w_norm"])).to_numpy()
+    sel = ((c["eps"] < 1e-12) & (c["phi"] > phi_min) & (c["cos_theta"] > 1e-12)).to_numpy()
+    scale = (c["cos_theta"] * head_term(c["phi"], c["w_norm"])).to_numpy()
     min_lhs = check.lhs.min(1)
     q = min_lhs[sel] / scale[sel]
     return dict(n=int(sel.sum()), min_lhs=float(min_lhs[sel].min()), min_ratio=float(q.min()),
                 median_ratio=float(np.median(q)))
 
 
-def ode_recheck(seed: int, form: str = "stated") -> dict:
+def ode_recheck(seed: int, eps_reading: str = "norm") -> dict:
     """Re-run instance ``seed`` by exact gradient flow (:func:`lpft.theory.fine_tune`, solver "ode") and return the
     smallest slack, min_t √L_ood and the smallest κ_needed/κ along the flow (GD differs from the flow by O(η))."""
-    case, inst = draw_instance(seed)
+    _, inst = draw_instance(seed)
     with warnings.catch_warnings():  # a slowly converging instance stops at the horizon; the trajectory is still valid
         warnings.simplefilter("ignore", RuntimeWarning)
         _, _, traj = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", return_trajectory=True)
     lhs = np.sqrt(np.maximum(theory.ood_error(traj.v, traj.B, inst), 0.0))
     terms = pd.DataFrame([bound_terms(inst)])
-    r = float(rhs(terms, form).iloc[0])
-    rel = implied_constant(lhs[None], terms, form) / recalled_constant(terms["k"], terms["w_norm"]).to_numpy()[:, None]
+    r = float(rhs(terms, eps_reading=eps_reading).iloc[0])
+    rel = implied_constant(lhs[None], terms, eps_reading) / paper_constant(terms["k"], terms["w_norm"]).to_numpy()[:, None]
     return dict(seed=seed, min_slack=float(lhs.min() - r), min_lhs=float(lhs.min()), rhs=r,
                 min_constant_ratio=float(np.nanmin(rel)) if np.isfinite(rel).any() else float("nan"),
                 t_end=float(traj.t[-1]))
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# exact counterexamples: k = 1, ε = 0
+# exact end points: k = 1, ε = 0
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def k1_fitted_error(cos_theta, c, s):
-    """√L_ood at the fitted end point of gradient flow for k = 1, ε = 0, v0 = c·v*, ‖v*‖ = s, and Σ = I or P_{S⊥}
-    (the error on S is 0 once the training data are fitted). Valid when v ends with the sign of v*: c ≥ 0, or a small
-    negative c (a small random head), where the data term turns v around before the features move.
+    """√L_ood at the fitted end point of gradient flow for k = 1, ε = 0, v0 = c·v*, ‖v*‖ = s (the error on S is 0
+    once the training data are fitted). Valid when v ends with the sign of v*: c ≥ 0, or a small negative c (a small
+    random head), where the data term turns v around before the features move.
 
-    With B = b⊥ + β (β ∈ S, ‖b⊥‖² = a = cos²θ_max), fitting S means vβ = s·b_S, and balancedness
+    With B = b⊥ + β (β ∈ S, ‖b⊥‖² = a = cos²θ), fitting S means vβ = s·b_S, and balancedness
     v² − ‖B‖² = c²s² − 1 then gives u = v² as the positive root of u² − (a + c²s² − 1)u − s²(1 − a) = 0;
-    the error is √a·|√u − s|.
+    the error is √a·|√u − s|, evaluated as √a·s⁴|1 − c²| / ((s² + u − A)(s + √u)), A = a + c²s² − 1 (the quadratic
+    at u = s² is s⁴(1 − c²)), which keeps full precision for tiny targets and heads next to v*.
     """
     a = np.asarray(cos_theta, dtype=float) ** 2
-    A = a + (np.asarray(c, dtype=float) * s) ** 2 - 1.0
-    u = (A + np.sqrt(A * A + 4.0 * s * s * (1.0 - a))) / 2.0
-    return np.sqrt(a) * np.abs(np.sqrt(u) - s)
+    c2 = np.asarray(c, dtype=float) ** 2
+    A, C = a + c2 * s * s - 1.0, s * s * (1.0 - a)
+    root = np.sqrt(A * A + 4.0 * C)
+    u = np.where(A >= 0, (A + root) / 2.0, 2.0 * C / np.maximum(root - A, 1e-300))  # no cancellation either way
+    # s² − u without cancellation: the quadratic at s² equals s⁴(1 − c²) = (s² − u)(s² + u − A)
+    return np.sqrt(a) * s**4 * np.abs(1.0 - c2) / ((s * s + u - A) * (s + np.sqrt(u)))
 
 
 def k1_ratio(cos_theta, c, s):
-    """RHS/LHS of the recalled bound at the fitted end point for k = 1, ε = 0, v0 = c·v*, ‖v*‖ = s, Σ = I.
+    """RHS/LHS of eq. 3.7 at the fitted end point for k = 1, ε = 0, v0 = c·v*, ‖v*‖ = s (above 1: violated).
 
-    Above 1 means the recalled bound is violated. As c → 1 it tends to 2(s² + sin²θ_max)/(s²(1 + s)) (= 1 + sin²θ_max
-    for s = 1); for a small head (c → 0) and s = 1 it exceeds 1 as soon as sin²θ_max > 1/12.
+    Here φ = s²√|c² − 1|, so RHS = cos θ · min(φ, φ²/s)/(1 + s)². For a small head (c → 0) and s = 1 it is
+    1/(4(1 − √u)) with u² + sin²θ·u − sin²θ = 0: above 1 exactly when sin²θ > 81/112 (cos θ < √(31/112) ≈ 0.526),
+    at most 1/(4(1 − ((√5 − 1)/2)^{1/2})) ≈ 1.169 as cos θ → 0. Over all c, s and θ the ratio stays below 2, its
+    limit for c = 0 as s, cos θ → 0 (2 sin²θ) and for c → 1 as s → ∞ (:func:`k1_ratio_limit`).
     """
-    phi = s * np.sqrt(np.abs(np.asarray(c, dtype=float) ** 2 - 1.0))
-    rhs_ = np.asarray(cos_theta, dtype=float) * head_term(phi, s) / (1.0 + s)
-    return rhs_ / k1_fitted_error(cos_theta, c, s)
+    phi = s**2 * np.sqrt(np.abs(np.asarray(c, dtype=float) ** 2 - 1.0))
+    rhs_ = np.asarray(cos_theta, dtype=float) * head_term(phi, s) / (1.0 + s) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):  # c = 1 or cos θ = 0: both sides 0, the ratio is NaN
+        return rhs_ / k1_fitted_error(cos_theta, c, s)
 
 
 def k1_ratio_limit(cos_theta, s):
-    """lim_{c→1} :func:`k1_ratio` = 2(s² + 1 − cos²θ)/(s²(1 + s))."""
+    """lim_{c→1} :func:`k1_ratio` = 2(s² + 1 − cos²θ)/(1 + s)² (a head starting next to v*)."""
     a = np.asarray(cos_theta, dtype=float) ** 2
-    return 2.0 * (s * s + 1.0 - a) / (s * s * (1.0 + s))
+    return 2.0 * (s * s + 1.0 - a) / (1.0 + s) ** 2
+
+
+K1_THRESHOLD_COS = float(np.sqrt(31.0 / 112.0))  # small head, ‖w*‖ = 1: eq. 3.7 fails at the end iff cos θ < this
+K1_WORST_RATIO = float(1.0 / (4.0 * (1.0 - np.sqrt((np.sqrt(5.0) - 1.0) / 2.0))))  # its supremum, as cos θ → 0
 
 
 def k1_closed_form_check(check: BoundCheck, train_tol: float = 1e-12) -> dict:
     """Compare :func:`k1_fitted_error` with GD's last √L_ood on the family's k = 1, ε = 0 instances with c ≥ 0 whose
     training loss fell below ``train_tol``: number compared and the largest relative difference."""
     c = check.cases
-    sel = ((c["k"] == 1) & (c["eps"] == 0) & (c["c"] >= 0)).to_numpy() & (check.train[:, -1] < train_tol)
+    sel = ((c["k"] == 1) & (c["eps"] < 1e-12) & (c["c"] >= 0)).to_numpy() & (check.train[:, -1] < train_tol)
     closed = k1_fitted_error(c["cos_theta"].to_numpy()[sel], c["c"].to_numpy()[sel], c["target_norm"].to_numpy()[sel])
     gd = check.lhs[sel, -1]
     return dict(n=int(sel.sum()), max_rel_diff=float(np.max(np.abs(closed - gd) / gd)) if sel.any() else float("nan"))
 
 
 def k1_flow_examples(target_norms, ms, seed: int = 0, head_scale: float = 1e-3) -> pd.DataFrame:
-    """k = 1, ε = 0, a small random head: for each m (which sets cos θ_max) and target norm ‖w*‖, run the exact flow
-    and return RHS/LHS at its end point next to the closed form :func:`k1_ratio`."""
+    """k = 1, ε = 0, a small random head: for each m (which sets cos θ) and target norm ‖w*‖, run the exact flow
+    (n = min(2m, d − 2) training examples, inside the paper's setting) and return RHS/LHS at its end point next to the closed
+    form :func:`k1_ratio`."""
     rows = []
     for m in ms:
         for s in target_norms:
-            case = Case(Setting(d=D, k=1, m=m, n=2 * m, eps=0.0, head_scale=head_scale), float(s), 1.0)
+            case = Case(Setting(d=D, k=1, m=m, n=min(2 * m, D - 2), eps=0.0, head_scale=head_scale), float(s), 1.0)
             inst = make_case_instance(case, seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)

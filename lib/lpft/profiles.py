@@ -34,7 +34,7 @@ CHAPTERS: dict[str, dict[str, dict]] = {
                      sizes=(2, 3, 4, 5, 6, 8, 10, 15, 20, 25, 30, 35, 40)),
     },
     "theory-bound": {
-        "quick": dict(n_instances=1000, lr_scale=0.25, steps=2400, record_every=12, compile=False, n_ode=3,
+        "quick": dict(n_instances=1000, lr_scale=0.25, steps=6000, record_every=30, compile=False, n_ode=3,
                       k1_norms=(0.25, 0.5, 1.0, 2.0, 4.0), k1_ms=(5, 20, 40)),
         "full": dict(n_instances=10000, lr_scale=0.05, steps=30000, record_every=150, compile=True, n_ode=10,
                      k1_norms=(0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.5, 2.5, 4.0, 6.0, 10.0),
@@ -49,7 +49,7 @@ CHAPTERS: dict[str, dict[str, dict]] = {
                      drift_lrs=(0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002), drift_time=40.0, traj_points=60),
     },
     "experiments-digits": {
-        # LP-FT's learning-rate grid is FT's divided by 100, the ratio of the paper's released grids (reference 3.3)
+        # LP-FT's learning-rate grid is FT's divided by 100, the ratio of the official code's April 2022 grids
         "quick": dict(n_seeds=3, jobs=2, epochs=10, pretrain_epochs=15, lp_C=(0.01, 0.1, 1.0), ft_lr=(3e-3, 1e-2),
                       lpft_lr=(3e-5, 1e-4), wise_alpha=(0.25, 0.5, 0.75), l2sp_weight=(0.01,), surgical=("last",),
                       strengths=(0.0, 0.15, 0.3, 0.7, 0.85, 1.0)),
@@ -67,7 +67,7 @@ CHAPTERS: dict[str, dict[str, dict]] = {
     "experiments-cifar-stl": {
         # quick: generated images in the real file formats and a random-weight ResNet-18 of width 8 in the MoCo
         # checkpoint format (a smoke test of the same code path, on a CPU). full: the paper's CIFAR-10 -> STL-10 /
-        # CIFAR-10.1 run (reference 3.3: 20 epochs, batch 64, resize to 224, the April 2022 release's LR grids).
+        # CIFAR-10.1 run (the official code's settings: 20 epochs, batch 64, resize to 224, the April 2022 release's LR grids).
         "quick": dict(synthetic=True, n_seeds=2, arch="resnet18", width=8, image_size=32, batch_size=32, epochs=3,
                       n_val=80, Cs=(1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0), ft_lrs=(1e-2, 3e-2), lpft_lrs=(1e-3, 3e-3),
                       wise_alphas=(0.5,), l2sp_lrs=(3e-2,), feature_n=100, progress=False),
@@ -82,8 +82,8 @@ CHAPTERS: dict[str, dict[str, dict]] = {
         # lists), random-weight networks of width 8 saved as MoCo-v2 / CLIP checkpoints, 32 px inputs cut from images
         # stored at 40 px. full: the paper's runs; each experiment's backbone, epochs, batch, augmentation and stored
         # size come from lpft.launch.EXPERIMENTS (Living-17 / Entity-30: MoCo-v2 ResNet-50, 20 epochs, batch 64;
-        # DomainNet: CLIP RN50, 50 epochs, batch 32 as 2 x 16; None keeps those), the grids from the April 2022 release
-        # (reference 3.3).
+        # DomainNet: CLIP RN50, 50 epochs, batch 32 as 2 x 16; None keeps those), the grids from the official code's
+        # April 2022 release.
         "quick": dict(synthetic=True, experiments=("living17", "entity30", "domainnet"), n_seeds=2,
                       archs={"moco_v2": "resnet18", "torchvision": "resnet18", "clip": "RN50"}, width=8,
                       image_size=32, load_size=40, epochs=3, batch_size=32, Cs=(1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0),
@@ -101,7 +101,7 @@ CHAPTERS: dict[str, dict[str, dict]] = {
         # Sketch / A folder layouts, a random-weight ResNet-18 of width 8 saved as a MoCo checkpoint and a tiny
         # random-weight CLIP ViT (2 layers, width 16, 8-pixel patches) saved as a CLIP checkpoint, 32 px inputs.
         # full: the paper's runs; each experiment's backbone, epochs, batch, LP (ImageNet: the SGD probe) and
-        # learning-rate grids come from lpft.launch.EXPERIMENTS (None keeps them; reference 3.2-3.4).
+        # learning-rate grids come from lpft.launch.EXPERIMENTS (None keeps them).
         "quick": dict(synthetic=True, experiments=("fmow", "imagenet"), n_seeds=2,
                       archs={"moco_v2": "resnet18", "torchvision": "resnet18", "clip": "ViT-B-16"}, width=16,
                       towers={"ViT-B-16": {"layers": 2, "heads": 2, "patch_size": 8, "output_dim": 32}},

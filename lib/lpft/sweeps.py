@@ -2,7 +2,8 @@
 
 A sweep trains LP, FT and LP-FT (FT and LP-FT by exact gradient flow) on ``n_seeds`` random instances per
 grid point and returns one long table, one row per (grid value, instance, method), with the per-instance geometry of
-Section 3 alongside: cos θ_max(R, S⊥), the head-alignment error φ, the recalled FT lower bound, and 4‖P_S⊥ w*‖².
+Section 3 alongside: cos θ_max(R*, S⊥), the head-alignment error φ, the right-hand side of the FT lower bound
+(Theorem 3.1, eq. 3.7 of the ICLR 2022 submission; :func:`lpft.theory.ft_lower_bound`), and 4‖P_S⊥ w*‖².
 :func:`spread` summarises a column over instances (mean and a quantile band), :func:`plot_band` draws it.
 """
 from __future__ import annotations
@@ -31,15 +32,16 @@ def train(inst: theory.Instance, method: str, **ode_options):
 def geometry(inst: theory.Instance) -> dict:
     """The quantities of Section 3's FT lower bound for one instance, plus the 180-degree reference 4‖P_S⊥ w*‖².
 
-    ``dim_S``, ``cos_theta_max`` (R = rowspace(B*); NaN when S⊥ = {0}), ``phi`` (head-alignment error of v0),
-    ``bound`` (right-hand side of the recalled bound on √L_ood, may be negative = vacuous), ``perp_flip``,
-    and the initial head's norm ``v0_norm``.
+    ``dim_S``, ``cos_theta_max`` (of R* = rowspace(B*), the quantity of the wedge :func:`wedge`; NaN when
+    S⊥ = {0}), ``phi`` (head-alignment error of v0), ``bound`` (right-hand side of Theorem 3.1 on √L_ood, with the
+    paper's R = rowspace(B0); may be negative = vacuous; NaN when S⊥ = {0}, where the theorem does not apply),
+    ``perp_flip``, and the initial head's norm ``v0_norm``.
     """
     w_perp = inst.Q_S_perp.T @ inst.w_star
+    has_perp = inst.Q_S_perp.shape[1] > 0
     return {"dim_S": inst.Q_S.shape[1], "cos_theta_max": theory.cos_theta_max(inst.B_star, inst.Q_S_perp),
-            "v0_norm": float(np.linalg.norm(inst.v0)),
-            "phi": theory.head_alignment_error(inst.v0, inst.v_star), "bound": theory.ft_lower_bound(inst),
-            "perp_flip": 4.0 * float(w_perp @ w_perp)}
+            "v0_norm": float(np.linalg.norm(inst.v0)), "phi": theory.head_alignment_error(inst.v0, inst.v_star),
+            "bound": theory.ft_lower_bound(inst) if has_perp else float("nan"), "perp_flip": 4.0 * float(w_perp @ w_perp)}
 
 
 def evaluate(inst: theory.Instance, methods=METHODS, **ode_options) -> list[dict]:
@@ -104,5 +106,5 @@ def wedge(df: pd.DataFrame, eps: float) -> pd.DataFrame:
 
 
 def clipped_bound_sq(bound: float) -> float:
-    """The recalled bound on √L_ood turned into a bound on L_ood: max(bound, 0)² (0 when it is vacuous)."""
+    """Theorem 3.1's bound on √L_ood turned into a bound on L_ood: max(bound, 0)² (0 when it is vacuous)."""
     return max(bound, 0.0) ** 2 if math.isfinite(bound) else float("nan")
