@@ -56,3 +56,11 @@ def test_a_record_of_other_code_is_not_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(runs, "code_fingerprint", lambda: "changed-library")
     record = runs.run_once(tmp_path, config, lambda: {"acc": 0.5}, name="LP")
     assert record["results"] == {"acc": 0.5} and record["code_fingerprint"] == "changed-library"
+
+
+def test_fingerprint_ignores_documentation_but_not_code():
+    src = b'"""Module doc."""\nimport math\n\n\ndef f(x):\n    """Doc."""\n    return math.sqrt(x)  # a comment\n'
+    reworded = b'"""Other words."""\nimport math\n\n\ndef f(x):\n    """More doc."""\n    # new comment\n    return math.sqrt(x)\n'
+    changed = b'"""Module doc."""\nimport math\n\n\ndef f(x):\n    """Doc."""\n    return math.sqrt(x + 0)\n'
+    assert runs._code_only(src) == runs._code_only(reworded)
+    assert runs._code_only(src) != runs._code_only(changed)

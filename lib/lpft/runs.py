@@ -6,6 +6,7 @@ records of a folder with :func:`load_records` and builds its tables from them.
 """
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import hashlib
 import json
@@ -17,17 +18,31 @@ import pandas as pd
 from lpft.execute import atomic_write_text, environment, git_revision
 
 
-def code_fingerprint(modules: tuple[str, ...] | None = None) -> str:
-    """sha256 (16 hex digits) of the library's source files: a record is valid only for the code that computed it.
+def _code_only(source: bytes) -> bytes:
+    """The module's syntax tree without docstrings (comments are not in it): what the code computes, not how it is
+    described. Rewording documentation therefore keeps every record valid; any change to the code does not."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body \
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
 
-    ``modules`` (names such as ``"largescale"``) restricts it to those files, for long runs that should not be
-    repeated after an edit of an unrelated module; default: every module.
+
+def code_fingerprint(modules: tuple[str, ...] | None = None) -> str:
+    """sha256 (16 hex digits) of the library's code: a record is valid only for the code that computed it.
+
+    Each file enters as its syntax tree without docstrings and comments (:func:`_code_only`). ``modules`` (names such
+    as ``"largescale"``) restricts it to those files, for long runs that should not be repeated after an edit of an
+    unrelated module; default: every module.
     """
     h = hashlib.sha256()
     paths = sorted(Path(__file__).parent.glob("*.py")) if modules is None else \
         [Path(__file__).parent / f"{m}.py" for m in sorted(modules)]
     for path in paths:
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
+        h.update(path.name.encode() + b"\0" + _code_only(path.read_bytes()))
     return h.hexdigest()[:16]
 
 
