@@ -85,7 +85,9 @@ print(cfg)
 # All instances below have $d$ = {glue:text}`dist_d`, $k$ = {glue:text}`dist_k`, feature error
 # $\varepsilon$ = {glue:text}`dist_eps` and isotropic OOD inputs; each grid point averages
 # {glue:text}`dist_n_seeds` instances (instance $i$ uses seed $\mathrm{seed} + i$). FT and LP-FT are integrated
-# until the training loss is below $10^{-20}$. Bands show the 10–90 % range over instances.
+# until the training loss is below $10^{-20}$. Bands show the 10–90 % range over instances. Every instance is in
+# the paper's setting ($1 \le k < n < d$, $k < d - n$) except, deliberately, the ends of sweeps 3 and 4: there $S$
+# fills $\mathbb R^d$ or $n \le k$, to show what happens at the edges of the setting.
 
 # %%
 base = Setting(eps=cfg.eps)
