@@ -14,7 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from lpft import theory  # noqa: E402
+from lpft import theory# noqa: E402
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils import benchmark  # noqa: E402
 
-from lpft import fixedpoint as fp  # noqa: E402
-from lpft.execute import atomic_write_text, environment, git_revision  # noqa: E402
+from lpft import fixedpoint as fp# noqa: E402
+from lpft.records import atomic_write_text, environment, git_revision  # noqa: E402
 
 SHAPES = ((512, 512, 512), (512, 2048, 2048), (520, 1024, 256))  # M != K: no duck-sizing recompiles
 

@@ -1,6 +1,6 @@
-"""Benchmark: throughput of the paper-scale training loop (lpft.largescale), and what it implies for one table row.
+"""Benchmark: throughput of the paper-scale training loop (lpft.scale.finetune), and what it implies for one table row.
 
-    .venv/bin/python benchmarks/largescale.py [--row cifar-stl|imagenet] [--device cpu|cuda] [--arch resnet50]
+    .venv/bin/python benchmarks/finetune.py [--row cifar-stl|imagenet] [--device cpu|cuda] [--arch resnet50]
                                               [--width W] [--image-size 224] [--steps 20] [--out FILE.json]
 
 On random-weight backbones and random uint8 images (no data or weights needed), it times in one process one training
@@ -33,9 +33,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from lpft import backbones, clip, imagedata, largescale  # noqa: E402
-from lpft.execute import atomic_write_text, environment, git_revision  # noqa: E402
-from lpft.launch import EXPERIMENTS  # noqa: E402
+from lpft.scale import backbones, clip, imagedata, finetune# noqa: E402
+from lpft.records import atomic_write_text, environment, git_revision  # noqa: E402
+from lpft.scale.launch import EXPERIMENTS  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def per_second(fn, n_items: int, steps: int, device: str) -> float:
     return n_items * steps / (time.perf_counter() - start)
 
 
-def measure(rt: largescale.Runtime, model: torch.nn.Module, stored: int, steps: int) -> dict:
+def measure(rt: finetune.Runtime, model: torch.nn.Module, stored: int, steps: int) -> dict:
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (rt.batch_size, 3, stored, stored), dtype=torch.uint8, generator=g)
     y = torch.randint(0, model.head.out_features, (rt.batch_size,), generator=g).to(rt.device)
@@ -157,7 +157,7 @@ def main() -> None:
     rows = []
     for data, c in crop.items():
         for name, options in settings.items():
-            rt = largescale.Runtime(device=args.device, image_size=args.image_size, augment=c["augment"],
+            rt = finetune.Runtime(device=args.device, image_size=args.image_size, augment=c["augment"],
                                     centre_crop=c["centre_crop"], batch_size=batch, **options)
             model = model_for(args.row, args)
             rows.append({"data": data, "setting": name, **measure(rt, model, c["stored"], args.steps)})

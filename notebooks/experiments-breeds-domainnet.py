@@ -52,11 +52,12 @@ clip_checkpoint = ""  # full profile: CLIP RN50 checkpoint for DomainNet (defaul
 # %%
 import tempfile
 
-import lpft
+from lpft.book import glue, plotting, start_chapter
 import pandas as pd
-from lpft import launch, paper, plotting, report
+from lpft import paper, report
+from lpft.scale import launch
 
-cfg = lpft.start_chapter("experiments-breeds-domainnet", profile=profile, seed=seed, device=device)
+cfg = start_chapter("experiments-breeds-domainnet", profile=profile, seed=seed, device=device)
 scratch = tempfile.TemporaryDirectory()  # the quick profile's generated files; removed when the kernel exits
 inputs, sweeps = launch.chapter_sweeps(cfg, scratch.name, data_root=data_root,
                                        checkpoints={"moco_v2": checkpoint, "clip_rn50": clip_checkpoint})
@@ -68,13 +69,13 @@ for name in cfg.experiments:
     spec = launch.EXPERIMENTS[name]
     for m in paper.METHODS:
         key = m.replace("-", "").lower()
-        report.glue_number(f"bd_paper_{key}_{name}", paper.OOD_ACCURACY[spec.id_set][m][0], digits=3)
-        report.glue_number(f"bd_paper_{key}_{name}_id", paper.ID_ACCURACY[spec.id_set][m][0], digits=3)
+        glue.number(f"bd_paper_{key}_{name}", paper.OOD_ACCURACY[spec.id_set][m][0], digits=3)
+        glue.number(f"bd_paper_{key}_{name}_id", paper.ID_ACCURACY[spec.id_set][m][0], digits=3)
 
 # %% [markdown]
 # ## Data, backbones and protocol
 #
-# Everything is read from one `data_root` (layout in `lpft.filelists`): an ImageNet folder (`imagenet/train/<wnid>/`,
+# Everything is read from one `data_root` (layout in `lpft.scale.filelists`): an ImageNet folder (`imagenet/train/<wnid>/`,
 # `imagenet/val/<wnid>/`) with the BREEDS splits written as JSON (`breeds/living17.json`, `breeds/entity30.json`: for
 # each superclass, the ImageNet classes of its source and target subpopulations, as the `robustness` library makes
 # them; `scripts/breeds_splits.py` writes them), and DomainNet's domain folders with SENTRY's file lists
@@ -91,7 +92,7 @@ for name in cfg.experiments:
 # | evaluation transform | centre crop 224 | none (already 224) |
 # | FT / LP-FT | 20 epochs, batch 64 | 50 epochs, batch 32 as 2 micro-batches of 16 |
 #
-# The methods are the CIFAR chapter's (`lpft.largescale`): **LP** is logistic regression on frozen penultimate
+# The methods are the CIFAR chapter's (`lpft.scale.finetune`): **LP** is logistic regression on frozen penultimate
 # features (for CLIP, the image embedding) with $C$ chosen on ID-val; its training features come from one augmented
 # view of each training image (the official configs' training transform), so LP is run once per seed, each seed with
 # its own view.
@@ -242,11 +243,11 @@ for name in cfg.experiments:
     for m in paper.METHODS:
         key = m.replace("-", "").lower()
         done = name in ran
-        report.glue_number(f"bd_{key}_{name}_id", summaries[name].loc[m, "ID"] if done else "not run", digits=3)
-        report.glue_number(f"bd_{key}_{name}_ood", summaries[name].loc[m, col] if done else "not run", digits=3)
-    report.glue_number(f"bd_change_ratio_{name}", ratios.get(name, "not run"), digits=3)
-report.glue_number("bd_agree", f"{n_agree} of {n_made}" if n_made else "none (nothing ran)")
-report.glue_number("bd_mode", cfg.profile if ran else "full, without inputs")
+        glue.number(f"bd_{key}_{name}_id", summaries[name].loc[m, "ID"] if done else "not run", digits=3)
+        glue.number(f"bd_{key}_{name}_ood", summaries[name].loc[m, col] if done else "not run", digits=3)
+    glue.number(f"bd_change_ratio_{name}", ratios.get(name, "not run"), digits=3)
+glue.number("bd_agree", f"{n_agree} of {n_made}" if n_made else "none (nothing ran)")
+glue.number("bd_mode", cfg.profile if ran else "full, without inputs")
 print(f"profile: {cfg.profile}; ran: {', '.join(ran) or 'nothing'}")
 
 # %% [markdown]

@@ -41,11 +41,12 @@ source = "moco_v2"  # checkpoint format: "moco_v2" (the paper's backbone) or "to
 # %%
 import tempfile
 
-import lpft
+from lpft.book import glue, paths, plotting, start_chapter
 import pandas as pd
-from lpft import launch, paper, plotting, protocol, report
+from lpft import paper, report
+from lpft.scale import launch
 
-cfg = lpft.start_chapter("experiments-cifar-stl", profile=profile, seed=seed, device=device)
+cfg = start_chapter("experiments-cifar-stl", profile=profile, seed=seed, device=device)
 scratch = tempfile.TemporaryDirectory()  # the quick profile's generated files; removed when the kernel exits
 inputs = launch.chapter_inputs("cifar-stl", vars(cfg), scratch.name, data_root=data_root, checkpoint=checkpoint,
                                source=source)
@@ -58,13 +59,13 @@ for name, split, m in (("stl", "STL-10", "FT"), ("stl", "STL-10", "LP"), ("stl",
                        ("c101", "CIFAR-10.1", "FT"), ("c101", "CIFAR-10.1", "LP"), ("c101", "CIFAR-10.1", "LP-FT"),
                        ("id", "CIFAR-10", "FT"), ("id", "CIFAR-10", "LP"), ("id", "CIFAR-10", "LP-FT")):
     table = paper.ID_ACCURACY if split == "CIFAR-10" else paper.OOD_ACCURACY
-    report.glue_number(f"cs_paper_{m.replace('-', '').lower()}_{name}", table[split][m][0], digits=3)
+    glue.number(f"cs_paper_{m.replace('-', '').lower()}_{name}", table[split][m][0], digits=3)
 
 # %% [markdown]
 # ## Data, backbone and protocol
 #
 # The protocol below is the `full` profile's (the `quick` profile's sizes and grids are printed). The loaders read the
-# standard files from `data_root` (layout in `lpft.imagedata`): CIFAR-10's python batches,
+# standard files from `data_root` (layout in `lpft.scale.imagedata`): CIFAR-10's python batches,
 # STL-10's binary files and CIFAR-10.1's `.npy` arrays. STL-10's "monkey" class is dropped and its labels are mapped
 # to CIFAR-10's, as the official code's loader does (`unlabeled_extrapolation/datasets/stl_cifar_style.py` in
 # github.com/AnanyaKumar/transfer_learning); CIFAR-10's "frog" has no STL-10 counterpart, and a "frog" prediction on
@@ -77,10 +78,10 @@ for name, split, m in (("stl", "STL-10", "FT"), ("stl", "STL-10", "LP"), ("stl",
 # `configs/adaptation/datasets_cifar_stl.yaml`) and normalised with ImageNet's mean and that config's std,
 # (0.228, 0.224, 0.225) (0.228 for red, from SwAV's fine-tuning script, where torchvision uses 0.229).
 #
-# The backbone is read from a local checkpoint only (`lpft.backbones`, MoCo-v2's `.pth.tar` or a torchvision
+# The backbone is read from a local checkpoint only (`lpft.scale.backbones`, MoCo-v2's `.pth.tar` or a torchvision
 # `state_dict`; a wrong or partial file is refused). The methods follow the paper's released code
 # (github.com/AnanyaKumar/transfer_learning, `scripts/run_adaptation_experiments.py` and `configs/adaptation/*.yaml`),
-# as implemented in `lpft.largescale`:
+# as implemented in `lpft.scale.finetune`:
 #
 # - **LP**: logistic regression (scikit-learn, L-BFGS) on frozen penultimate features, $C$ swept over
 #   $10^{-7}\dots10^{2}$ and chosen on ID-val; with no augmentation it is deterministic, so it runs once;
@@ -125,7 +126,7 @@ plotting.finish(fig, "fig_cs_examples")
 if ran:
     records = launch.run_sweep(sweep)  # runs what is missing; finished runs are read back
     trained = [r for r in records if r["config"]["method"] != "LP"]
-    print(f"{len(records)} records in {sweep.folder.replace(str(protocol.ROOT) + '/', '')}")
+    print(f"{len(records)} records in {paths.relative(sweep.folder)}")
     print(f"compute time summed over runs: elapsed: {sum(r['results']['seconds'] for r in records):.1f} s")
     summary = launch.summarise(records)
     runs = launch.runs_table(records)
@@ -245,19 +246,19 @@ plotting.finish(fig, "fig_cs_lr")
 if ran:
     for m in ("LP", "FT", "LP-FT"):
         key = m.replace("-", "").lower()
-        report.glue_number(f"cs_{key}_id", summary.loc[m, "ID"], digits=3)
-        report.glue_number(f"cs_{key}_stl", summary.loc[m, "OOD STL-10"], digits=3)
-        report.glue_number(f"cs_{key}_c101", summary.loc[m, "OOD CIFAR-10.1"], digits=3)
-    report.glue_number("cs_change_ratio", ratio, digits=3)
-    report.glue_number("cs_lp_beats_ft_stl", "yes" if summary.loc["LP", "OOD STL-10"] > summary.loc["FT", "OOD STL-10"]
+        glue.number(f"cs_{key}_id", summary.loc[m, "ID"], digits=3)
+        glue.number(f"cs_{key}_stl", summary.loc[m, "OOD STL-10"], digits=3)
+        glue.number(f"cs_{key}_c101", summary.loc[m, "OOD CIFAR-10.1"], digits=3)
+    glue.number("cs_change_ratio", ratio, digits=3)
+    glue.number("cs_lp_beats_ft_stl", "yes" if summary.loc["LP", "OOD STL-10"] > summary.loc["FT", "OOD STL-10"]
                        else "no")
 else:
     for m in ("lp", "ft", "lpft"):
         for s in ("id", "stl", "c101"):
-            report.glue_number(f"cs_{m}_{s}", "not run")
-    report.glue_number("cs_change_ratio", "not run")
-    report.glue_number("cs_lp_beats_ft_stl", "not run")
-report.glue_number("cs_mode", cfg.profile if ran else "full, without inputs")
+            glue.number(f"cs_{m}_{s}", "not run")
+    glue.number("cs_change_ratio", "not run")
+    glue.number("cs_lp_beats_ft_stl", "not run")
+glue.number("cs_mode", cfg.profile if ran else "full, without inputs")
 print(f"profile: {cfg.profile}; ran: {ran}")
 
 # %% [markdown]

@@ -34,14 +34,13 @@ seed = 0  # first downstream seed: the chapter runs seeds seed, seed + 1, ...
 device = "auto"  # "auto" | "cpu" | "cuda" (these 8x8 images train on the CPU either way)
 
 # %%
-import lpft
+from lpft.book import glue, paths, plotting, profiles, start_chapter
 import pandas as pd
 import seaborn as sns
 from IPython.display import display
-from lpft import contrastive as simclr
-from lpft import plotting, protocol, report, robustness
+from lpft import pretrain, protocol, report, robustness
 
-cfg = lpft.start_chapter("experiments-digits-extra", profile=profile, seed=seed, device=device)
+cfg = start_chapter("experiments-digits-extra", profile=profile, seed=seed, device=device)
 print(cfg)
 
 # %% [markdown]
@@ -65,22 +64,22 @@ print(cfg)
 # profile measures both $p_\text{invert} = 0.5$ and $0$.
 
 # %%
-base = robustness.base_setup(cfg.profile)  # the digit chapter's paper's conditions, LP / FT / LP-FT only
+base = robustness.base_setup(profiles.settings("experiments-digits", cfg.profile))  # the digit chapter's paper's conditions, LP / FT / LP-FT only
 supervised = robustness.variant(base, "supervised")
 contrastive = [robustness.variant(base, f"contrastive, p_invert = {p:g}", pretraining="contrastive",
                                   contrastive_options={"epochs": cfg.contrastive_epochs, "p_invert": p})
                for p in cfg.p_invert]
 fewer = [robustness.variant(base, f"supervised, {n} per class", n_train_per_class=n) for n in cfg.labels]
-report.glue_number("dx_tau", simclr.DEFAULTS["temperature"])
-report.glue_number("dx_degrees", simclr.DEFAULTS["max_degrees"])
-report.glue_number("dx_epochs", cfg.contrastive_epochs)
+glue.number("dx_tau", pretrain.DEFAULTS["temperature"])
+glue.number("dx_degrees", pretrain.DEFAULTS["max_degrees"])
+glue.number("dx_epochs", cfg.contrastive_epochs)
 
 seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
-folder = protocol.RESULTS / "experiments-digits-extra" / cfg.profile
-records = robustness.run_all([supervised, *contrastive, *fewer], seeds, folder, jobs=cfg.jobs)
+folder = paths.results("experiments-digits-extra", cfg.profile)
+records = robustness.run_all([supervised, *contrastive, *fewer], seeds, folder, cache=paths.PRETRAINED, jobs=cfg.jobs)
 if cfg.profile == "full":  # a full run refreshes the committed archive
-    robustness.archive(records, "experiments-digits-extra-full")
-print(f"{len(records)} records in {folder.relative_to(protocol.ROOT)}; code fingerprint "
+    robustness.archive(records, paths.ARCHIVE / "experiments-digits-extra-full")
+print(f"{len(records)} records in {paths.relative(folder)}; code fingerprint "
       f"{records[0]['code_fingerprint']}")  # (compute times vary run to run: they are in the records, not printed)
 long = robustness.long_table(records)
 
@@ -94,25 +93,25 @@ for key, label in (("sup", supervised["label"]), ("con", con)):
     row = pre_table.loc[("inverted UCI", label)]
     for m in robustness.TRIO:
         mk = m.replace("-", "").lower()
-        report.glue_number(f"dx_{key}_{mk}_id", row[f"{m} ID"], digits=3)
-        report.glue_number(f"dx_{key}_{mk}_ood", row[f"{m} OOD"], digits=3)
-    report.glue_number(f"dx_{key}_gap", row["FT − LP OOD"], digits=2)
-    report.glue_number(f"dx_{key}_wins", row["LP > FT OOD (seeds)"])
-    report.glue_number(f"dx_{key}_nat_lp_ood", pre_table.loc[("plain UCI", label), "LP OOD"], digits=3)
-report.glue_number("dx_con_label", con)
+        glue.number(f"dx_{key}_{mk}_id", row[f"{m} ID"], digits=3)
+        glue.number(f"dx_{key}_{mk}_ood", row[f"{m} OOD"], digits=3)
+    glue.number(f"dx_{key}_gap", row["FT − LP OOD"], digits=2)
+    glue.number(f"dx_{key}_wins", row["LP > FT OOD (seeds)"])
+    glue.number(f"dx_{key}_nat_lp_ood", pre_table.loc[("plain UCI", label), "LP OOD"], digits=3)
+glue.number("dx_con_label", con)
 change = {r["config"]["label"]: [] for r in records}
 for r in records:
     change[r["config"]["label"]].append(r["results"]["FT"]["feature_change"])
-report.glue_number("dx_sup_ft_change", sum(change[supervised["label"]]) / len(seeds), digits=3)
-report.glue_number("dx_con_ft_change", sum(change[con]) / len(seeds), digits=3)
-report.glue_number("dx_con_nat_ft_ood", pre_table.loc[("plain UCI", con), "FT OOD"], digits=3)
+glue.number("dx_sup_ft_change", sum(change[supervised["label"]]) / len(seeds), digits=3)
+glue.number("dx_con_ft_change", sum(change[con]) / len(seeds), digits=3)
+glue.number("dx_con_nat_ft_ood", pre_table.loc[("plain UCI", con), "FT OOD"], digits=3)
 con_wins, con_n = (int(v) for v in pre_table.loc[("inverted UCI", con), "LP > FT OOD (seeds)"].split("/"))
-report.glue_number("dx_con_order_verdict", "holds (LP > FT OOD in at least 80% of seeds)" if con_wins >= 0.8 * con_n
+glue.number("dx_con_order_verdict", "holds (LP > FT OOD in at least 80% of seeds)" if con_wins >= 0.8 * con_n
                    else "does not hold (LP > FT OOD in fewer than 80% of seeds)")
-report.glue_number("dx_features_verdict", "lower" if pre_table.loc[("inverted UCI", con), "LP OOD"] <
+glue.number("dx_features_verdict", "lower" if pre_table.loc[("inverted UCI", con), "LP OOD"] <
                    pre_table.loc[("inverted UCI", supervised["label"]), "LP OOD"] else "higher")
 no_inv = [c["label"] for c in contrastive if c["contrastive"]["p_invert"] == 0.0]
-report.glue_number("dx_noinv", (
+glue.number("dx_noinv", (
     f"Without the inversion augmentation ({no_inv[0]}), LP reaches "
     f"{report.fmt(pre_table.loc[('inverted UCI', no_inv[0]), 'LP OOD'])}% on inverted UCI and FT "
     f"{report.fmt(pre_table.loc[('inverted UCI', no_inv[0]), 'FT OOD'])}% (chance is 10%), against "
@@ -174,21 +173,21 @@ for r in records:
 lab_table["FT steps"] = [-(-10 * n // 64) * base["epochs"] for n in lab_table.index]  # ceil(n_train / 64) per epoch
 lab_table["FT feature change"] = [round(sum(ft_change[n]) / len(ft_change[n]), 1) for n in lab_table.index]
 few, most = lab_table.index.min(), lab_table.index.max()
-report.glue_number("dx_few_n", few)
-report.glue_number("dx_most_n", most)
+glue.number("dx_few_n", few)
+glue.number("dx_most_n", most)
 for key, n in (("few", few), ("most", most)):
-    report.glue_number(f"dx_{key}_gap", lab_table.loc[n, "FT − LP OOD"], digits=2)
-    report.glue_number(f"dx_{key}_pm", lab_table.loc[n, "±"], digits=2)
-    report.glue_number(f"dx_{key}_id_gap", lab_table.loc[n, "FT − LP ID"], digits=2)
-    report.glue_number(f"dx_{key}_wins", lab_table.loc[n, "LP > FT OOD (seeds)"])
+    glue.number(f"dx_{key}_gap", lab_table.loc[n, "FT − LP OOD"], digits=2)
+    glue.number(f"dx_{key}_pm", lab_table.loc[n, "±"], digits=2)
+    glue.number(f"dx_{key}_id_gap", lab_table.loc[n, "FT − LP ID"], digits=2)
+    glue.number(f"dx_{key}_wins", lab_table.loc[n, "LP > FT OOD (seeds)"])
 trend = lab_table.loc[few, "FT − LP OOD"] - lab_table.loc[most, "FT − LP OOD"]
-report.glue_number("dx_labels_verdict", "grows (LP gains relative to FT), as expected" if trend < 0 else
+glue.number("dx_labels_verdict", "grows (LP gains relative to FT), as expected" if trend < 0 else
                    "shrinks (FT gains relative to LP), the opposite of the expectation")
 for key, n in (("few", few), ("most", most)):
-    report.glue_number(f"dx_{key}_change", lab_table.loc[n, "FT feature change"], digits=3)
-    report.glue_number(f"dx_{key}_steps", lab_table.loc[n, "FT steps"])
+    glue.number(f"dx_{key}_change", lab_table.loc[n, "FT feature change"], digits=3)
+    glue.number(f"dx_{key}_steps", lab_table.loc[n, "FT steps"])
 ratio = lab_table.loc[few, "FT feature change"] / lab_table.loc[most, "FT feature change"]
-report.glue_number("dx_change_verdict", "about the same: within 20%" if 0.8 <= ratio <= 1.25 else
+glue.number("dx_change_verdict", "about the same: within 20%" if 0.8 <= ratio <= 1.25 else
                    ("less with fewer labels" if ratio < 1 else "more with fewer labels"))
 lab_table
 
@@ -239,15 +238,15 @@ shift_table = robustness.gap_summary(long[long["variant"] == supervised["label"]
 n_seeds = len(seeds)
 lp_better = [s for s in order if int(shift_table.loc[s, "LP > FT OOD (seeds)"].split("/")[0]) >= 0.8 * n_seeds]
 ft_better = [s for s in order if int(shift_table.loc[s, "LP > FT OOD (seeds)"].split("/")[0]) <= 0.2 * n_seeds]
-report.glue_number("dx_lp_better_shifts", ", ".join(lp_better) or "none")
-report.glue_number("dx_ft_better_shifts", ", ".join(ft_better) or "none")
-report.glue_number("dx_rot_lp_ood", shift_table.loc["rotate@1", "LP OOD"], digits=3)
-report.glue_number("dx_lpft_max_dev", (shift_table["LP-FT OOD"] - shift_table["LP OOD"]).abs().max(), digits=2)
-report.glue_number("dx_lpft_change", sum(r["results"]["LP-FT"]["feature_change"] for r in records
+glue.number("dx_lp_better_shifts", ", ".join(lp_better) or "none")
+glue.number("dx_ft_better_shifts", ", ".join(ft_better) or "none")
+glue.number("dx_rot_lp_ood", shift_table.loc["rotate@1", "LP OOD"], digits=3)
+glue.number("dx_lpft_max_dev", (shift_table["LP-FT OOD"] - shift_table["LP OOD"]).abs().max(), digits=2)
+glue.number("dx_lpft_change", sum(r["results"]["LP-FT"]["feature_change"] for r in records
                                          if r["config"]["label"] == supervised["label"]) / len(seeds), digits=2)
-report.glue_number("dx_rot_ft_ood", shift_table.loc["rotate@1", "FT OOD"], digits=3)
+glue.number("dx_rot_ft_ood", shift_table.loc["rotate@1", "FT OOD"], digits=3)
 for s in ("rotate@1", "thicken@1", "blur@1"):
-    report.glue_number(f"dx_shift_{s.split('@')[0]}_gap", shift_table.loc[s, "FT − LP OOD"], digits=2)
+    glue.number(f"dx_shift_{s.split('@')[0]}_gap", shift_table.loc[s, "FT − LP OOD"], digits=2)
 shift_table
 
 # %%
@@ -292,8 +291,8 @@ robustness.gap_summary(long[long["variant"] == con], "shift").reindex(order)
 # `archive/experiments-digits-extra-full/`; when they exist they are read back here, not recomputed.
 
 # %%
-report.glue_number("dx_full_epochs", lpft.profiles.CHAPTERS["experiments-digits-extra"]["full"]["contrastive_epochs"])
-archived = robustness.load_archive("experiments-digits-extra-full")
+glue.number("dx_full_epochs", profiles.settings("experiments-digits-extra", "full").contrastive_epochs)
+archived = robustness.load_archive(paths.ARCHIVE / "experiments-digits-extra-full")
 assert archived, "no archived full-profile run: run this chapter with profile='full' (it writes the archive)"
 first = archived[0]
 print(f"archived run: {len(archived)} records, computed {first['date']} at git revision {first['git_revision']}, "
@@ -306,19 +305,19 @@ arch_pre = robustness.gap_summary(arch_inv[arch_inv["labels per class"] == arch_
 arch_lab = robustness.gap_summary(arch_inv[arch_inv["pretraining"] == "supervised"], "labels per class").sort_index()
 arch_shift = robustness.gap_summary(arch[arch["variant"] == "supervised"], "shift").reindex(order)
 arch_n = arch["seed"].nunique()
-report.glue_number("dx_arch_n", arch_n)
+glue.number("dx_arch_n", arch_n)
 for key, p_inv in (("con", 0.5), ("noinv", 0.0)):
     label = f"contrastive, p_invert = {p_inv:g}"
     for col in ("LP OOD", "FT OOD", "LP ID", "FT ID"):
-        report.glue_number(f"dx_arch_{key}_{col.replace(' ', '_').lower()}", arch_pre.loc[label, col], digits=3)
-    report.glue_number(f"dx_arch_{key}_wins", arch_pre.loc[label, "LP > FT OOD (seeds)"])
-report.glue_number("dx_arch_sup_gap", arch_pre.loc["supervised", "FT − LP OOD"], digits=3)
-report.glue_number("dx_arch_few_n", arch_lab.index.min())
-report.glue_number("dx_arch_few_gap", arch_lab.loc[arch_lab.index.min(), "FT − LP OOD"], digits=3)
-report.glue_number("dx_arch_most_gap", arch_lab.loc[arch_lab.index.max(), "FT − LP OOD"], digits=3)
+        glue.number(f"dx_arch_{key}_{col.replace(' ', '_').lower()}", arch_pre.loc[label, col], digits=3)
+    glue.number(f"dx_arch_{key}_wins", arch_pre.loc[label, "LP > FT OOD (seeds)"])
+glue.number("dx_arch_sup_gap", arch_pre.loc["supervised", "FT − LP OOD"], digits=3)
+glue.number("dx_arch_few_n", arch_lab.index.min())
+glue.number("dx_arch_few_gap", arch_lab.loc[arch_lab.index.min(), "FT − LP OOD"], digits=3)
+glue.number("dx_arch_most_gap", arch_lab.loc[arch_lab.index.max(), "FT − LP OOD"], digits=3)
 arch_wins = arch_shift["LP > FT OOD (seeds)"].str.split("/").str[0].astype(int)
-report.glue_number("dx_arch_lp_better", ", ".join(arch_wins.index[arch_wins >= 0.8 * arch_n]) or "none")
-report.glue_number("dx_arch_ft_better", ", ".join(arch_wins.index[arch_wins <= 0.2 * arch_n]) or "none")
+glue.number("dx_arch_lp_better", ", ".join(arch_wins.index[arch_wins >= 0.8 * arch_n]) or "none")
+glue.number("dx_arch_ft_better", ", ".join(arch_wins.index[arch_wins <= 0.2 * arch_n]) or "none")
 display(arch_pre, arch_lab, arch_shift)
 
 # %% [markdown]

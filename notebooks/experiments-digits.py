@@ -29,13 +29,13 @@ seed = 0  # first downstream seed: the chapter runs seeds seed, seed + 1, ...
 device = "auto"  # "auto" | "cpu" | "cuda" (these 8x8 images train on the CPU either way)
 
 # %%
-import lpft
+from lpft.book import glue, paths, plotting, start_chapter
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from lpft import digits, plotting, protocol, report
+from lpft import digits, protocol, report
 
-cfg = lpft.start_chapter("experiments-digits", profile=profile, seed=seed, device=device)
+cfg = start_chapter("experiments-digits", profile=profile, seed=seed, device=device)
 print(cfg)
 
 # %% [markdown]
@@ -97,12 +97,12 @@ plotting.finish(fig, "fig_digits_examples")
 # record file with its configuration, library versions and git revision; the tables below are read back from them.
 
 # %%
-folder = protocol.RESULTS / "experiments-digits" / cfg.profile
+folder = paths.results("experiments-digits", cfg.profile)
 seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
-records = protocol.run_all(setup, seeds, folder, jobs=cfg.jobs)  # computed, or read back if already recorded
+records = protocol.run_all(setup, seeds, folder, cache=paths.PRETRAINED, jobs=cfg.jobs)  # computed, or read back if already recorded
 if cfg.profile == "full":  # a full run refreshes the committed archive that quick-profile pages show
-    protocol.archive(records, "experiments-digits-full")
-print(f"{len(records)} records in {folder.relative_to(protocol.ROOT)}; code fingerprint {records[0]['code_fingerprint']}")
+    protocol.archive(records, paths.ARCHIVE / "experiments-digits-full")
+print(f"{len(records)} records in {paths.relative(folder)}; code fingerprint {records[0]['code_fingerprint']}")
 print(f"compute time of the {cfg.profile} profile, summed over seeds: "
       f"elapsed: {sum(r['results']['seconds'] for r in records):.1f} s")
 results = protocol.long_table(records)
@@ -122,15 +122,15 @@ main
 # %%
 claims, found = protocol.claims(records)
 n, lp_beats_ft_ood, ft_beats_lp_id = found["n"], found["lp_wins"], found["ft_wins"]
-report.glue_number("dig_n", n)
-report.glue_number("dig_lp_ood_wins", lp_beats_ft_ood)
-report.glue_number("dig_ft_id_wins", ft_beats_lp_id)
+glue.number("dig_n", n)
+glue.number("dig_lp_ood_wins", lp_beats_ft_ood)
+glue.number("dig_ft_id_wins", ft_beats_lp_id)
 for m in ("LP", "FT", "LP-FT"):
     key = m.replace("-", "").lower()
-    report.glue_number(f"dig_{key}_id", main.loc[m, "ID"], digits=3)
-    report.glue_number(f"dig_{key}_ood", main.loc[m, "OOD"], digits=3)
-report.glue_number("dig_lp_ood_pm", main.loc["LP", "OOD ±"], digits=2)
-report.glue_number("dig_lpft_verdict", "within or above" if found["lpft_in_lp_interval"] else "below")
+    glue.number(f"dig_{key}_id", main.loc[m, "ID"], digits=3)
+    glue.number(f"dig_{key}_ood", main.loc[m, "OOD"], digits=3)
+glue.number("dig_lp_ood_pm", main.loc["LP", "OOD ±"], digits=2)
+glue.number("dig_lpft_verdict", "within or above" if found["lpft_in_lp_interval"] else "below")
 print(f"LP > FT OOD in {lp_beats_ft_ood}/{n} seeds; FT > LP ID in {ft_beats_lp_id}/{n} seeds; "
       f"LP-FT OOD {'within or above' if found['lpft_in_lp_interval'] else 'below'} LP's 90% interval")
 
@@ -164,9 +164,9 @@ plotting.finish(fig, "fig_digits_scatter")
 
 # %%
 natural = protocol.summary(results[results["strength"] == 0.0])
-report.glue_number("dig_nat_lp_ood", natural.loc["LP", "OOD"], digits=3)
-report.glue_number("dig_nat_ft_ood", natural.loc["FT", "OOD"], digits=3)
-report.glue_number("dig_nat_lpft_ood", natural.loc["LP-FT", "OOD"], digits=3)
+glue.number("dig_nat_lp_ood", natural.loc["LP", "OOD"], digits=3)
+glue.number("dig_nat_ft_ood", natural.loc["FT", "OOD"], digits=3)
+glue.number("dig_nat_lpft_ood", natural.loc["LP-FT", "OOD"], digits=3)
 natural
 
 # %% [markdown]
@@ -186,8 +186,8 @@ ax.set(xlabel="inversion strength $s$ of the OOD images", ylabel="OOD accuracy d
 ax.legend(fontsize="small", title=None)
 plotting.finish(fig, "fig_digits_gap")
 gap_at = gap.groupby(["comparison", "strength"])["gap"].mean().unstack(0).round(1)
-report.glue_number("dig_gap_s1", gap_at.loc[1.0, "FT − LP"], digits=3)
-report.glue_number("dig_gap_s0", gap_at.loc[0.0, "FT − LP"], digits=3)
+glue.number("dig_gap_s1", gap_at.loc[1.0, "FT − LP"], digits=3)
+glue.number("dig_gap_s0", gap_at.loc[0.0, "FT − LP"], digits=3)
 gap_at
 
 # %% [markdown]
@@ -208,9 +208,9 @@ gap_at
 
 # %%
 change_mean = pd.DataFrame(found["change"]).T.rename(columns={"id": "ID inputs", "ood": "OOD inputs"})
-report.glue_number("dig_change_ratio", found["ratio"], digits=3)
-report.glue_number("dig_change_ft_id", change_mean.loc["FT", "ID inputs"])
-report.glue_number("dig_change_ft_ood", change_mean.loc["FT", "OOD inputs"])
+glue.number("dig_change_ratio", found["ratio"], digits=3)
+glue.number("dig_change_ft_id", change_mean.loc["FT", "ID inputs"])
+glue.number("dig_change_ft_ood", change_mean.loc["FT", "OOD inputs"])
 report.table(change_mean.reset_index(names="method"))
 
 # %% [markdown]
@@ -235,8 +235,8 @@ plotting.finish(fig, "fig_digits_lr")
 for method, lrs in (("LP-FT", cfg.lpft_lr), ("FT", cfg.ft_lr)):
     key = method.replace("-", "").lower()
     for end, lr in (("small", min(lrs)), ("large", max(lrs))):
-        report.glue_number(f"dig_{key}_{end}_lr", lr)
-        report.glue_number(f"dig_{key}_{end}_lr_ood", lr_mean.loc[(method, lr), "ood_acc"], digits=3)
+        glue.number(f"dig_{key}_{end}_lr", lr)
+        glue.number(f"dig_{key}_{end}_lr_ood", lr_mean.loc[(method, lr), "ood_acc"], digits=3)
 lr_mean
 
 # %% [markdown]
@@ -270,17 +270,17 @@ variants = {"GroupNorm, pool with inverted copies (above)": setup,
             "pool without inverted copies": {**setup, "pool_shifts": [], "methods": ["LP", "FT", "LP-FT"]}}
 rows = []
 for name, variant in variants.items():
-    recs = records if variant is setup else protocol.run_all(variant, seeds, folder, jobs=cfg.jobs)
+    recs = records if variant is setup else protocol.run_all(variant, seeds, folder, cache=paths.PRETRAINED, jobs=cfg.jobs)
     df = protocol.long_table(recs).query("strength == 1.0 and method in ['LP', 'FT', 'LP-FT']")
     wide_acc = df.pivot(index="seed", columns="method", values="OOD")
     means = df.groupby("method")[["ID", "OOD"]].mean()
     rows.append({"setting": name, **{f"{m} {k}": means.loc[m, k] for m in ("LP", "FT", "LP-FT") for k in ("ID", "OOD")},
                  "LP > FT OOD (seeds)": f"{int((wide_acc['LP'] > wide_acc['FT']).sum())}/{n}"})
 ablation = pd.DataFrame(rows).set_index("setting").round(1)
-report.glue_number("dig_abl_none_lpft", ablation.iloc[1]["LP-FT OOD"], digits=3)
-report.glue_number("dig_abl_none_lp", ablation.iloc[1]["LP OOD"], digits=3)
-report.glue_number("dig_abl_pool_lp", ablation.iloc[2]["LP OOD"], digits=3)
-report.glue_number("dig_abl_pool_ft", ablation.iloc[2]["FT OOD"], digits=3)
+glue.number("dig_abl_none_lpft", ablation.iloc[1]["LP-FT OOD"], digits=3)
+glue.number("dig_abl_none_lp", ablation.iloc[1]["LP OOD"], digits=3)
+glue.number("dig_abl_pool_lp", ablation.iloc[2]["LP OOD"], digits=3)
+glue.number("dig_abl_pool_ft", ablation.iloc[2]["FT OOD"], digits=3)
 ablation.T
 
 # %% [markdown]
@@ -296,8 +296,8 @@ ablation.T
 # ordering.
 
 # %%
-report.glue_number("dig_claims_held", int((claims["holds"] == "yes").sum()))
-report.glue_number("dig_claims_n", len(claims))
+glue.number("dig_claims_held", int((claims["holds"] == "yes").sum()))
+glue.number("dig_claims_n", len(claims))
 claims
 
 # %% [markdown]
@@ -308,7 +308,7 @@ claims
 # code fingerprint, git revision and date at which they were computed; they are read back here, not recomputed.
 
 # %%
-archived = protocol.load_archive("experiments-digits-full")
+archived = protocol.load_archive(paths.ARCHIVE / "experiments-digits-full")
 assert archived, "no archived full-profile run: run the chapter with profile='full' and protocol.archive(...)"
 arch_claims, arch = protocol.claims(archived)
 first = archived[0]
@@ -317,15 +317,15 @@ print(f"archived run: {arch['n']} seeds, {first['config']['epochs']} epochs per 
       f"({'the same as' if first['code_fingerprint'] == records[0]['code_fingerprint'] else 'differs from'} this code); "
       f"compute time summed over seeds {sum(r['results']['seconds'] for r in archived):.0f} s on "
       f"{first['environment']['cpu_count']} CPUs")
-report.glue_number("dig_arch_n", arch["n"])
-report.glue_number("dig_arch_lp_wins", arch["lp_wins"])
-report.glue_number("dig_arch_ft_wins", arch["ft_wins"])
-report.glue_number("dig_arch_held", int((arch_claims["holds"] == "yes").sum()))
+glue.number("dig_arch_n", arch["n"])
+glue.number("dig_arch_lp_wins", arch["lp_wins"])
+glue.number("dig_arch_ft_wins", arch["ft_wins"])
+glue.number("dig_arch_held", int((arch_claims["holds"] == "yes").sum()))
 for m in ("LP", "FT", "LP-FT"):
     key = m.replace("-", "").lower()
-    report.glue_number(f"dig_arch_{key}_id", arch["main"].loc[m, "ID"], digits=3)
-    report.glue_number(f"dig_arch_{key}_ood", arch["main"].loc[m, "OOD"], digits=3)
-report.glue_number("dig_arch_lp_ood_pm", arch["main"].loc["LP", "OOD ±"], digits=2)
+    glue.number(f"dig_arch_{key}_id", arch["main"].loc[m, "ID"], digits=3)
+    glue.number(f"dig_arch_{key}_ood", arch["main"].loc[m, "OOD"], digits=3)
+glue.number("dig_arch_lp_ood_pm", arch["main"].loc["LP", "OOD ±"], digits=2)
 arch["main"].reindex(protocol.ALL_METHODS)
 
 # %%

@@ -26,7 +26,7 @@
 #   trains on WILDS region 3, the Americas (North and South: WILDS has no North America region), and evaluates
 #   region 2, Africa, and region 1, Europe, with `americas_val` and `africa_val` as its early-stopping sets (region
 #   codes in `unlabeled_extrapolation/datasets/fmow.py`). This chapter follows the code: ID is the Americas, OOD is
-#   Africa (`lpft.filelists.fmow_task(ood_region="Europe")` gives the other set), since WILDS's regions cannot express
+#   Africa (`lpft.scale.filelists.fmow_task(ood_region="Europe")` gives the other set), since WILDS's regions cannot express
 #   the text's "North America" and the text does not say how its Africa and Europe numbers are combined.
 # - **ImageNet** → ImageNetV2, ImageNet-R, ImageNet-Sketch and ImageNet-A
 #   {cite:p}`recht2019imagenet,hendrycks2021many,wang2019learning,hendrycks2021natural`, from CLIP's ViT-B/16
@@ -60,10 +60,11 @@ clip_vit_checkpoint = ""  # full profile: CLIP ViT-B/16 checkpoint for ImageNet 
 # %%
 import tempfile
 
-import lpft
-from lpft import launch, paper, plotting, report
+from lpft.book import glue, plotting, start_chapter
+from lpft import paper, report
+from lpft.scale import launch
 
-cfg = lpft.start_chapter("experiments-fmow-imagenet", profile=profile, seed=seed, device=device)
+cfg = start_chapter("experiments-fmow-imagenet", profile=profile, seed=seed, device=device)
 scratch = tempfile.TemporaryDirectory()  # the quick profile's generated files; removed when the kernel exits
 inputs, sweeps = launch.chapter_sweeps(cfg, scratch.name, data_root=data_root,
                                        checkpoints={"moco_tp": mocotp_checkpoint, "clip_vit_b16": clip_vit_checkpoint})
@@ -75,18 +76,18 @@ PAPER_SETS = {"fmow": "FMoW", "imagenet_v2": "ImageNetV2", "imagenet_r": "ImageN
               "ImageNet-Sketch", "imagenet_a": "ImageNet-A"}
 for key, column in PAPER_SETS.items():
     for m in paper.METHODS:
-        report.glue_number(f"fi_paper_{m.replace('-', '').lower()}_{key}", paper.OOD_ACCURACY[column][m][0], digits=3)
+        glue.number(f"fi_paper_{m.replace('-', '').lower()}_{key}", paper.OOD_ACCURACY[column][m][0], digits=3)
 for m in paper.METHODS:
-    report.glue_number(f"fi_paper_{m.replace('-', '').lower()}_fmow_id", paper.ID_ACCURACY["FMoW"][m][0], digits=3)
+    glue.number(f"fi_paper_{m.replace('-', '').lower()}_fmow_id", paper.ID_ACCURACY["FMoW"][m][0], digits=3)
 
 # %% [markdown]
 # ## Data, backbones and protocol
 #
 # Everything is read from one `data_root`: WILDS's FMoW folder (`fmow_v1.1/` with `rgb_metadata.csv`,
-# `country_code_mapping.csv` and `images/rgb_img_<row>.png`; layout in `lpft.filelists`), and an ImageNet folder
+# `country_code_mapping.csv` and `images/rgb_img_<row>.png`; layout in `lpft.scale.filelists`), and an ImageNet folder
 # (`imagenet/train/<wnid>/`, `imagenet/val/<wnid>/`) beside the four test sets as their archives unpack
 # (`imagenetv2-matched-frequency-format-val/<class index>/`, `imagenet-r/<wnid>/`, `imagenet-sketch/<wnid>/`,
-# `imagenet-a/<wnid>/`; layout in `lpft.imagenet`). Missing files are named, with where to get them.
+# `imagenet-a/<wnid>/`; layout in `lpft.scale.imagenet`). Missing files are named, with where to get them.
 #
 # | | FMoW geo-shift | ImageNet |
 # |---|---|---|
@@ -98,7 +99,7 @@ for m in paper.METHODS:
 # | LP | logistic regression, $C$ on ID-val | SGD on the frozen features, 5 epochs at learning rate 0.1 |
 # | FT / LP-FT | 50 epochs, batch 64, the April 2022 grids | 10 epochs, batch 128, FT {1e-4, 3e-4, 1e-3}, LP-FT {1e-5, 3e-5, 1e-4} |
 #
-# The methods are the other chapters' (`lpft.largescale`). **FT** trains every weight from a fresh random head with
+# The methods are the other chapters' (`lpft.scale.finetune`). **FT** trains every weight from a fresh random head with
 # BatchNorm in training mode (the ViT has LayerNorm, which has no running statistics); **LP-FT** starts from the LP
 # head of the same seed and trains every weight with BatchNorm statistics frozen, at a smaller learning rate. As in the
 # official code, the ID test set doubles as **ID-val** for both shifts (`early_stop_dataset_names` lists `americas_val`
@@ -109,7 +110,7 @@ for m in paper.METHODS:
 #
 # - **Which WILDS "val".** The official code reads FMoW's `val` split through the `wilds` package, whose meaning
 #   changed: in WILDS 1.x it holds the images of 2013-2015 (out of the training years), in WILDS 2 the `val` split
-#   before 2013. This chapter uses the WILDS 1.x meaning (`lpft.filelists.fmow_task(val="ood")`), the version that
+#   before 2013. This chapter uses the WILDS 1.x meaning (`lpft.scale.filelists.fmow_task(val="ood")`), the version that
 #   was current when the official code was written; `val="id"` gives the other.
 # - **ImageNet's images are decoded once into a disk cache** (`$LPFT_CACHE`, default `<repository>/cache/images`):
 #   its 1.28 million training images at 224 × 224 are about 193 GB as uint8, more than memory. FMoW stays in memory.
@@ -244,14 +245,14 @@ COLUMNS = {"fmow": ("fmow", "OOD Africa"), "imagenet_v2": ("imagenet", "OOD Imag
 for key, (name, col) in COLUMNS.items():
     for m in paper.METHODS:
         value = summaries[name].loc[m, col] if name in ran else "not run"
-        report.glue_number(f"fi_{m.replace('-', '').lower()}_{key}_ood", value, digits=3)
+        glue.number(f"fi_{m.replace('-', '').lower()}_{key}_ood", value, digits=3)
 for name in cfg.experiments:
     for m in paper.METHODS:
         value = summaries[name].loc[m, "ID"] if name in ran else "not run"
-        report.glue_number(f"fi_{m.replace('-', '').lower()}_{name}_id", value, digits=3)
-    report.glue_number(f"fi_change_ratio_{name}", ratios.get(name, "not run"), digits=3)
-report.glue_number("fi_agree", f"{n_agree} of {n_made}" if n_made else "none (nothing ran)")
-report.glue_number("fi_mode", cfg.profile if ran else "full, without inputs")
+        glue.number(f"fi_{m.replace('-', '').lower()}_{name}_id", value, digits=3)
+    glue.number(f"fi_change_ratio_{name}", ratios.get(name, "not run"), digits=3)
+glue.number("fi_agree", f"{n_agree} of {n_made}" if n_made else "none (nothing ran)")
+glue.number("fi_mode", cfg.profile if ran else "full, without inputs")
 print(f"profile: {cfg.profile}; ran: {', '.join(ran) or 'nothing'}")
 
 # %% [markdown]

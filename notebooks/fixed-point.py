@@ -31,17 +31,16 @@ device = "auto"  # "auto" | "cpu" | "cuda" (the experiment runs on the CPU: 8x8 
 
 # %%
 import json
-from types import SimpleNamespace
 
-import lpft
+from lpft.book import glue, paths, plotting, profiles, start_chapter
 import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
 from lpft import fixedpoint as fp
-from lpft import plotting, profiles, protocol, report
+from lpft import protocol
 
-cfg = lpft.start_chapter("fixed-point", profile=profile, seed=seed, device=device)
+cfg = start_chapter("fixed-point", profile=profile, seed=seed, device=device)
 print(cfg)
 
 # %% [markdown]
@@ -77,8 +76,8 @@ for kind, df in sweeps.items():
     agreement[kind] = 100 * (per_sigma["rule_FL"] == per_sigma["best_FL"]).mean()
     chosen = df[df["FL"] == df["rule_FL"]].set_index("sigma")["relative_rmse"]
     best = df[df["FL"] == df["best_FL"]].set_index("sigma")["relative_rmse"]
-    report.glue_number(f"fxp_rule_agree_{kind}", agreement[kind], digits=3)
-    report.glue_number(f"fxp_rule_excess_{kind}", 100 * (chosen / best - 1).max(), digits=2, floor=0)  # 0: "0"
+    glue.number(f"fxp_rule_agree_{kind}", agreement[kind], digits=3)
+    glue.number(f"fxp_rule_excess_{kind}", 100 * (chosen / best - 1).max(), digits=2, floor=0)  # 0: "0"
     lines.append(f"{kind}: the σ rule picks the brute-force optimal FL for {agreement[kind]:.1f}% of the σ grid; "
                  f"worst excess error over the optimum {100 * (chosen / best - 1).max():.1f}%")
 print("\n".join(lines))
@@ -140,8 +139,8 @@ for i in range(cfg.n_kernel_cases):
     expected = fp.reference_linear(x_q, w_q, b_q, shift, out_signed=out_signed)
     mismatches["eager"] += not torch.equal(fp.fixed_point_linear(x_q, w_q, b_q, shift, out_signed=out_signed), expected)
     mismatches["compiled"] += not torch.equal(compiled_linear(x_q, w_q, b_q, shift, out_signed=out_signed), expected)
-report.glue_number("fxp_kernel_cases", cfg.n_kernel_cases)
-report.glue_number("fxp_kernel_mismatch", sum(mismatches.values()), floor=0)  # a count: 0 prints as "0"
+glue.number("fxp_kernel_cases", cfg.n_kernel_cases)
+glue.number("fxp_kernel_mismatch", sum(mismatches.values()), floor=0)  # a count: 0 prints as "0"
 print(f"{cfg.n_kernel_cases} random cases: mismatches with the reference {mismatches}")
 
 # %% [markdown]
@@ -159,7 +158,7 @@ _, (code,) = run_and_get_code(torch.compile(lambda x, w, b: fp.fixed_point_linea
                                             fullgraph=True), x_q, w_q, b_q)
 n_loops = code.count("async_compile.cpp_pybinding(")
 gemm = [line.strip() for line in code.splitlines() if line.strip().startswith("extern_kernels._int_mm")]
-report.glue_number("fxp_fused_loops", n_loops)
+glue.number("fxp_fused_loops", n_loops)
 print(f"generated C++ kernels: {n_loops}\nGEMM: {gemm[0] if gemm else 'not found'}\nthe fused loop's body:")
 print("\n".join(line.strip() for line in code.splitlines() if "auto tmp" in line or ".store(" in line))
 
@@ -170,16 +169,16 @@ print("\n".join(line.strip() for line in code.splitlines() if "auto tmp" in line
 # back here:
 
 # %%
-bench = json.loads((protocol.ROOT / "archive" / "benchmarks" / "fixedpoint-cpu.json").read_text())
+bench = json.loads((paths.ARCHIVE / "benchmarks" / "fixedpoint-cpu.json").read_text())
 bench_df = pd.DataFrame(bench["rows"])
 print(f"measured {bench['date']} at git {bench['git_revision']}, torch {bench['environment']['torch']}, "
       f"{bench['threads']} thread, {bench['cpu_count']} CPUs; _int_mm path: {bench['int_mm_path']}")
 speed = bench_df.pivot_table(index=["M", "K", "N"], columns="variant", values="median_ms", sort=False)
 speed = speed[["fp32 nn.Linear", "fixed point, eager", "fixed point, compiled", "torch._int_mm alone"]]
 first = speed.iloc[0]
-report.glue_number("fxp_speed_vs_fp32", first["fp32 nn.Linear"] / first["fixed point, compiled"], digits=2)
-report.glue_number("fxp_speed_vs_eager", first["fixed point, eager"] / first["fixed point, compiled"], digits=2)
-report.glue_number("fxp_speed_vs_intmm", first["fixed point, compiled"] / first["torch._int_mm alone"], digits=2)
+glue.number("fxp_speed_vs_fp32", first["fp32 nn.Linear"] / first["fixed point, compiled"], digits=2)
+glue.number("fxp_speed_vs_eager", first["fixed point, eager"] / first["fixed point, compiled"], digits=2)
+glue.number("fxp_speed_vs_intmm", first["fixed point, compiled"] / first["torch._int_mm alone"], digits=2)
 speed.round(3).rename(columns=lambda c: f"{c} (median ms)")
 
 # %% [markdown]
@@ -220,15 +219,14 @@ speed.round(3).rename(columns=lambda c: f"{c} (median ms)")
 # (inverted UCI) and the natural shift alone (plain UCI).
 
 # %%
-digit_cfg = profiles.CHAPTERS["experiments-digits"][cfg.profile]
-setup = protocol.paper_conditions(SimpleNamespace(**digit_cfg))
-folder = protocol.RESULTS / "fixed-point" / cfg.profile
+setup = protocol.paper_conditions(profiles.settings("experiments-digits", cfg.profile))
+folder = paths.results("fixed-point", cfg.profile)
 seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
-records = fp.deploy_all(setup, seeds, folder, n_calibration=cfg.n_calibration, jobs=cfg.jobs)
-report.glue_number("fxp_n_calibration", cfg.n_calibration)
+records = fp.deploy_all(setup, seeds, folder, cache=paths.PRETRAINED, n_calibration=cfg.n_calibration, jobs=cfg.jobs)
+glue.number("fxp_n_calibration", cfg.n_calibration)
 if cfg.profile == "full":  # a full run refreshes the committed archive that quick-profile pages show
-    protocol.archive(records, "fixed-point-full")
-print(f"{len(records)} records in {folder.relative_to(protocol.ROOT)}; code fingerprint "
+    protocol.archive(records, paths.ARCHIVE / "fixed-point-full")
+print(f"{len(records)} records in {paths.relative(folder)}; code fingerprint "
       f"{records[0]['code_fingerprint']}; fractional lengths of seed {seeds[0]}'s FT model: "
       f"{records[0]['results']['FT']['fls']}")
 
@@ -271,16 +269,16 @@ for name, value in {"fxp_n": found["n"], "fxp_lpwin_float": found["lp_ood"]["flo
                     "fxp_lpwin_fixed": found["lp_ood"]["fixed"], "fxp_ftwin_float": found["ft_id"]["float"],
                     "fxp_ftwin_fixed": found["ft_id"]["fixed"], "fxp_same_rank_id": found["same_rank"]["id"],
                     "fxp_same_rank_ood": found["same_rank"]["ood"]}.items():
-    report.glue_number(name, value, floor=0)  # counts: 0 prints as "0"
-report.glue_number("fxp_max_drop", found["max_drop"], digits=2)
-report.glue_number("fxp_change_id", found["change"]["id"], digits=2)
-report.glue_number("fxp_change_ood", found["change"]["ood"], digits=2)
-report.glue_number("fxp_ft_change_id", found["ft_tuning_change"], digits=3)
+    glue.number(name, value, floor=0)  # counts: 0 prints as "0"
+glue.number("fxp_max_drop", found["max_drop"], digits=2)
+glue.number("fxp_change_id", found["change"]["id"], digits=2)
+glue.number("fxp_change_ood", found["change"]["ood"], digits=2)
+glue.number("fxp_ft_change_id", found["ft_tuning_change"], digits=3)
 for m in ("LP", "FT", "LP-FT"):
     key = m.replace("-", "").lower()
     for split in ("id", "ood"):
-        report.glue_number(f"fxp_{key}_{split}_float", summary.loc[(m, split), "float"], digits=3)
-        report.glue_number(f"fxp_{key}_{split}_fixed", summary.loc[(m, split), "fixed"], digits=3)
+        glue.number(f"fxp_{key}_{split}_float", summary.loc[(m, split), "float"], digits=3)
+        glue.number(f"fxp_{key}_{split}_fixed", summary.loc[(m, split), "fixed"], digits=3)
 checks
 
 # %% [markdown]
@@ -318,7 +316,7 @@ def effect(variant: str) -> str:
 
 # what GroupNorm adds per image, against the convolutions' multiply-accumulates (output shapes of one forward pass)
 outputs = []
-pretrained = protocol.pretrained_model(setup)
+pretrained = protocol.pretrained_model(setup, paths.PRETRAINED)
 hooks = [m.register_forward_hook(lambda m, i, o: outputs.append((m, o[0]))) for m in pretrained.modules()
          if isinstance(m, (torch.nn.Conv2d, torch.nn.GroupNorm))]
 with torch.no_grad():
@@ -359,16 +357,16 @@ rows = [
      f"float → fixed point: {points(-drop['id'])} ID, {points(-drop['ood'])} OOD"),
 ]
 for split in ("id", "ood"):
-    report.glue_number(f"fxp_pool_differ_{split}", f"{pool_differ[split]:.1f}")
+    glue.number(f"fxp_pool_differ_{split}", f"{pool_differ[split]:.1f}")
     for key, variant in {"pool": "pool: 8-bit codes rounded again", "image": "image: σ-rule FL",
                          "search": "activation FLs: grid search"}.items():
-        report.glue_number(f"fxp_{key}_change_{split}", points(change(variant, split)))
-report.glue_number("fxp_image_fl_sigma", image_fl_sigma)
-report.glue_number("fxp_batch", fp.BATCH)
-report.glue_number("fxp_batch_fl_differ", f"{means['batch FLs differ'].mean():.1f}")
-report.glue_number("fxp_gn_divisions", f"{gn_divisions:,}")
-report.glue_number("fxp_gn_roots", gn_roots)
-report.glue_number("fxp_macs", f"{macs:,}")
+        glue.number(f"fxp_{key}_change_{split}", points(change(variant, split)))
+glue.number("fxp_image_fl_sigma", image_fl_sigma)
+glue.number("fxp_batch", fp.BATCH)
+glue.number("fxp_batch_fl_differ", f"{means['batch FLs differ'].mean():.1f}")
+glue.number("fxp_gn_divisions", f"{gn_divisions:,}")
+glue.number("fxp_gn_roots", gn_roots)
+glue.number("fxp_macs", f"{macs:,}")
 deviations = pd.DataFrame(rows, columns=["difference", "status", "F8Net", "this chapter", "measured effect"])
 with pd.option_context("display.max_colwidth", None):
     display(deviations.set_index("difference"))
@@ -394,25 +392,25 @@ with pd.option_context("display.max_colwidth", None):
 # run (10 seeds, the digit chapter's full grids) are committed under `archive/fixed-point-full/` and read back here.
 
 # %%
-archived = protocol.load_archive("fixed-point-full")
+archived = protocol.load_archive(paths.ARCHIVE / "fixed-point-full")
 if archived:
     arch_summary, arch_checks, arch = fp.deployment_summary(archived)
     a0 = archived[0]
     print(f"archived run: {arch['n']} seeds, computed {a0['date']} at git revision {a0['git_revision']}, code "
           f"fingerprint {a0['code_fingerprint']} ({'the same as' if a0['code_fingerprint'] == records[0]['code_fingerprint'] else 'differs from'} "
           f"this code)")
-    report.glue_number("fxp_arch_n", arch["n"], floor=0)
-    report.glue_number("fxp_arch_lpwin_float", arch["lp_ood"]["float"], floor=0)
-    report.glue_number("fxp_arch_lpwin_fixed", arch["lp_ood"]["fixed"], floor=0)
-    report.glue_number("fxp_arch_ftwin_float", arch["ft_id"]["float"], floor=0)
-    report.glue_number("fxp_arch_ftwin_fixed", arch["ft_id"]["fixed"], floor=0)
-    report.glue_number("fxp_arch_max_drop", arch["max_drop"], digits=2)
+    glue.number("fxp_arch_n", arch["n"], floor=0)
+    glue.number("fxp_arch_lpwin_float", arch["lp_ood"]["float"], floor=0)
+    glue.number("fxp_arch_lpwin_fixed", arch["lp_ood"]["fixed"], floor=0)
+    glue.number("fxp_arch_ftwin_float", arch["ft_id"]["float"], floor=0)
+    glue.number("fxp_arch_ftwin_fixed", arch["ft_id"]["fixed"], floor=0)
+    glue.number("fxp_arch_max_drop", arch["max_drop"], digits=2)
     arch_means = deviation_means(archived)
-    report.glue_number("fxp_arch_pool_differ_id", f"{arch_means.loc['id', 'pooled codes differ']:.1f}")
+    glue.number("fxp_arch_pool_differ_id", f"{arch_means.loc['id', 'pooled codes differ']:.1f}")
     for key, variant in {"pool": "pool: 8-bit codes rounded again", "image": "image: σ-rule FL",
                          "search": "activation FLs: grid search"}.items():
         for split in ("id", "ood"):
-            report.glue_number(f"fxp_arch_{key}_change_{split}", points(change(variant, split, arch_means)))
+            glue.number(f"fxp_arch_{key}_change_{split}", points(change(variant, split, arch_means)))
     display(arch_checks)
     display(arch_summary.loc[["LP", "FT", "LP-FT"]])
     display(pd.DataFrame({f"{split} (points)": [points(change(v, split, arch_means)) for v in fp.VARIANTS]
@@ -422,7 +420,7 @@ else:
     for name in ("fxp_arch_n", "fxp_arch_lpwin_float", "fxp_arch_lpwin_fixed", "fxp_arch_ftwin_float",
                  "fxp_arch_ftwin_fixed", "fxp_arch_max_drop", "fxp_arch_pool_differ_id",
                  *(f"fxp_arch_{k}_change_{s}" for k in ("pool", "image", "search") for s in ("id", "ood"))):
-        report.glue_number(name, "—")
+        glue.number(name, "—")
 
 # %% [markdown]
 # ## What we found

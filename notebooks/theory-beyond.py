@@ -40,13 +40,13 @@ seed = 0  # base seed: instance i uses seed + i
 device = "auto"  # "auto" | "cpu" | "cuda" (this chapter computes on the CPU in float64 either way)
 
 # %%
-import lpft
+from lpft.book import glue, plotting, start_chapter
 import numpy as np
 import pandas as pd
 import torch
-from lpft import beyond, plotting, report, theory
+from lpft import beyond, report, theory
 
-cfg = lpft.start_chapter("theory-beyond", profile=profile, seed=seed, device=device)
+cfg = start_chapter("theory-beyond", profile=profile, seed=seed, device=device)
 print(cfg)
 
 # %% [markdown]
@@ -109,25 +109,25 @@ report.table(pd.DataFrame([{**v._asdict(), "batch_size": v.batch_size or "full"}
 results = {key: beyond.run_variant(var, cfg.eps_grid, cfg.n_seeds, cfg.n_test, seed=cfg.seed)
            for key, var in variants.items()}
 eps0, eps_max = cfg.eps_grid[0], cfg.eps_grid[-1]
-report.glue_number("beyond_n_seeds", cfg.n_seeds)
-report.glue_number("beyond_n_test", str(cfg.n_test))
-report.glue_number("beyond_n_large", cfg.n_large)
-report.glue_number("beyond_relu_k", cfg.relu_k)
-report.glue_number("beyond_batch", cfg.batch_size)
-report.glue_number("beyond_eps_max", eps_max)
+glue.number("beyond_n_seeds", cfg.n_seeds)
+glue.number("beyond_n_test", str(cfg.n_test))
+glue.number("beyond_n_large", cfg.n_large)
+glue.number("beyond_relu_k", cfg.relu_k)
+glue.number("beyond_batch", cfg.batch_size)
+glue.number("beyond_eps_max", eps_max)
 tag = {"LP": "lp", "FT": "ft", "LP-FT": "lpft"}
 for key, df in results.items():
     mean = df.groupby(["eps", "method"])[["id", "ood"]].mean()
     for m in tag:
         for split in ("id", "ood"):
-            report.glue_number(f"beyond_{key}_{tag[m]}_{split}_0", mean.loc[(eps0, m), split], floor=1e-20)
-            report.glue_number(f"beyond_{key}_{tag[m]}_{split}_max", mean.loc[(eps_max, m), split], floor=1e-20)
+            glue.number(f"beyond_{key}_{tag[m]}_{split}_0", mean.loc[(eps0, m), split], floor=1e-20)
+            glue.number(f"beyond_{key}_{tag[m]}_{split}_max", mean.loc[(eps_max, m), split], floor=1e-20)
     o = beyond.orderings(df)
-    report.glue_number(f"beyond_{key}_ord_ood", beyond.describe_eps(o["FT OOD > LP OOD"]))
-    report.glue_number(f"beyond_{key}_ord_lpft", beyond.describe_eps(o["LP-FT OOD ≤ LP OOD"]))
-    report.glue_number(f"beyond_{key}_ord_id", beyond.describe_eps(o["FT ID < LP ID"]))
-    report.glue_number(f"beyond_{key}_ord_id_pos", beyond.describe_eps(o["FT ID < LP ID"][o.index > 0]))
-    report.glue_number(f"beyond_{key}_n_ood_max",
+    glue.number(f"beyond_{key}_ord_ood", beyond.describe_eps(o["FT OOD > LP OOD"]))
+    glue.number(f"beyond_{key}_ord_lpft", beyond.describe_eps(o["LP-FT OOD ≤ LP OOD"]))
+    glue.number(f"beyond_{key}_ord_id", beyond.describe_eps(o["FT ID < LP ID"]))
+    glue.number(f"beyond_{key}_ord_id_pos", beyond.describe_eps(o["FT ID < LP ID"][o.index > 0]))
+    glue.number(f"beyond_{key}_n_ood_max",
                        f"{round(o.loc[eps_max, 'frac FT OOD > LP OOD'] * cfg.n_seeds)} of {cfg.n_seeds}")
 print(f"{len(variants)} variants × {len(cfg.eps_grid)} values of ε × {cfg.n_seeds} seeds, "
       f"{cfg.n_test} test inputs per distribution")
@@ -148,8 +148,8 @@ inv = pd.DataFrame([{
     "median LP-FT drift of c": df.loc[df.method == "LP-FT", "neuron_drift"].median(),
 } for key, df in results.items()])
 perp_max = inv["max ‖(B−B0)P_S⊥‖_F"].max()
-report.glue_number("beyond_perp_max", perp_max, digits=2, floor=1e-30)
-report.glue_number("beyond_s_min", inv["min FT ‖(B−B0)P_S‖_F"].min())
+glue.number("beyond_perp_max", perp_max, digits=2, floor=1e-30)
+glue.number("beyond_s_min", inv["min FT ‖(B−B0)P_S‖_F"].min())
 assert perp_max < 1e-10, "features changed on S⊥: invariant 1 is violated"
 report.table(inv)
 
@@ -181,13 +181,13 @@ for lr in cfg.drift_lrs:
 drift = pd.DataFrame(drift_rows)
 slope, _ = np.polyfit(np.log(drift["step size η"]), np.log(drift["per-neuron drift ‖c_T − c_0‖₂"]), 1)
 full_ratio = drift["full-matrix drift ‖C_T − C_0‖_F"].iloc[-1] / drift["full-matrix drift ‖C_T − C_0‖_F"].iloc[0]
-report.glue_number("beyond_drift_slope", slope, digits=3)
-report.glue_number("beyond_drift_time", cfg.drift_time)
-report.glue_number("beyond_drift_lr_min", min(cfg.drift_lrs))
-report.glue_number("beyond_drift_lr_max", max(cfg.drift_lrs))
-report.glue_number("beyond_drift_neuron_min", drift["per-neuron drift ‖c_T − c_0‖₂"].iloc[-1], digits=2)
-report.glue_number("beyond_drift_full_min", drift["full-matrix drift ‖C_T − C_0‖_F"].iloc[-1], digits=2)
-report.glue_number("beyond_drift_full_ratio", full_ratio, digits=2)
+glue.number("beyond_drift_slope", slope, digits=3)
+glue.number("beyond_drift_time", cfg.drift_time)
+glue.number("beyond_drift_lr_min", min(cfg.drift_lrs))
+glue.number("beyond_drift_lr_max", max(cfg.drift_lrs))
+glue.number("beyond_drift_neuron_min", drift["per-neuron drift ‖c_T − c_0‖₂"].iloc[-1], digits=2)
+glue.number("beyond_drift_full_min", drift["full-matrix drift ‖C_T − C_0‖_F"].iloc[-1], digits=2)
+glue.number("beyond_drift_full_ratio", full_ratio, digits=2)
 print(f"log-log slope of the per-neuron drift against η: {report.fmt(slope)}")
 report.table(drift)
 
@@ -264,14 +264,14 @@ traj = beyond.error_trajectory(variants["log"], 0.0, cfg.n_seeds, cfg.n_test, se
 traj["time"] = traj["step"] * cfg.lr
 traj = traj[traj.step > 0]
 tmean = traj.groupby(["method", "step"])[["id", "ood"]].mean()
-report.glue_number("beyond_traj_ft_min", tmean.loc["FT", "ood"].min())
-report.glue_number("beyond_traj_lp_end", tmean.loc["LP", "ood"].iloc[-1])
-report.glue_number("beyond_traj_lpft_start", tmean.loc["LP-FT", "ood"].iloc[0])
-report.glue_number("beyond_traj_lpft_end", tmean.loc["LP-FT", "ood"].iloc[-1])
-report.glue_number("beyond_traj_time", cfg.steps * cfg.lr)
+glue.number("beyond_traj_ft_min", tmean.loc["FT", "ood"].min())
+glue.number("beyond_traj_lp_end", tmean.loc["LP", "ood"].iloc[-1])
+glue.number("beyond_traj_lpft_start", tmean.loc["LP-FT", "ood"].iloc[0])
+glue.number("beyond_traj_lpft_end", tmean.loc["LP-FT", "ood"].iloc[-1])
+glue.number("beyond_traj_time", cfg.steps * cfg.lr)
 fig, axes = plotting.figure(ncols=2, width=8.5, height=3.6)
 for ax, col, title in zip(axes, ("ood", "id"), ("OOD, $x \\sim N(0, I_d)$", "ID, $x \\sim N(0, P_S)$")):
-    beyond.plot_methods(ax, traj, col, x="time", marker="", floor=1e-4)
+    plotting.methods_against(ax, traj, col, x="time", marker="", floor=1e-4)
     ax.set(xscale="log", xlabel=r"training time $t = \eta \times$ steps",
            ylabel="0-1 error (mean over seeds)", title=title)
 axes[0].legend(fontsize="small")
@@ -347,9 +347,9 @@ ylabels = {"squared": "squared error", "logistic": "0-1 error"}
 for split, name in (("ood", "fig_beyond_ood"), ("id", "fig_beyond_id")):
     fig, axes = plotting.figure(ncols=4, width=11, height=3.4)
     for ax, (key, key_n) in zip(axes, panels):
-        beyond.plot_methods(ax, results[key], split)
+        plotting.methods_against(ax, results[key], split)
         if key_n is not None:
-            beyond.plot_methods(ax, results[key_n], split, ls=":", marker="s", label=f"{{m}}, n = {cfg.n_large}",
+            plotting.methods_against(ax, results[key_n], split, ls=":", marker="s", label=f"{{m}}, n = {cfg.n_large}",
                                 markersize=4)
         ax.set(yscale="log", xlabel=r"feature error $\varepsilon$", title=variants[key].name,
                ylabel=f"{split.upper()} {ylabels[variants[key].loss]}")

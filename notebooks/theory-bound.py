@@ -83,18 +83,18 @@ seed = 0  # base seed: instance i uses seed + i
 device = "auto"  # "auto" | "cpu" | "cuda" (this chapter computes on the CPU in float64 either way)
 
 # %% tags=["remove-cell"]
-import lpft
+from lpft.book import glue, plotting, start_chapter
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from lpft import bound, plotting, report
+from lpft import bound, report
 
-cfg = lpft.start_chapter("theory-bound", profile=profile, seed=seed, device=device)
-count = lambda name, x: report.glue_number(name, int(x), digits=12, floor=0)  # noqa: E731 (integers in full)
-report.glue_number("bound_k1_cos_threshold", bound.K1_THRESHOLD_COS)
-report.glue_number("bound_k1_worst", bound.K1_WORST_RATIO)
-_ = report.glue_number("bound_k1_worst_pct", 100 * (bound.K1_WORST_RATIO - 1), digits=2)
+cfg = start_chapter("theory-bound", profile=profile, seed=seed, device=device)
+count = lambda name, x: glue.number(name, int(x), digits=12, floor=0)  # noqa: E731 (integers in full)
+glue.number("bound_k1_cos_threshold", bound.K1_THRESHOLD_COS)
+glue.number("bound_k1_worst", bound.K1_WORST_RATIO)
+_ = glue.number("bound_k1_worst_pct", 100 * (bound.K1_WORST_RATIO - 1), digits=2)
 
 # %%
 print(cfg)
@@ -179,19 +179,19 @@ count("bound_n", len(check.cases))
 count("bound_records", check.lhs.shape[1])
 count("bound_pairs", check.lhs.size)
 count("bound_steps", cfg.steps)
-report.glue_number("bound_lr_scale", cfg.lr_scale)
-report.glue_number("bound_lr_min", lr.min())
-report.glue_number("bound_lr_max", lr.max())
-report.glue_number("bound_t_min", horizon.min())
-report.glue_number("bound_t_max", horizon.max())
-report.glue_number("bound_converged", 100 * stab["frac_converged"])
-report.glue_number("bound_final_train_max", stab["max_final_train"])
+glue.number("bound_lr_scale", cfg.lr_scale)
+glue.number("bound_lr_min", lr.min())
+glue.number("bound_lr_max", lr.max())
+glue.number("bound_t_min", horizon.min())
+glue.number("bound_t_max", horizon.max())
+glue.number("bound_converged", 100 * stab["frac_converged"])
+glue.number("bound_final_train_max", stab["max_final_train"])
 near = (np.minimum(check.cases["n"], check.cases["m"]) / np.maximum(check.cases["n"], check.cases["m"]) > 0.6)
 fitted = check.train[:, -1] < 1e-8
-report.glue_number("bound_conv_far", 100 * fitted[~near.to_numpy()].mean())
-_ = report.glue_number("bound_conv_near", 100 * fitted[near.to_numpy()].mean())
+glue.number("bound_conv_far", 100 * fitted[~near.to_numpy()].mean())
+_ = glue.number("bound_conv_near", 100 * fitted[near.to_numpy()].mean())
 core_slack = check.core_slack()
-_ = report.glue_number("bound_core_min", core_slack.min(), floor=1e-30)
+_ = glue.number("bound_core_min", core_slack.min(), floor=1e-30)
 assert core_slack.min() > -1e-12, "the derived inequality (eq-core) failed: a bug, not a finding"
 
 # %% [markdown]
@@ -236,13 +236,13 @@ count("bound_viol_inst", stated["n_violating_instances"])
 count("bound_viol_t0", stated["n_violating_at_t0"])
 count("bound_sq_nonvac", squared["n_nonvacuous_instances"])
 count("bound_sq_viol_inst", squared["n_violating_instances"])
-report.glue_number("bound_min_slack", stated["min_slack"])
-report.glue_number("bound_max_ratio", stated["max_rhs_over_lhs"], digits=4)
-report.glue_number("bound_kappa_ratio", stated["min_constant_ratio"], digits=5)
-report.glue_number("bound_sq_kappa_ratio", squared["min_constant_ratio"], digits=5)
+glue.number("bound_min_slack", stated["min_slack"])
+glue.number("bound_max_ratio", stated["max_rhs_over_lhs"], digits=4)
+glue.number("bound_kappa_ratio", stated["min_constant_ratio"], digits=5)
+glue.number("bound_sq_kappa_ratio", squared["min_constant_ratio"], digits=5)
 closest = pi.nsmallest(cfg.n_ode, "min_constant_ratio")
 count("bound_closest_kmax", closest["k"].max())
-_ = report.glue_number("bound_closest_wmax", closest["target_norm"].max())
+_ = glue.number("bound_closest_wmax", closest["target_norm"].max())
 
 # %% [markdown]
 # Read as we read it, (3.7) has a positive right-hand side on {glue:text}`bound_nonvac` of the {glue:text}`bound_n`
@@ -312,10 +312,10 @@ report.table(compare, digits=4, exact=("ε",))
 
 # %% tags=["remove-cell"]
 count("bound_n_ode", cfg.n_ode)
-report.glue_number("bound_flow_ratio_min", flow["min_constant_ratio"].min(), digits=4)
+glue.number("bound_flow_ratio_min", flow["min_constant_ratio"].min(), digits=4)
 count("bound_flow_viol", (flow["min_slack"] < -bound.TOL).sum())
 gd_flow_diff = np.abs(flow["min_lhs"].to_numpy() / closest["min_lhs"].to_numpy() - 1)
-_ = report.glue_number("bound_flow_gd_diff", 100 * gd_flow_diff.max(), digits=2)
+_ = glue.number("bound_flow_gd_diff", 100 * gd_flow_diff.max(), digits=2)
 
 # %% [markdown]
 # Under the exact flow, the number of these {glue:text}`bound_n_ode` instances that violate (3.7) is
@@ -363,18 +363,18 @@ report.table(k1.rename(columns={"cos_theta": "cos θ_k", "target_norm": "‖w*�
                                 "ratio_flow": "RHS/LHS (flow)", "ratio_closed": "RHS/LHS (eq-k1)"}))
 
 # %% tags=["remove-cell"]
-report.glue_number("bound_k1_flow_err", k1_flow_err, floor=1e-30)
+glue.number("bound_k1_flow_err", k1_flow_err, floor=1e-30)
 count("bound_k1_gd_n", k1_gd["n"])
-report.glue_number("bound_k1_gd_err", 100 * k1_gd["max_rel_diff"], digits=2)
-report.glue_number("bound_k1_max", k1["ratio_flow"].max())
+glue.number("bound_k1_gd_err", 100 * k1_gd["max_rel_diff"], digits=2)
+glue.number("bound_k1_max", k1["ratio_flow"].max())
 count("bound_k1_viol", (k1["ratio_flow"] > 1).sum())
 count("bound_k1_runs", len(k1))
 grid_c = np.linspace(0.0, 3.0, 301)[:, None, None]
 grid_s = np.geomspace(0.01, 100.0, 201)[None, :, None]
 grid_cos = np.linspace(0.01, 1.0, 100)[None, None, :]
 grid = bound.k1_ratio(grid_cos, grid_c, grid_s)
-report.glue_number("bound_k1_grid_max", np.nanmax(grid))
-_ = report.glue_number("bound_k1_grid_frac", 100 * np.mean(grid > 1), digits=2)
+glue.number("bound_k1_grid_max", np.nanmax(grid))
+_ = glue.number("bound_k1_grid_frac", 100 * np.mean(grid > 1), digits=2)
 
 # %%
 fig, ax = plotting.figure(width=6.4, height=4.2)
@@ -427,17 +427,17 @@ assert core["min_lhs"] > 0
 
 # %% tags=["remove-cell"]
 count("bound_core_n", core["n"])
-report.glue_number("bound_core_min_lhs", core["min_lhs"])
-report.glue_number("bound_core_ratio_min", core["min_ratio"])
-report.glue_number("bound_core_ratio_med", core["median_ratio"])
+glue.number("bound_core_min_lhs", core["min_lhs"])
+glue.number("bound_core_ratio_min", core["min_ratio"])
+glue.number("bound_core_ratio_med", core["median_ratio"])
 kappa_range = bound.paper_constant(pi["k"], pi["w_norm"])
-report.glue_number("bound_kappa_lo", kappa_range.min())
-report.glue_number("bound_kappa_hi", kappa_range.max())
+glue.number("bound_kappa_lo", kappa_range.min())
+glue.number("bound_kappa_hi", kappa_range.max())
 opposite = pi[(pi["head_angle"] == 180) & (pi["head_norm"] == 1.0)]
 count("bound_180_n", len(opposite))
-report.glue_number("bound_180_phi", opposite["phi"].max(), floor=1e-30)
-report.glue_number("bound_180_lhs", opposite["min_lhs"].median())
-report.glue_number("bound_all_lhs", pi["min_lhs"].median())
+glue.number("bound_180_phi", opposite["phi"].max(), floor=1e-30)
+glue.number("bound_180_lhs", opposite["min_lhs"].median())
+glue.number("bound_all_lhs", pi["min_lhs"].median())
 assert (opposite["rhs"] <= bound.TOL).all()
 
 # %% [markdown]

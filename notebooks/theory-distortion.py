@@ -45,14 +45,14 @@ seed = 0  # base seed: instance i uses seed + i
 device = "auto"  # "auto" | "cpu" | "cuda" (this chapter computes on the CPU in float64 either way)
 
 # %%
-import lpft
+from lpft.book import glue, plotting, start_chapter
 import numpy as np
 import pandas as pd
-from lpft import plotting, report, sweeps, theory
-from lpft.plotting import METHOD_COLORS
+from lpft import report, sweeps, theory
+from lpft.book.plotting import METHOD_COLORS
 from lpft.theory import Setting
 
-cfg = lpft.start_chapter("theory-distortion", profile=profile, seed=seed, device=device)
+cfg = start_chapter("theory-distortion", profile=profile, seed=seed, device=device)
 print(cfg)
 
 # %% [markdown]
@@ -91,12 +91,12 @@ print(cfg)
 
 # %%
 base = Setting(eps=cfg.eps)
-report.glue_number("dist_d", base.d)
-report.glue_number("dist_k", base.k)
-report.glue_number("dist_m", base.m)
-report.glue_number("dist_n", base.n)
-report.glue_number("dist_eps", cfg.eps)
-report.glue_number("dist_n_seeds", cfg.n_seeds)
+glue.number("dist_d", base.d)
+glue.number("dist_k", base.k)
+glue.number("dist_m", base.m)
+glue.number("dist_n", base.n)
+glue.number("dist_eps", cfg.eps)
+glue.number("dist_n_seeds", cfg.n_seeds)
 # LP and LP-FT never use v0, and make_instance draws v0 last: the head sweeps share these reference runs.
 ref = sweeps.sweep({0: base}, cfg.n_seeds, cfg.seed, methods=("LP", "LP-FT"))
 same = theory.make_instance(base._replace(head="angle", head_angle=90.0), seed=cfg.seed)
@@ -136,31 +136,31 @@ lp_ood = ref[ref["method"] == "LP"].set_index("instance")["ood"]
 a_lo, a_hi = min(cfg.angles), max(cfg.angles)
 flip = angle[angle["x"] == a_hi]
 steps_up = a_inst.diff(axis=1).iloc[:, 1:] > 0  # instance × step: did the error increase?
-report.glue_number("dist_a_increasing", int(steps_up.all(axis=1).sum()), digits=9, floor=0)
-report.glue_number("dist_a_inner_increasing", int(steps_up.iloc[:, :-1].all(axis=1).sum()), digits=9, floor=0)
-report.glue_number("dist_a_second_last", sorted(cfg.angles)[-2], floor=0)
-report.glue_number("dist_a_end_vs_max", (a_inst.iloc[:, -1] / a_inst.max(axis=1)).min())
-report.glue_number("dist_a_lo", a_lo, digits=9, floor=0)
-report.glue_number("dist_a_hi", a_hi)
-report.glue_number("dist_a_ood_lo", a_mean.iloc[0])
-report.glue_number("dist_a_ood_hi", a_mean.iloc[-1])
-report.glue_number("dist_a_ood_90", a_mean.get(90.0, np.nan))
-report.glue_number("dist_lpft_ood", lpft_ood.mean())
-report.glue_number("dist_lp_ood", lp_ood.mean())
+glue.number("dist_a_increasing", int(steps_up.all(axis=1).sum()), digits=9, floor=0)
+glue.number("dist_a_inner_increasing", int(steps_up.iloc[:, :-1].all(axis=1).sum()), digits=9, floor=0)
+glue.number("dist_a_second_last", sorted(cfg.angles)[-2], floor=0)
+glue.number("dist_a_end_vs_max", (a_inst.iloc[:, -1] / a_inst.max(axis=1)).min())
+glue.number("dist_a_lo", a_lo, digits=9, floor=0)
+glue.number("dist_a_hi", a_hi)
+glue.number("dist_a_ood_lo", a_mean.iloc[0])
+glue.number("dist_a_ood_hi", a_mean.iloc[-1])
+glue.number("dist_a_ood_90", a_mean.get(90.0, np.nan))
+glue.number("dist_lpft_ood", lpft_ood.mean())
+glue.number("dist_lp_ood", lp_ood.mean())
 zero_vs_lpft = a_inst[float(a_lo)] / lpft_ood  # per instance: FT from θ = 0 against LP-FT
 flip_excess = flip["ood"] / flip["perp_flip"] - 1  # per instance: FT at 180° against 4‖P_S⊥ w*‖²
-report.glue_number("dist_a_ratio_min", zero_vs_lpft.min())
-report.glue_number("dist_a_ratio_max", zero_vs_lpft.max())
-report.glue_number("dist_a_flip_ref", flip["perp_flip"].mean())
-report.glue_number("dist_a_flip_rel_min", flip_excess.min())
-report.glue_number("dist_a_flip_rel_max", flip_excess.max())
-report.glue_number("dist_a_flip_phi", flip["phi"].max(), floor=1e-6)
-report.glue_number("dist_a_flip_bound", flip["bound"].max())
-report.glue_number("dist_a_headdist_hi", flip["head_dist"].mean())
-report.glue_number("dist_a_bound_sq_max", angle["bound_sq"].max())
-report.glue_number("dist_a_bound_gap", (angle["ood"] / angle["bound_sq"]).replace(np.inf, np.nan).min())
-report.glue_number("dist_a_n_violations", int((np.sqrt(angle["ood"]) < angle["bound"]).sum()), digits=9, floor=0)
-report.glue_number("dist_a_n_runs", len(angle))
+glue.number("dist_a_ratio_min", zero_vs_lpft.min())
+glue.number("dist_a_ratio_max", zero_vs_lpft.max())
+glue.number("dist_a_flip_ref", flip["perp_flip"].mean())
+glue.number("dist_a_flip_rel_min", flip_excess.min())
+glue.number("dist_a_flip_rel_max", flip_excess.max())
+glue.number("dist_a_flip_phi", flip["phi"].max(), floor=1e-6)
+glue.number("dist_a_flip_bound", flip["bound"].max())
+glue.number("dist_a_headdist_hi", flip["head_dist"].mean())
+glue.number("dist_a_bound_sq_max", angle["bound_sq"].max())
+glue.number("dist_a_bound_gap", (angle["ood"] / angle["bound_sq"]).replace(np.inf, np.nan).min())
+glue.number("dist_a_n_violations", int((np.sqrt(angle["ood"]) < angle["bound"]).sum()), digits=9, floor=0)
+glue.number("dist_a_n_runs", len(angle))
 print(f"θ={a_lo}: FT OOD / LP-FT OOD per instance in [{report.fmt(zero_vs_lpft.min())}, "
       f"{report.fmt(zero_vs_lpft.max())}]; θ={a_hi}: FT OOD / 4‖P_S⊥w*‖² − 1 in "
       f"[{report.fmt(flip_excess.min())}, {report.fmt(flip_excess.max())}]")
@@ -236,17 +236,17 @@ report.table(scale_table)
 # %%
 sc_mean = g["ood"].mean()
 sc_lo, sc_hi = min(cfg.scales), max(cfg.scales)
-report.glue_number("dist_s_lo", sc_lo)
-report.glue_number("dist_s_hi", sc_hi)
-report.glue_number("dist_s_ood_lo", sc_mean.iloc[0])
-report.glue_number("dist_s_ood_hi", sc_mean.iloc[-1])
-report.glue_number("dist_s_small_change", abs(sc_mean.iloc[1] / sc_mean.iloc[0] - 1))
-report.glue_number("dist_s_ood_x", sc_mean.iloc[0] / lpft_ood.mean())
-report.glue_number("dist_s_phi_lo", g["phi"].mean().iloc[0])
-report.glue_number("dist_s_bound_lo", g["bound_sq"].mean().iloc[0])
+glue.number("dist_s_lo", sc_lo)
+glue.number("dist_s_hi", sc_hi)
+glue.number("dist_s_ood_lo", sc_mean.iloc[0])
+glue.number("dist_s_ood_hi", sc_mean.iloc[-1])
+glue.number("dist_s_small_change", abs(sc_mean.iloc[1] / sc_mean.iloc[0] - 1))
+glue.number("dist_s_ood_x", sc_mean.iloc[0] / lpft_ood.mean())
+glue.number("dist_s_phi_lo", g["phi"].mean().iloc[0])
+glue.number("dist_s_bound_lo", g["bound_sq"].mean().iloc[0])
 big = scale[scale["x"] >= 1.0]
 slope = np.polyfit(np.log(big["x"]), np.log(big["ood"]), 1)[0] if big["x"].nunique() > 1 else np.nan
-_ = report.glue_number("dist_s_slope", slope)
+_ = glue.number("dist_s_slope", slope)
 
 # %%
 fig, ax = plotting.figure(width=5.6, height=3.8)
@@ -286,12 +286,12 @@ runs = pd.concat([angle.assign(sweep="head angle"), scale.assign(sweep="random h
 inside = sweeps.wedge(runs, cfg.eps)["inside"]
 far = runs["head_dist"] >= 10 * cfg.eps * runs["head_norm"]  # runs where the ε terms are a small correction
 ratio = (runs["ood"] / runs["head_dist"] ** 2)[far]
-report.glue_number("dist_t_inside", int(inside.sum()), digits=9, floor=0)
-report.glue_number("dist_t_n", len(runs), digits=9, floor=0)
-report.glue_number("dist_t_n_far", int(far.sum()), digits=9, floor=0)
-report.glue_number("dist_t_ratio_lo", ratio.min())
-report.glue_number("dist_t_ratio_hi", ratio.max())
-report.glue_number("dist_t_above_cos2", int((ratio >= runs.loc[far, "cos_theta_max"] ** 2).sum()), digits=9, floor=0)
+glue.number("dist_t_inside", int(inside.sum()), digits=9, floor=0)
+glue.number("dist_t_n", len(runs), digits=9, floor=0)
+glue.number("dist_t_n_far", int(far.sum()), digits=9, floor=0)
+glue.number("dist_t_ratio_lo", ratio.min())
+glue.number("dist_t_ratio_hi", ratio.max())
+glue.number("dist_t_above_cos2", int((ratio >= runs.loc[far, "cos_theta_max"] ** 2).sum()), digits=9, floor=0)
 print(f"{int(inside.sum())} of {len(runs)} FT runs inside the ε-widened wedge; among the {int(far.sum())} with "
       f"‖v∞ − v*‖ ≥ 10ε‖v∞‖, L_ood/‖v∞ − v*‖² ∈ [{report.fmt(ratio.min())}, {report.fmt(ratio.max())}]")
 fig, ax = plotting.figure(width=5.6, height=3.8)
@@ -348,23 +348,23 @@ report.table(dim_table.reset_index(drop=True))
 d_ood = sweeps.wide(dim, "ood")
 d_cos = g["cos_theta_max"].mean()
 finite = d_cos.dropna().index
-report.glue_number("dist_m_lo", min(cfg.dims))
-report.glue_number("dist_m_hi_inner", max(finite))
-report.glue_number("dist_m_cos_lo", d_cos[min(cfg.dims)], floor=0)
-report.glue_number("dist_m_cos_hi", d_cos[max(finite)], floor=0)
-report.glue_number("dist_m_ft_lo", d_ood.loc[min(cfg.dims), "FT"])
-report.glue_number("dist_m_ft_hi", d_ood.loc[max(finite), "FT"])
-report.glue_number("dist_m_monotone", "yes" if d_ood.loc[finite, "FT"].is_monotonic_decreasing else "no")
+glue.number("dist_m_lo", min(cfg.dims))
+glue.number("dist_m_hi_inner", max(finite))
+glue.number("dist_m_cos_lo", d_cos[min(cfg.dims)], floor=0)
+glue.number("dist_m_cos_hi", d_cos[max(finite)], floor=0)
+glue.number("dist_m_ft_lo", d_ood.loc[min(cfg.dims), "FT"])
+glue.number("dist_m_ft_hi", d_ood.loc[max(finite), "FT"])
+glue.number("dist_m_monotone", "yes" if d_ood.loc[finite, "FT"].is_monotonic_decreasing else "no")
 full_S = dim[(dim["dim_S"] == base.d)]
-report.glue_number("dist_m_ft_full", full_S.loc[full_S["method"] == "FT", "ood"].max())
-report.glue_number("dist_m_lp_full", full_S.loc[full_S["method"] == "LP", "ood"].mean())
-report.glue_number("dist_m_lp_range_lo", d_ood["LP"].min())
-report.glue_number("dist_m_lp_range_hi", d_ood["LP"].max())
-report.glue_number("dist_m_lp_at_lo", d_ood.loc[min(cfg.dims), "LP"])
-report.glue_number("dist_m_lpft_max", d_ood["LP-FT"].max())
-report.glue_number("dist_m_lp_ft_ratio", (d_ood.loc[finite, "FT"] / d_ood.loc[finite, "LP"]).min())
+glue.number("dist_m_ft_full", full_S.loc[full_S["method"] == "FT", "ood"].max())
+glue.number("dist_m_lp_full", full_S.loc[full_S["method"] == "LP", "ood"].mean())
+glue.number("dist_m_lp_range_lo", d_ood["LP"].min())
+glue.number("dist_m_lp_range_hi", d_ood["LP"].max())
+glue.number("dist_m_lp_at_lo", d_ood.loc[min(cfg.dims), "LP"])
+glue.number("dist_m_lpft_max", d_ood["LP-FT"].max())
+glue.number("dist_m_lp_ft_ratio", (d_ood.loc[finite, "FT"] / d_ood.loc[finite, "LP"]).min())
 ft_dim = dim[(dim["method"] == "FT") & dim["cos_theta_max"].notna()]
-_ = report.glue_number("dist_m_corr", np.corrcoef(ft_dim["cos_theta_max"], np.log(ft_dim["ood"]))[0, 1])
+_ = glue.number("dist_m_corr", np.corrcoef(ft_dim["cos_theta_max"], np.log(ft_dim["ood"]))[0, 1])
 
 # %%
 fig, (ax, bx) = plotting.figure(ncols=2, width=9.6, height=3.8)
@@ -416,18 +416,18 @@ report.table(size_table.reset_index(drop=True))
 # %%
 n_ood, n_id = sweeps.wide(size, "ood"), sweeps.wide(size, "id")
 big_n = [n for n in cfg.sizes if n > base.k]
-report.glue_number("dist_n_lo", min(cfg.sizes))
-report.glue_number("dist_n_hi", max(cfg.sizes))
-report.glue_number("dist_n_ft_lo", n_ood.loc[min(cfg.sizes), "FT"])
-report.glue_number("dist_n_ft_hi", n_ood.loc[max(cfg.sizes), "FT"])
-report.glue_number("dist_n_lp_hi", n_ood.loc[max(cfg.sizes), "LP"])
-report.glue_number("dist_n_lpft_hi", n_ood.loc[max(cfg.sizes), "LP-FT"])
-report.glue_number("dist_n_ft_lp_min", (n_ood.loc[big_n, "FT"] / n_ood.loc[big_n, "LP"]).min())
-report.glue_number("dist_n_lp_at_k", n_ood.loc[base.k, "LP"] if base.k in n_ood.index else np.nan)
-report.glue_number("dist_n_ft_at_k", n_ood.loc[base.k, "FT"] if base.k in n_ood.index else np.nan)
-report.glue_number("dist_n_lpft_id_max", size.loc[size["method"] != "LP", "id"].max())
-report.glue_number("dist_n_lp_id_hi", n_id.loc[max(cfg.sizes), "LP"])
-_ = report.glue_number("dist_n_ft_monotone", "yes" if n_ood["FT"].is_monotonic_decreasing else "no")
+glue.number("dist_n_lo", min(cfg.sizes))
+glue.number("dist_n_hi", max(cfg.sizes))
+glue.number("dist_n_ft_lo", n_ood.loc[min(cfg.sizes), "FT"])
+glue.number("dist_n_ft_hi", n_ood.loc[max(cfg.sizes), "FT"])
+glue.number("dist_n_lp_hi", n_ood.loc[max(cfg.sizes), "LP"])
+glue.number("dist_n_lpft_hi", n_ood.loc[max(cfg.sizes), "LP-FT"])
+glue.number("dist_n_ft_lp_min", (n_ood.loc[big_n, "FT"] / n_ood.loc[big_n, "LP"]).min())
+glue.number("dist_n_lp_at_k", n_ood.loc[base.k, "LP"] if base.k in n_ood.index else np.nan)
+glue.number("dist_n_ft_at_k", n_ood.loc[base.k, "FT"] if base.k in n_ood.index else np.nan)
+glue.number("dist_n_lpft_id_max", size.loc[size["method"] != "LP", "id"].max())
+glue.number("dist_n_lp_id_hi", n_id.loc[max(cfg.sizes), "LP"])
+_ = glue.number("dist_n_ft_monotone", "yes" if n_ood["FT"].is_monotonic_decreasing else "no")
 
 # %%
 fig, (ax, bx) = plotting.figure(ncols=2, width=9.6, height=3.8)
@@ -465,7 +465,7 @@ plotting.finish(fig, "fig_dist_size")
 # %%
 trained = pd.concat([angle, scale, dim, size], ignore_index=True)
 max_loss = trained.loc[trained["method"] != "LP", "train_loss"].max()
-report.glue_number("dist_max_train_loss", max_loss, digits=1, floor=1e-30)
+glue.number("dist_max_train_loss", max_loss, digits=1, floor=1e-30)
 print(f"largest final training loss of FT / LP-FT over {len(trained)} runs: {report.fmt(max_loss, 1, 1e-30)}")
 assert max_loss <= 1.01e-20, "a gradient-flow run stopped before fitting the training data"
 

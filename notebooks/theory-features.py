@@ -52,14 +52,14 @@ seed = 0  # base seed: instance i uses seed + i
 device = "auto"  # "auto" | "cpu" | "cuda" (this chapter computes on the CPU in float64 either way)
 
 # %%
-import lpft
+from lpft.book import glue, plotting, start_chapter
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from lpft import plotting, report, theory
+from lpft import report, theory
 from lpft.theory import Setting
 
-cfg = lpft.start_chapter("theory-features", profile=profile, seed=seed, device=device)
+cfg = start_chapter("theory-features", profile=profile, seed=seed, device=device)
 print(cfg)
 
 # %% [markdown]
@@ -115,7 +115,7 @@ positive = results[results["eps"] > 0]
 mean = positive.groupby(["method", "eps"])[["ID", "OOD"]].mean().reset_index()
 slopes = {m: np.polyfit(np.log(g["eps"]), np.log(g["OOD"]), 1)[0] for m, g in mean.groupby("method")}
 for m, s in slopes.items():
-    report.glue_number(f"feat_slope_{m.replace('-', '')}", s, digits=2)
+    glue.number(f"feat_slope_{m.replace('-', '')}", s, digits=2)
 print("log-log slope of mean OOD error against ε:", {m: report.fmt(s, 2) for m, s in slopes.items()})
 
 floor = 1e-20  # errors at round-off (FT and LP-FT in distribution) are drawn at this floor
@@ -158,8 +158,8 @@ early = pd.DataFrame({"FT final OOD": ft["OOD"], "FT min over t": ft["min OOD ov
 early["min / final"] = early["FT min over t"] / early["FT final OOD"]
 ratio_min = early["min / final"].min()
 beats_lp = (early["FT min over t"] > early["LP OOD"]).mean()
-report.glue_number("feat_early_ratio", ratio_min)
-report.glue_number("feat_early_beats", 100 * beats_lp, digits=3)
+glue.number("feat_early_ratio", ratio_min)
+glue.number("feat_early_beats", 100 * beats_lp, digits=3)
 report.table(early.groupby("eps").mean().reset_index().loc[lambda d: d["eps"].isin(cfg.eps_grid)])
 
 # %% [markdown]
@@ -176,19 +176,19 @@ change = results.pivot_table(index="eps", columns="method", values="feature chan
 change = change[["FT", "LP-FT"]].rename(columns=lambda m: f"‖B − B0‖_F {m}")
 change["FT / LP-FT"] = change.iloc[:, 0] / change.iloc[:, 1]
 eps_ref = 0.1
-report.glue_number("feat_change_ft", change.loc[eps_ref].iloc[0])
-report.glue_number("feat_change_lpft", change.loc[eps_ref].iloc[1])
-report.glue_number("feat_change_ratio", change.loc[eps_ref, "FT / LP-FT"], digits=2)
+glue.number("feat_change_ft", change.loc[eps_ref].iloc[0])
+glue.number("feat_change_lpft", change.loc[eps_ref].iloc[1])
+glue.number("feat_change_ratio", change.loc[eps_ref, "FT / LP-FT"], digits=2)
 report.table(change.reset_index().loc[lambda d: d["eps"].isin(cfg.eps_grid)])
 
 # %%
 at = grid.groupby(["eps", "method"])[["ID", "OOD"]].mean()
-report.glue_number("feat_ft_ood0", at.loc[(0.0, "FT"), "OOD"])
-report.glue_number("feat_lp_ood0", at.loc[(0.0, "LP"), "OOD"], floor=1e-12)
-report.glue_number("feat_lp_id01", at.loc[(0.1, "LP"), "ID"])
-report.glue_number("feat_ft_id_max", grid[grid["method"] != "LP"]["ID"].max(), digits=2, floor=1e-30)
+glue.number("feat_ft_ood0", at.loc[(0.0, "FT"), "OOD"])
+glue.number("feat_lp_ood0", at.loc[(0.0, "LP"), "OOD"], floor=1e-12)
+glue.number("feat_lp_id01", at.loc[(0.1, "LP"), "ID"])
+glue.number("feat_ft_id_max", grid[grid["method"] != "LP"]["ID"].max(), digits=2, floor=1e-30)
 lpft_le_lp = (grid[grid["method"] == "LP-FT"]["OOD"].values <= grid[grid["method"] == "LP"]["OOD"].values * (1 + 1e-9))
-report.glue_number("feat_lpft_le_lp", 100 * lpft_le_lp.mean(), digits=3)
+glue.number("feat_lpft_le_lp", 100 * lpft_le_lp.mean(), digits=3)
 print(f"LP-FT OOD ≤ LP OOD in {100 * lpft_le_lp.mean():.0f}% of (ε, instance) pairs")
 
 # %% [markdown]

@@ -34,14 +34,14 @@ seed = 0  # base seed: instance i uses seed + i
 device = "auto"  # "auto" | "cpu" | "cuda" (this chapter computes on the CPU in float64 either way)
 
 # %%
-import lpft
+from lpft.book import glue, plotting, start_chapter
 import numpy as np
 import pandas as pd
 import torch
-from lpft import plotting, report, theory
+from lpft import report, theory
 from lpft.theory import Setting
 
-cfg = lpft.start_chapter("theory-invariants", profile=profile, seed=seed, device=device)
+cfg = start_chapter("theory-invariants", profile=profile, seed=seed, device=device)
 print(cfg)
 
 # %% [markdown]
@@ -122,10 +122,10 @@ report.table(summary)
 perp_max = ode["change on S⊥ (max over t)"].max()
 bal_max = ode["balancedness drift (max over t)"].max()
 s_min = ode["change on S (final)"].min()
-report.glue_number("inv_n", cfg.n_instances)
-report.glue_number("inv_perp_max", perp_max, floor=1e-30)
-report.glue_number("inv_bal_max", bal_max, floor=1e-30)
-report.glue_number("inv_s_min", s_min)
+glue.number("inv_n", cfg.n_instances)
+glue.number("inv_perp_max", perp_max, floor=1e-30)
+glue.number("inv_bal_max", bal_max, floor=1e-30)
+glue.number("inv_s_min", s_min)
 print(f"over {cfg.n_instances} instances: max ‖(B(t)−B0)P_S⊥‖_F = {report.fmt(perp_max, 1, 1e-30)}, "
       f"max balancedness drift = {report.fmt(bal_max, 1, 1e-30)}, smallest change on S = {report.fmt(s_min)}")
 assert perp_max < 1e-10 and bal_max < 1e-7, "an invariant of the gradient flow is violated"
@@ -183,10 +183,10 @@ for lr in cfg.gd_lrs:
                        "max drift": drift.max().item()})
 gd = pd.DataFrame(drift_rows)
 slope, _ = np.polyfit(np.log(gd["step size η"]), np.log(gd["median drift"]), 1)
-report.glue_number("inv_gd_slope", slope, digits=3)
-report.glue_number("inv_gd_time", cfg.gd_time)
-report.glue_number("inv_gd_lr_max", max(cfg.gd_lrs))
-report.glue_number("inv_gd_lr_min", min(cfg.gd_lrs))
+glue.number("inv_gd_slope", slope, digits=3)
+glue.number("inv_gd_time", cfg.gd_time)
+glue.number("inv_gd_lr_max", max(cfg.gd_lrs))
+glue.number("inv_gd_lr_min", min(cfg.gd_lrs))
 print(f"log-log slope of the median drift against η: {slope:.3f}")
 report.table(gd)
 

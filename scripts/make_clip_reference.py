@@ -1,4 +1,4 @@
-"""Write the fixtures that tests/test_clip.py checks :mod:`lpft.clip` against, computed by open_clip itself.
+"""Write the fixtures that tests/test_clip.py checks :mod:`lpft.scale.clip` against, computed by open_clip itself.
 
 open_clip cannot be installed beside the book's pinned CPU torch, so this script runs in a throwaway virtualenv outside
 the repository and is not run by CI; its outputs are committed::
@@ -32,7 +32,7 @@ from open_clip.model import CLIP
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 TEXT = {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}
-# open_clip configurations, and the lpft.clip.build arguments that describe the same towers
+# open_clip configurations, and the lpft.scale.clip.build arguments that describe the same towers
 TINY = {
     "rn": {"embed_dim": 24, "quick_gelu": True,
            "vision_cfg": {"layers": [1, 2, 1, 1], "width": 4, "head_width": 32, "image_size": 64},

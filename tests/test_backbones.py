@@ -4,8 +4,8 @@ import pickle
 import pytest
 import torch
 
-from lpft import backbones
-from lpft.backbones import CheckpointMismatch, MissingCheckpoint, ResNet
+from lpft.scale import backbones
+from lpft.scale.backbones import CheckpointMismatch, MissingCheckpoint, ResNet
 
 
 def small(seed=0, width=8):

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lpft import sphinx_provenance
+from lpft.book import sphinx_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"

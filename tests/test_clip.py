@@ -1,8 +1,8 @@
-"""CLIP image towers (lpft.clip) reproduce open_clip and load from open_clip's and OpenAI's checkpoint files.
+"""CLIP image towers (lpft.scale.clip) reproduce open_clip and load from open_clip's and OpenAI's checkpoint files.
 
 The reference fixtures in tests/fixtures/ were computed by open_clip itself (scripts/make_clip_reference.py, run in a
 separate virtualenv: open_clip cannot be installed beside the pinned torch); they are committed, so these checks always
-run. The other tests write real-format files from tiny towers and read them back through lpft.backbones.
+run. The other tests write real-format files from tiny towers and read them back through lpft.scale.backbones.
 """
 import copy
 import json
@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from lpft import backbones, clip
-from lpft.backbones import CheckpointMismatch, MissingCheckpoint
-from lpft.imagedata import IMAGENET_MEAN, IMAGENET_STD
+from lpft.scale import backbones, clip
+from lpft.scale.backbones import CheckpointMismatch, MissingCheckpoint
+from lpft.scale.imagedata import IMAGENET_MEAN, IMAGENET_STD
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY = {"RN50": {"width": 8, "layers": (1, 1, 1, 1), "image_size": 64, "output_dim": 16},

@@ -1,11 +1,12 @@
-"""Tests of lpft.contrastive: the NT-Xent loss, the digit augmentations and the cached contrastive pretraining."""
+"""Tests of lpft.pretrain's contrastive half: the NT-Xent loss, the digit augmentations and the cached contrastive pretraining."""
 import math
 
 import pytest
 import torch
 
-from lpft import contrastive, digits, models
-from lpft.contrastive import augment, nt_xent
+from lpft import digits, pretrain
+from lpft.digits import DigitNet
+from lpft.pretrain import augment, nt_xent
 
 
 # ---- NT-Xent --------------------------------------------------------------------------------------------------------
@@ -83,7 +84,7 @@ def test_rotation_matches_the_digit_shift():
     x = digits.load_domain("mnist")[0][:10]
     for s in (0.5, 1.0):
         expected = digits.apply_shift(x, "rotate", s)
-        assert torch.allclose(contrastive._rotate_each(x, torch.full((10,), 90.0 * s)), expected, atol=1e-5)
+        assert torch.allclose(pretrain._rotate_each(x, torch.full((10,), 90.0 * s)), expected, atol=1e-5)
 
 
 def test_stroke_change_stays_between_erosion_and_dilation():
@@ -92,7 +93,7 @@ def test_stroke_change_stays_between_erosion_and_dilation():
     # same generator draws: the ±1 px shift is the one random_shift makes after the (unused) rotation draw
     g = torch.Generator().manual_seed(0)
     torch.rand(32, generator=g)
-    shifted = models.random_shift(x, g)
+    shifted = pretrain.random_shift(x, g)
     lo = -torch.nn.functional.max_pool2d(-shifted, 3, stride=1, padding=1)
     hi = torch.nn.functional.max_pool2d(shifted, 3, stride=1, padding=1)
     assert torch.all(a >= lo - 1e-6) and torch.all(a <= hi + 1e-6)
@@ -111,45 +112,45 @@ KW = dict(epochs=1, batch_size=32, seed=0)
 
 
 def test_pretrain_trains_caches_and_reloads(pool, tmp_path):
-    first = contrastive.pretrain(pool, cache_dir=tmp_path, **KW)
-    assert first.state_dict().keys() == models.DigitNet(10, "group").state_dict().keys()  # no projection head
+    first = pretrain.contrastive(pool, cache_dir=tmp_path, **KW)
+    assert first.state_dict().keys() == DigitNet(10, "group").state_dict().keys()  # no projection head
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".pt")
-    again = contrastive.pretrain(pool, cache_dir=tmp_path, **KW)
+    again = pretrain.contrastive(pool, cache_dir=tmp_path, **KW)
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in first.state_dict().items())
     # deterministic on CPU: retraining from scratch elsewhere gives the same weights
-    other = contrastive.pretrain(pool, cache_dir=tmp_path / "other", **KW)
+    other = pretrain.contrastive(pool, cache_dir=tmp_path / "other", **KW)
     assert all(torch.equal(v, other.state_dict()[k]) for k, v in first.state_dict().items())
 
 
 def test_pretrain_changes_the_backbone(pool, tmp_path):
-    model = contrastive.pretrain(pool, cache_dir=tmp_path, **KW)
+    model = pretrain.contrastive(pool, cache_dir=tmp_path, **KW)
     torch.manual_seed(0)
-    init = models.DigitNet(10, "group")
+    init = DigitNet(10, "group")
     assert any(not torch.equal(a, b) for a, b in zip(model.backbone.parameters(), init.backbone.parameters()))
 
 
 def test_pretrain_refuses_corrupt_or_mismatched_checkpoints(pool, tmp_path):
-    contrastive.pretrain(pool, cache_dir=tmp_path, **KW)
+    pretrain.contrastive(pool, cache_dir=tmp_path, **KW)
     pt = next(tmp_path.glob("*.pt"))
     js = pt.with_suffix(".json")
     good = pt.read_bytes()
     pt.write_bytes(good[: len(good) // 2])  # a partial write
     with pytest.raises(RuntimeError, match="corrupt or incomplete"):
-        contrastive.pretrain(pool, cache_dir=tmp_path, **KW)
+        pretrain.contrastive(pool, cache_dir=tmp_path, **KW)
     pt.write_bytes(good)
     js.write_text(js.read_text().replace('"epochs": 1', '"epochs": 2'))
     with pytest.raises(RuntimeError, match="differs"):
-        contrastive.pretrain(pool, cache_dir=tmp_path, **KW)
+        pretrain.contrastive(pool, cache_dir=tmp_path, **KW)
 
 
 def test_config_keys_the_cache(pool):
-    a = contrastive.config_of(pool, **KW)
-    assert a == contrastive.config_of(pool, **KW)
-    assert a != contrastive.config_of(pool, **{**KW, "p_invert": 0.0})
+    a = pretrain.contrastive_config(pool, **KW)
+    assert a == pretrain.contrastive_config(pool, **KW)
+    assert a != pretrain.contrastive_config(pool, **{**KW, "p_invert": 0.0})
     smaller = torch.utils.data.TensorDataset(pool.tensors[0][:-1], pool.tensors[1][:-1])
-    assert a["pool"] != contrastive.config_of(smaller, **KW)["pool"]
+    assert a["pool"] != pretrain.contrastive_config(smaller, **KW)["pool"]
     with pytest.raises(ValueError, match="unknown contrastive pretraining options"):
-        contrastive.config_of(pool, epoch=3)
+        pretrain.contrastive_config(pool, epoch=3)
     with pytest.raises(ValueError, match="norm"):
-        contrastive.config_of(pool, norm="batch")
+        pretrain.contrastive_config(pool, norm="batch")

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from lpft import execute, profiles
+from lpft.book import paths, profiles
+from lpft.book import run as execute
+from lpft.records import atomic_write_text
 
 
 def test_start_chapter_validates_parameters():
@@ -66,7 +68,7 @@ def test_reproducibility_table():
 
 def test_atomic_write(tmp_path):
     path = tmp_path / "a" / "log.json"
-    execute.atomic_write_text(path, json.dumps({"x": 1}))
+    atomic_write_text(path, json.dumps({"x": 1}))
     assert json.loads(path.read_text()) == {"x": 1}
     assert [p.name for p in path.parent.iterdir()] == ["log.json"]
 
@@ -78,7 +80,7 @@ def test_a_cells_prints_are_written_as_one_output_however_they_were_timed(tmp_pa
     (source / "theory-features.py").write_text(
         '# %% tags=["parameters"]\nprofile = "quick"\n\n'
         '# %%\nimport time\nfor i in range(3):\n    print(f"step {i}")\n    time.sleep(0.3)\n')
-    monkeypatch.setattr(execute, "NOTEBOOKS", source)
+    monkeypatch.setattr(paths, "NOTEBOOKS", source)
     execute.run_chapter("theory-features", tmp_path / "out", {"profile": "quick", "seed": 0, "device": "cpu"},
                         progress=False)
     import nbformat
@@ -98,7 +100,7 @@ def test_chapters_run_in_parallel_into_a_relative_folder(tmp_path, monkeypatch):
     for name, pause in pauses.items():
         (source / f"{name}.py").write_text(f'# %% tags=["parameters"]\nprofile = "quick"\n\n'
                                            f'# %%\nimport os, time\ntime.sleep({pause})\nprint(os.getcwd())\n')
-    monkeypatch.setattr(execute, "NOTEBOOKS", source)
+    monkeypatch.setattr(paths, "NOTEBOOKS", source)
     monkeypatch.chdir(tmp_path)
     log = execute.run(list(pauses), "quick", 0, "cpu", Path("out"), jobs=3, progress=False)
     assert set(log["chapters"]) == set(pauses)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lpft import filelists
-from lpft.imagedata import MalformedData, MissingData
+from lpft.scale import filelists
+from lpft.scale.imagedata import MalformedData, MissingData
 
 
 def write_image(path, colour, size=(20, 12), fmt=None):

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lpft import fixedpoint as fp
-from lpft.models import DigitNet
+from lpft.digits import DigitNet
 
 
 # ---- format --------------------------------------------------------------------------------------------------------

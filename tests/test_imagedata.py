@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpft import imagedata
+from lpft.scale import imagedata
 
 
 def _pattern(n, size, seed=0):
@@ -272,7 +272,7 @@ def test_a_crop_of_the_stored_whole_photograph_is_the_photographs_own_crop():
 
 
 def test_the_evaluation_view_of_a_whole_photograph_is_its_centre_crop():
-    from lpft.largescale import Runtime
+    from lpft.scale.finetune import Runtime
 
     photo = _smooth_photo(80, 120)
     stored = torch.nn.functional.interpolate(photo.float(), size=(32, 32), mode="bilinear", antialias=True)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from lpft import filelists, imagedata, imagenet
-from lpft.imagedata import MalformedData, MissingData
+from lpft.scale import filelists, imagedata, imagenet
+from lpft.scale.imagedata import MalformedData, MissingData
 
 torch.set_num_threads(1)
 SIZE = 24

@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lpft import largescale, launch, paper, profiles
+from lpft import paper
+from lpft.scale import finetune, launch
+from lpft.book import profiles
 
 IGNORED = ("seconds", "paths", "device")
 CHAPTER = launch.EXPERIMENTS["cifar-stl"].chapter
@@ -76,9 +78,9 @@ def test_an_interrupted_sweep_resumes_without_losing_or_repeating_runs(inputs, t
     assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 1  # the killed run's epoch checkpoint
 
     probes, trained = [], []
-    real_probe, real_train = launch._linear_probe, largescale.train
+    real_probe, real_train = launch._linear_probe, finetune.train
     monkeypatch.setattr(launch, "_linear_probe", lambda *a: probes.append(1) or real_probe(*a))
-    monkeypatch.setattr(largescale, "train", lambda *a, **k: trained.append(k["seed"]) or real_train(*a, **k))
+    monkeypatch.setattr(finetune, "train", lambda *a, **k: trained.append(k["seed"]) or real_train(*a, **k))
     resumed_epochs = []
     records = launch.run_sweep(sweep, on_epoch_end=resumed_epochs.append)
     assert probes == []  # LP is not recomputed
@@ -92,7 +94,7 @@ def test_an_interrupted_sweep_resumes_without_losing_or_repeating_runs(inputs, t
 
 def test_a_sweep_killed_by_sigkill_resumes_to_the_same_records(inputs, tmp_path, reference):
     sweep = make_sweep(inputs, tmp_path)
-    script = (f"import os, signal\nfrom lpft import launch\nfrom lpft.launch import Sweep\nsweep = {sweep!r}\n"
+    script = (f"import os, signal\nfrom lpft.scale import launch\nfrom lpft.scale.launch import Sweep\nsweep = {sweep!r}\n"
               "seen = []\n"
               "def hook(epoch):\n    seen.append(epoch)\n"
               "    if len(seen) == 5:\n        os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -208,8 +210,8 @@ def tiny_sweep(tmp_path, experiment):
 
 def lp_ft_starts(monkeypatch) -> dict:
     """Record, per seed, the LP head each LP-FT run starts from (filled in as the sweep runs)."""
-    starts, real = {}, largescale.lp_ft
-    monkeypatch.setattr(largescale, "lp_ft", lambda bb, probe, task, **k: starts.setdefault(k["seed"], probe.W) is None
+    starts, real = {}, finetune.lp_ft
+    monkeypatch.setattr(finetune, "lp_ft", lambda bb, probe, task, **k: starts.setdefault(k["seed"], probe.W) is None
                         or real(bb, probe, task, **k))
     return starts
 
@@ -357,7 +359,7 @@ def test_imagenet_probes_by_sgd_per_seed_and_scores_r_and_a_over_their_classes(t
     for name in ("ImageNet-R", "ImageNet-A"):
         data = task.ood[name]
         assert data.classes is not None and len(data.classes) < task.n_classes
-        f = largescale.features(backbone, data, sweep.runtime())
+        f = finetune.features(backbone, data, sweep.runtime())
         restricted = lp[0].accuracy(f, data.y, data.classes)
         assert records["LP-seed0"]["results"]["ood"][name] == pytest.approx(restricted)
         assert restricted >= lp[0].accuracy(f, data.y)  # never worse than the argmax over all classes

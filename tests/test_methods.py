@@ -1,4 +1,4 @@
-"""Unit tests of lpft.models and lpft.methods: LP, FT, LP-FT (as the paper, Sections 4.1-4.2 of its ICLR 2022
+"""Unit tests of lpft.pretrain and lpft.finetune: LP, FT, LP-FT (as the paper, Sections 4.1-4.2 of its ICLR 2022
 submission, and its official code run them) and the later methods.
 
 The tasks here are synthetic (class-dependent blobs on 8×8 images in an lpft.digits.Task), so they run in seconds.
@@ -12,10 +12,9 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from torch.utils.data import TensorDataset
 
-from lpft import methods, models
+from lpft import finetune, pretrain
 from lpft.digits import Task
-from lpft.methods import fit
-from lpft.models import pretrain
+from lpft.finetune import fit
 
 torch.set_num_threads(1)
 N_CLASSES = 4
@@ -44,7 +43,7 @@ def task():
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     pool = TensorDataset(*[torch.cat(t) for t in zip(blobs(384, 10).tensors, blobs(384, 11, invert=True).tensors)])
-    return pretrain(pool, epochs=2, lr=1e-3, seed=0, norm="group", cache_dir=tmp_path_factory.mktemp("cache"))
+    return pretrain.supervised(pool, epochs=2, lr=1e-3, seed=0, norm="group", cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 def state(model):
@@ -80,8 +79,8 @@ def test_lp_keeps_backbone_and_reproduces_sklearn(pretrained, task):
         logits = lp(data.tensors[0]).detach().double().numpy()
         np.testing.assert_allclose(logits, clf.decision_function((f(data) - mu) / sigma), atol=1e-3)
         assert np.array_equal(logits.argmax(1), clf.predict((f(data) - mu) / sigma))
-    assert methods.accuracy(lp, task.test_id) > 0.9
-    assert methods.feature_change(pretrained, lp, task.test_id) == 0.0
+    assert finetune.accuracy(lp, task.test_id) > 0.9
+    assert finetune.feature_change(pretrained, lp, task.test_id) == 0.0
 
 
 # ---- FT, LP-FT -----------------------------------------------------------------------------------------------------
@@ -90,7 +89,7 @@ def test_ft_changes_the_backbone(pretrained, task):
     ft = fit("FT", pretrained, task, FT, seed=0)
     assert {"backbone.first", "backbone.middle", "backbone.last", "head"} <= changed_prefixes(state(pretrained),
                                                                                              state(ft))
-    assert methods.feature_change(pretrained, ft, task.test_id) > 0
+    assert finetune.feature_change(pretrained, ft, task.test_id) > 0
 
 
 def test_lp_ft_starts_from_the_lp_head(pretrained, task):
@@ -105,7 +104,7 @@ def test_lp_ft_starts_from_the_lp_head(pretrained, task):
 
 def test_training_keeps_the_best_val_epoch(pretrained, task, monkeypatch):
     seen = []  # (val accuracy, weights) after every epoch, as the loop measured them
-    accuracy = methods.accuracy
+    accuracy = finetune.accuracy
 
     def spy(model, data):
         acc = accuracy(model, data)
@@ -113,8 +112,8 @@ def test_training_keeps_the_best_val_epoch(pretrained, task, monkeypatch):
             seen.append((acc, state(model)))
         return acc
 
-    monkeypatch.setattr(methods, "accuracy", spy)
-    model = methods.train(methods._fresh_head(pretrained, task, seed=0), task, lr=0.2, epochs=4, seed=0)
+    monkeypatch.setattr(finetune, "accuracy", spy)
+    model = finetune.train(finetune._fresh_head(pretrained, task, seed=0), task, lr=0.2, epochs=4, seed=0)
     accs = [a for a, _ in seen]
     assert len(accs) == 4 and int(np.argmax(accs)) != 3  # the last epoch is not the best: the test can tell
     assert same(seen[int(np.argmax(accs))][1], state(model))
@@ -160,17 +159,17 @@ ALL = {"LP": {"C": 0.5}, "FT": FT, "LP-FT": {"C": 0.5, "lr": 0.005, "epochs": 2}
 
 
 def test_all_methods_are_covered():
-    assert set(ALL) == set(methods.METHODS) == set(methods.HPARAMS)
+    assert set(ALL) == set(finetune.METHODS) == set(finetune.HPARAMS)
 
 
-@pytest.mark.parametrize("method", methods.METHODS)
+@pytest.mark.parametrize("method", finetune.METHODS)
 def test_fit_never_mutates_pretrained(pretrained, task, method):
     before, flags = state(pretrained), [p.requires_grad for p in pretrained.parameters()]
     pretrained.eval()
     model = fit(method, pretrained, task, ALL[method], seed=0)
     assert model is not pretrained and same(before, state(pretrained))
     assert flags == [p.requires_grad for p in pretrained.parameters()] and not pretrained.training
-    assert model.head.out_features == N_CLASSES and methods.accuracy(model, task.val) > 0.5
+    assert model.head.out_features == N_CLASSES and finetune.accuracy(model, task.val) > 0.5
 
 
 @pytest.mark.parametrize("method", ["FT", "LP-FT", "surgical"])
@@ -193,11 +192,11 @@ def test_bad_method_or_hyperparameters(pretrained, task):
 
 def test_select_chooses_by_val_accuracy(pretrained, task):
     grid = [{"C": c} for c in (1e-4, 1.0, 1e-2)]
-    model, hp, table = methods.select("LP", pretrained, task, grid, seed=0)
+    model, hp, table = finetune.select("LP", pretrained, task, grid, seed=0)
     assert list(table.columns) == ["C", "val_acc", "id_acc", "ood_acc"] and len(table) == 3
     best = int(table.val_acc.to_numpy().argmax())
     assert best not in (0, len(grid) - 1)  # the grid separates the settings, and not in grid order
-    assert hp == grid[best] and methods.accuracy(model, task.val) == table.val_acc.max()
+    assert hp == grid[best] and finetune.accuracy(model, task.val) == table.val_acc.max()
 
 
 def test_feature_change_is_the_papers_metric(pretrained, task):
@@ -205,9 +204,9 @@ def test_feature_change_is_the_papers_metric(pretrained, task):
     with torch.no_grad():
         model.backbone.last[0].bias += 1.0  # conv bias +1 before GroupNorm: no change; so perturb the GN shift
         model.backbone.last[1].bias += 0.5  # features = GAP(relu(...)): the change is measurable and positive
-    f0, f1 = methods.features(pretrained, task.val), methods.features(model, task.val)
+    f0, f1 = finetune.features(pretrained, task.val), finetune.features(model, task.val)
     expected = 100 * ((f1 - f0) ** 2).mean().item()
-    assert expected > 0 and methods.feature_change(pretrained, model, task.val) == pytest.approx(expected)
+    assert expected > 0 and finetune.feature_change(pretrained, model, task.val) == pytest.approx(expected)
 
 
 # ---- pretraining ---------------------------------------------------------------------------------------------------
@@ -215,7 +214,7 @@ def test_feature_change_is_the_papers_metric(pretrained, task):
 def test_random_shift_moves_each_image_by_at_most_one_pixel():
     x = torch.zeros(64, 1, 8, 8)
     x[:, 0, 4, 4] = 1.0
-    out = models.random_shift(x, torch.Generator().manual_seed(0))
+    out = pretrain.random_shift(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and torch.all(out.sum((1, 2, 3)) == 1)
     rows, cols = out[:, 0].nonzero()[:, 1], out[:, 0].nonzero()[:, 2]
     assert set(rows.tolist()) == {3, 4, 5} and set(cols.tolist()) == {3, 4, 5}
@@ -224,26 +223,26 @@ def test_random_shift_moves_each_image_by_at_most_one_pixel():
 def test_pretrain_cache(tmp_path, monkeypatch):
     pool = blobs(128, 20)
     kw = dict(epochs=1, lr=1e-3, seed=0, norm="none", cache_dir=tmp_path)
-    first = pretrain(pool, **kw)
+    first = pretrain.supervised(pool, **kw)
     assert len(list(tmp_path.glob("*.pt"))) == 1 and len(list(tmp_path.glob("*.json"))) == 1
 
     def no_training(*args):
         raise AssertionError("pretrain trained although the checkpoint was cached")
 
-    monkeypatch.setattr(models, "_train_pretrain", no_training)
+    monkeypatch.setattr(pretrain, "_train_supervised", no_training)
     t = time.perf_counter()
-    second = pretrain(pool, **kw)
+    second = pretrain.supervised(pool, **kw)
     assert time.perf_counter() - t < 0.5 and same(state(first), state(second))
     with pytest.raises(AssertionError, match="trained although"):  # another pool's content is another key
-        pretrain(blobs(128, 21), **kw)
+        pretrain.supervised(blobs(128, 21), **kw)
 
     (pt,) = tmp_path.glob("*.pt")
     good = pt.read_bytes()
     pt.write_bytes(good[: len(good) // 2])  # an interrupted copy
     with pytest.raises(RuntimeError, match="corrupt or incomplete"):
-        pretrain(pool, **kw)
+        pretrain.supervised(pool, **kw)
     partial = state(first)
     partial.pop("head.bias")
     torch.save(partial, pt)  # readable, but not all of DigitNet
     with pytest.raises(RuntimeError, match="corrupt or incomplete"):
-        pretrain(pool, **kw)
+        pretrain.supervised(pool, **kw)

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from pytest_notebook.nb_regression import NBRegressionError
 
-from lpft.profiles import CHAPTERS
+from lpft.book.profiles import CHAPTERS
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "tests" / "baselines"

@@ -16,12 +16,7 @@ TINY = dict(id_domain="mnist", ood_domain="uci", shift="invert", strength=1.0, n
 def tiny_records(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     folder = tmp_path_factory.mktemp("results")
-    old = protocol.CACHE
-    protocol.CACHE = cache
-    try:
-        records = protocol.run_all(TINY, [0, 1], folder, jobs=1)
-    finally:
-        protocol.CACHE = old
+    records = protocol.run_all(TINY, [0, 1], folder, cache=cache, jobs=1)
     return records, folder, cache
 
 
@@ -42,16 +37,15 @@ def test_hyperparameters_are_selected_on_id_validation(tiny_records):
     records, _, _ = tiny_records
     for r in records:
         grid = r["results"]["grids"]["LP"]
-        best = max(grid, key=lambda row: row["val_acc"])  # first maximum, as methods.select
+        best = max(grid, key=lambda row: row["val_acc"])  # first maximum, as finetune.select
         assert r["results"]["LP"]["hp"]["C"] == best["C"]
         assert r["results"]["LP-FT"]["hp"]["C"] == r["results"]["LP"]["hp"]["C"]  # LP-FT starts from the chosen LP
 
 
 def test_finished_seeds_are_read_back_not_rerun(tiny_records, monkeypatch):
     records, folder, cache = tiny_records
-    monkeypatch.setattr(protocol, "CACHE", cache)
     monkeypatch.setattr(protocol, "run_seed", lambda *a: pytest.fail("a finished seed was re-run"))
-    again = protocol.run_all(TINY, [0, 1], folder, jobs=1)
+    again = protocol.run_all(TINY, [0, 1], folder, cache=cache, jobs=1)
     assert [a["results"] for a in again] == [r["results"] for r in records]
 
 
@@ -72,10 +66,9 @@ def test_interval90():
     assert math.isnan(protocol.interval90([1.0]))
 
 
-def test_a_subset_of_methods(tmp_path, monkeypatch):
-    monkeypatch.setattr(protocol, "CACHE", tmp_path / "cache")
+def test_a_subset_of_methods(tmp_path):
     subset = {**TINY, "methods": ["LP", "FT", "LP-FT"]}
-    (record,) = protocol.run_all(subset, [0], tmp_path / "results", jobs=1)
+    (record,) = protocol.run_all(subset, [0], tmp_path / "results", cache=tmp_path / "cache", jobs=1)
     assert set(record["results"]) == {"LP", "FT", "LP-FT", "grids", "seconds"}
     assert set(protocol.long_table([record])["method"]) == {"LP", "FT", "LP-FT"}
 
@@ -91,9 +84,8 @@ def test_claims_table_follows_the_records(tiny_records):
     assert table.loc[1, "holds"] == expected and table.loc[1, "measured"] == f"{found['lp_wins']}/{len(records)} seeds"
 
 
-def test_archive_round_trip(tiny_records, tmp_path, monkeypatch):
+def test_archive_round_trip(tiny_records, tmp_path):
     records, _, _ = tiny_records
-    monkeypatch.setattr(protocol, "ARCHIVE", tmp_path)
-    assert protocol.load_archive("x") == []
-    protocol.archive(records[::-1], "x")
-    assert protocol.load_archive("x") == records  # seed order, identical content
+    assert protocol.load_archive(tmp_path / "x") == []
+    protocol.archive(records[::-1], tmp_path / "x")
+    assert protocol.load_archive(tmp_path / "x") == records  # seed order, identical content

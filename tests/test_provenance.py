@@ -15,7 +15,8 @@ from sphinx.application import Sphinx
 from sphinx.errors import ConfigError, SphinxWarning
 from sphinx.util.docutils import docutils_namespace
 
-from lpft import execute, sphinx_assets, sphinx_provenance
+from lpft.book import paths, sphinx_assets, sphinx_provenance
+from lpft.book import run as execute
 
 CHAPTER = "theory-invariants"  # a registered chapter name; its source here is a tiny stand-in
 SOURCE = '''# %% [markdown]
@@ -29,7 +30,7 @@ device = "auto"
 # %%
 print(f"executed in the {profile} profile")
 '''
-CONF = '''extensions = ["myst_nb", "lpft.sphinx_provenance"]
+CONF = '''extensions = ["myst_nb", "lpft.book.sphinx_provenance"]
 nb_execution_mode = "off"
 exclude_patterns = ["_build", "notebooks", "executed/.*", "executed/*.md"]
 '''
@@ -39,7 +40,7 @@ exclude_patterns = ["_build", "notebooks", "executed/.*", "executed/*.md"]
 def book(tmp_path, monkeypatch):
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "notebooks" / f"{CHAPTER}.py").write_text(SOURCE)
-    monkeypatch.setattr(execute, "NOTEBOOKS", tmp_path / "notebooks")
+    monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path / "notebooks")
     (tmp_path / "conf.py").write_text(CONF)
     (tmp_path / "index.md").write_text(f"# Book\n\n```{{toctree}}\nexecuted/{CHAPTER}\n```\n")
     return tmp_path

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from lpft.profiles import CHAPTERS
+from lpft.book.profiles import CHAPTERS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def test_toc_sources_and_registry_agree():
     toc = list(toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text())))
     executed = [f.removeprefix("executed/") for f in toc if f.startswith("executed/")]
     sources = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
-    assert executed == list(CHAPTERS), "the TOC's chapter order must be the registry's (lpft.profiles.CHAPTERS)"
+    assert executed == list(CHAPTERS), "the TOC's chapter order must be the registry's (lpft.book.profiles.CHAPTERS)"
     assert sorted(executed) == sources
     for f in toc:
         if not f.startswith("executed/"):

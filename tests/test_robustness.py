@@ -2,11 +2,13 @@
 import pytest
 import torch
 
-from lpft import methods, models, protocol, robustness
+from lpft import finetune, protocol, robustness
+from lpft.book import profiles
+from lpft.digits import DigitNet
 
 
 def test_variant_setups():
-    base = robustness.base_setup("quick")
+    base = robustness.base_setup(profiles.settings("experiments-digits", "quick"))
     assert base["methods"] == list(robustness.TRIO) and base["shift"] == "invert" and base["norm"] == "group"
     sup = robustness.variant(base, "s")
     assert sup["pretraining"] == "supervised" and sup["contrastive"] is None and sup["n_train_per_class"] is None
@@ -23,12 +25,12 @@ def test_run_seed_on_a_tiny_grid(monkeypatch):
     """One seed with a random backbone and one setting per method: the record's numbers are the models' accuracies
     on the right data (checked by recomputing the plain-UCI OOD set), and the train set has the requested size."""
     torch.manual_seed(0)
-    net = models.DigitNet(10, "group").eval()
-    monkeypatch.setattr(robustness, "backbone", lambda setup: net)
-    setup = {**robustness.variant(robustness.base_setup("quick"), "tiny", n_train_per_class=3,
-                                  eval_shifts=(("none", 0.0), ("rotate", 1.0))),
+    net = DigitNet(10, "group").eval()
+    monkeypatch.setattr(robustness, "backbone", lambda setup, cache: net)
+    base = robustness.base_setup(profiles.settings("experiments-digits", "quick"))
+    setup = {**robustness.variant(base, "tiny", n_train_per_class=3, eval_shifts=(("none", 0.0), ("rotate", 1.0))),
              "epochs": 1, "lp_C": [1.0], "ft_lr": [1e-3], "lpft_lr": [1e-4]}
-    out = robustness.run_seed(setup, seed=0)
+    out = robustness.run_seed(setup, seed=0, cache=None)
     assert out["n_train"] == 30
     for m in robustness.TRIO:
         assert set(out[m]["ood"]) == {"none@0", "rotate@1"}
@@ -36,8 +38,8 @@ def test_run_seed_on_a_tiny_grid(monkeypatch):
     assert out["FT"]["feature_change"] > 0 and "feature_change" not in out["LP"]
     # LP is deterministic: refit it and evaluate on the plain UCI half B
     task = protocol.make_task({**setup, "shift": "none"}, 0, strength=0.0)
-    lp = methods.fit("LP", net, task, {"C": 1.0}, 0)
-    assert out["LP"]["ood"]["none@0"] == pytest.approx(methods.accuracy(lp, task.test_ood))
+    lp = finetune.fit("LP", net, task, {"C": 1.0}, 0)
+    assert out["LP"]["ood"]["none@0"] == pytest.approx(finetune.accuracy(lp, task.test_ood))
 
 
 def _record(label, seed, lp, ft, n_train=1500):
@@ -60,15 +62,14 @@ def test_tables():
     assert table.loc["a", "FT ID"] == pytest.approx(95.5)
 
 
-def test_archive_round_trip(monkeypatch, tmp_path):
-    monkeypatch.setattr(protocol, "ARCHIVE", tmp_path)
+def test_archive_round_trip(tmp_path):
     records = [_record("contrastive, p_invert = 0.5", 1, (0.9, 0.6), (0.95, 0.4)),
                _record("contrastive, p_invert = 0.5", 0, (0.9, 0.6), (0.95, 0.4)),
                _record("supervised", 0, (0.9, 0.6), (0.95, 0.4))]
-    robustness.archive(records, "x")
+    robustness.archive(records, tmp_path / "x")
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [
         "contrastive-p-invert-0-5-seed0.json", "contrastive-p-invert-0-5-seed1.json", "supervised-seed0.json"]
-    back = robustness.load_archive("x")
+    back = robustness.load_archive(tmp_path / "x")
     assert [(r["config"]["label"], r["config"]["seed"]) for r in back] == sorted(
         (r["config"]["label"], r["config"]["seed"]) for r in records)
-    assert robustness.load_archive("missing") == []
+    assert robustness.load_archive(tmp_path / "missing") == []

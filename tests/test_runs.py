@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from lpft import runs
+from lpft import records
 
 
 def test_run_once_computes_then_reads_back(tmp_path):
@@ -14,13 +14,13 @@ def test_run_once_computes_then_reads_back(tmp_path):
         return {"id_acc": 0.9, "ood_acc": 0.5}
 
     config = {"method": "LP", "seed": 3, "hp": {"C": 0.1}}
-    first = runs.run_once(tmp_path, config, compute, name="LP")
-    second = runs.run_once(tmp_path, config, compute, name="LP")
+    first = records.run_once(tmp_path, config, compute, name="LP")
+    second = records.run_once(tmp_path, config, compute, name="LP")
     assert calls == [1] and first["results"] == second["results"] == {"id_acc": 0.9, "ood_acc": 0.5}
     assert {"torch", "python", "numpy"} <= set(first["environment"]) and first["git_revision"]
-    runs.run_once(tmp_path, {**config, "seed": 4}, compute, name="LP")
+    records.run_once(tmp_path, {**config, "seed": 4}, compute, name="LP")
     assert calls == [1, 1]  # another seed is another run
-    table = runs.load_records(tmp_path)
+    table = records.load_records(tmp_path)
     assert sorted(table["seed"]) == [3, 4] and set(table["hp.C"]) == {0.1}
 
 
@@ -31,30 +31,30 @@ def test_interrupted_run_leaves_nothing_and_is_redone(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        runs.run_once(tmp_path, config, crash, name="FT")
+        records.run_once(tmp_path, config, crash, name="FT")
     assert list(tmp_path.iterdir()) == []  # no half-written record
-    record = runs.run_once(tmp_path, config, lambda: {"acc": 1.0}, name="FT")
+    record = records.run_once(tmp_path, config, lambda: {"acc": 1.0}, name="FT")
     assert record["results"] == {"acc": 1.0}
 
 
 def test_write_record_is_atomic(tmp_path):
     path = tmp_path / "r.json"
-    runs.write_record(path, {"a": 1})
-    runs.write_record(path, {"a": 2})
+    records.write_record(path, {"a": 1})
+    records.write_record(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 
 def test_record_key_is_order_independent():
-    assert runs.record_key({"a": 1, "b": [1, 2]}) == runs.record_key({"b": [1, 2], "a": 1})
-    assert runs.record_key({"a": 1}) != runs.record_key({"a": 2})
+    assert records.record_key({"a": 1, "b": [1, 2]}) == records.record_key({"b": [1, 2], "a": 1})
+    assert records.record_key({"a": 1}) != records.record_key({"a": 2})
 
 
 def test_a_record_of_other_code_is_not_reused(tmp_path, monkeypatch):
     config = {"method": "LP", "seed": 0}
-    runs.run_once(tmp_path, config, lambda: {"acc": 1.0}, name="LP")
-    monkeypatch.setattr(runs, "code_fingerprint", lambda: "changed-library")
-    record = runs.run_once(tmp_path, config, lambda: {"acc": 0.5}, name="LP")
+    records.run_once(tmp_path, config, lambda: {"acc": 1.0}, name="LP")
+    monkeypatch.setattr(records, "code_fingerprint", lambda: "changed-library")
+    record = records.run_once(tmp_path, config, lambda: {"acc": 0.5}, name="LP")
     assert record["results"] == {"acc": 0.5} and record["code_fingerprint"] == "changed-library"
 
 
@@ -62,5 +62,5 @@ def test_fingerprint_ignores_documentation_but_not_code():
     src = b'"""Module doc."""\nimport math\n\n\ndef f(x):\n    """Doc."""\n    return math.sqrt(x)  # a comment\n'
     reworded = b'"""Other words."""\nimport math\n\n\ndef f(x):\n    """More doc."""\n    # new comment\n    return math.sqrt(x)\n'
     changed = b'"""Module doc."""\nimport math\n\n\ndef f(x):\n    """Doc."""\n    return math.sqrt(x + 0)\n'
-    assert runs._code_only(src) == runs._code_only(reworded)
-    assert runs._code_only(src) != runs._code_only(changed)
+    assert records._code_only(src) == records._code_only(reworded)
+    assert records._code_only(src) != records._code_only(changed)

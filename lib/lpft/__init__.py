@@ -1,10 +1,19 @@
 """lpft: the library behind the executable companion to the LP-FT paper (Kumar et al., ICLR 2022).
 
-One module per idea: :mod:`lpft.theory` (two-layer linear networks, Section 3), :mod:`lpft.sweeps` (LP / FT / LP-FT over a
-grid of settings), :mod:`lpft.bound` (the FT lower bound checked at scale), :mod:`lpft.beyond` (the same experiment
-outside the theorem's assumptions), :mod:`lpft.profiles` (chapter parameters), :mod:`lpft.plotting`
-(the book's one figure style), :mod:`lpft.report` (tables and numbers as the book prints them),
-:mod:`lpft.execute` (runs chapters with papermill).
+Three layers; imports go one way only (``lpft.book`` -> ``lpft.scale`` -> ``lpft``, and ``lpft.book`` -> ``lpft``):
+
+* ``lpft`` (this package, the core): the paper's ideas, with NumPy, SciPy, pandas, PyTorch and scikit-learn alone.
+  :mod:`lpft.theory` (two-layer linear networks, Section 3), :mod:`lpft.bound` (the FT lower bound, eq. 3.7),
+  :mod:`lpft.sweeps` (LP / FT / LP-FT over a grid of settings), :mod:`lpft.beyond` (outside the theorem's
+  assumptions), :mod:`lpft.digits` (two real digit domains and the small network), :mod:`lpft.pretrain` (supervised
+  and contrastive pretraining, cached), :mod:`lpft.finetune` (LP, FT, LP-FT and later methods),
+  :mod:`lpft.protocol` (the paper's protocol: selection on ID validation, claims), :mod:`lpft.robustness`,
+  :mod:`lpft.fixedpoint` (F8Net-style integer inference), :mod:`lpft.records` (one record per run, provenance),
+  :mod:`lpft.paper` (the paper's numbers and settings), :mod:`lpft.report` (numbers as the book prints them).
+* :mod:`lpft.scale`: the paper-scale runs (image datasets in their published formats, backbones and checkpoint
+  readers, CLIP, the GPU training loop, sweeps); ``pip install "lpft[scale]"``.
+* :mod:`lpft.book`: what exists because this is a book (chapter profiles, repository paths, the ``lpft-run``
+  papermill runner, the figure style, the Sphinx extensions); ``pip install "lpft[book]"``.
 """
 import os
 
@@ -13,7 +22,4 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from lpft.profiles import start_chapter  # noqa: E402
-
-__all__ = ["start_chapter"]
 __version__ = "0.1.0"

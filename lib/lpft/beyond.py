@@ -312,20 +312,6 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"eps": mean.index.to_numpy(float), **cols})
 
 
-def plot_methods(ax, df: pd.DataFrame, column: str, *, x: str = "eps", ls: str = "-", marker: str = "o",
-                 label: str = "{m}", floor: float = 1e-12, **style) -> None:
-    """Seed-mean of ``column`` against ``x`` for LP, FT and LP-FT in the book's method colours; values below
-    ``floor`` are drawn at ``floor`` (for log axes)."""
-    from lpft import plotting
-
-    mean = df.groupby(["method", x])[column].mean()
-    widths = {"LP": 1.8, "FT": 3.0, "LP-FT": 1.3}  # FT drawn wider, so that it shows where LP-FT lies on top of it
-    for m in plotting.METHOD_ORDER:
-        s = mean[m]
-        ax.plot(s.index, np.maximum(s.to_numpy(), floor), ls=ls, marker=marker, color=plotting.METHOD_COLORS[m],
-                label=label.format(m=m) if label else None, **{"lw": widths[m], **style})
-
-
 def error_trajectory(variant: Variant, eps: float, n_seeds: int, n_test: int, seed: int = 0, record_at=(),
                      setting: theory.Setting = theory.Setting()) -> pd.DataFrame:
     """ID/OOD test errors along training for LP, FT and LP-FT at one feature error ε (one row per record).

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from collections import OrderedDict
+from torch import nn
 from torch.utils.data import TensorDataset
 
 DOMAINS = ("mnist", "uci")
@@ -280,3 +282,45 @@ def pretraining_pool(include_shifts=(("invert", 1.0),)) -> TensorDataset:
     x, y = torch.cat(xs), torch.cat(ys)
     copies = [x] + [apply_shift(x, kind, s) for kind, s in include_shifts]
     return TensorDataset(torch.cat(copies).contiguous(), y.repeat(len(copies)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the network
+# ----------------------------------------------------------------------------------------------------------------
+
+NORMS = ("none", "group")
+FEATURE_DIM = 128
+
+
+def _conv(c_in: int, c_out: int, norm: str) -> list[nn.Module]:
+    layers = [nn.Conv2d(c_in, c_out, 3, padding=1)]
+    if norm == "group":
+        layers.append(nn.GroupNorm(8, c_out))
+    return layers + [nn.ReLU()]
+
+
+class DigitNet(nn.Module):
+    """conv3(32)-conv3(32)-pool, conv3(64)×2-pool, conv3(128)-GAP → 128-d features → linear head (``n_classes``).
+
+    ``norm="group"`` puts a GroupNorm (8 groups) after every convolution; ``"none"`` has no normalisation layer
+    (the ablation of the digit chapter). Without BatchNorm, ``train()`` and ``eval()`` compute the same function.
+    """
+
+    def __init__(self, n_classes: int = 10, norm: str = "none"):
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
+        self.norm = norm
+        self.backbone = nn.Sequential(OrderedDict(
+            first=nn.Sequential(*_conv(1, 32, norm), *_conv(32, 32, norm), nn.MaxPool2d(2)),      # 8×8 → 4×4
+            middle=nn.Sequential(*_conv(32, 64, norm), *_conv(64, 64, norm), nn.MaxPool2d(2)),    # 4×4 → 2×2
+            last=nn.Sequential(*_conv(64, FEATURE_DIM, norm), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+        ))
+        self.head = nn.Linear(FEATURE_DIM, n_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (N, 128): what LP fits its head on and what feature change measures."""
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))

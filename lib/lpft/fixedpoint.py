@@ -11,7 +11,7 @@ The module has four parts: the format (:func:`quantize`, the σ rule :func:`fl_s
 the kernel (:func:`fixed_point_linear`, written so that ``torch.compile`` fuses its requantisation epilogue into one
 loop, and :func:`fixed_point_conv2d` on top of it); a plain int64 / float64 oracle (:func:`reference_linear`) used to
 check the kernel bit for bit; and :class:`FixedPointDigitNet`, the integer-only version of a trained
-:class:`~lpft.models.DigitNet`.
+:class:`~lpft.digits.DigitNet`.
 """
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lpft import methods, protocol, runs
-from lpft.models import DigitNet
+from lpft import finetune, protocol
+from lpft.records import code_fingerprint, parallel_map, run_once
+from lpft.digits import DigitNet
 
 INT32_MAX = 2**31 - 1
 STD_RULE_C = {True: 40.0, False: 70.0}  # the σ rule's constant: signed / unsigned tensors (F8Net's ``std`` metric)
@@ -418,7 +419,7 @@ def quantize_image(x: torch.Tensor) -> torch.Tensor:
 
 
 class FixedPointDigitNet(nn.Module):
-    """A trained :class:`~lpft.models.DigitNet` run in integers only, after a static calibration on images.
+    """A trained :class:`~lpft.digits.DigitNet` run in integers only, after a static calibration on images.
 
     Every tensor between layers is 8-bit at a per-tensor FL (all FLs are Python ints). The image enters as F8Net's
     pixel codes ``round(255·x)`` at FL 8 (:func:`quantize_image`; the factor 256/255 this leaves is folded into the
@@ -559,7 +560,7 @@ def _compare(pretrained: DigitNet, model: DigitNet, fixed: FixedPointDigitNet, d
     return {"float": (pred_float == y).double().mean().item(), "fixed": (pred_fixed == y).double().mean().item(),
             "agree": (pred_float == pred_fixed).double().mean().item(),
             "feature_change": 100.0 * ((f_fixed - f_float) ** 2).mean().item(),
-            "tuning_change": methods.feature_change(pretrained, model, data)}
+            "tuning_change": finetune.feature_change(pretrained, model, data)}
 
 
 # The departures from F8Net this module used before (pool, image) and F8Net's FL choice without PACT (activations):
@@ -598,7 +599,7 @@ def _deviations(model: DigitNet, fixed: FixedPointDigitNet, calibration: torch.T
     return {"variants": accuracy, "pooled_codes_differ": codes_differ, "batch_fls_differ": differ}
 
 
-def deploy_seed(setup: dict, seed: int, n_calibration: int) -> dict:
+def deploy_seed(setup: dict, seed: int, n_calibration: int, cache: Path) -> dict:
     """For the task of ``seed``: train and select every method exactly as the digit chapter does
     (:func:`lpft.protocol.select_models`), convert each selected model to :class:`FixedPointDigitNet` calibrated on
     the first ``n_calibration`` ID training images, and compare float and fixed point on ID test, OOD test (the
@@ -606,7 +607,7 @@ def deploy_seed(setup: dict, seed: int, n_calibration: int) -> dict:
     F8Net is worth."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    pretrained, task, chosen, hps, _ = protocol.select_models(setup, seed)
+    pretrained, task, chosen, hps, _ = protocol.select_models(setup, seed, protocol.pretrained_model(setup, cache))
     splits = {"id": task.test_id, "ood": task.test_ood,
               "natural": protocol.make_task(setup, seed, strength=0.0).test_ood}
     calibration = task.train.tensors[0][:n_calibration]
@@ -623,16 +624,18 @@ def deploy_seed(setup: dict, seed: int, n_calibration: int) -> dict:
     return out
 
 
-def _deploy_record(setup: dict, seed: int, folder: str, n_calibration: int) -> dict:
+def _deploy_record(setup: dict, seed: int, folder: Path, n_calibration: int, cache: Path) -> dict:
     config = {**setup, "seed": seed, "n_calibration": n_calibration}
-    return runs.run_once(Path(folder), config, lambda: deploy_seed(setup, seed, n_calibration), name=f"seed{seed}",
-                         code=runs.code_fingerprint(DEPENDS))
+    return run_once(folder, config, lambda: deploy_seed(setup, seed, n_calibration, cache), name=f"seed{seed}",
+                    code=code_fingerprint(DEPENDS))
 
 
-def deploy_all(setup: dict, seeds: list[int], folder: Path, n_calibration: int = 512, jobs: int = 2) -> list[dict]:
-    """One deployment record per seed in ``folder`` (read back when already computed), ``jobs`` processes at a time."""
-    protocol.pretrained_model(setup)  # pretrain once before the workers start
-    return runs.parallel_map(_deploy_record, [(setup, s, str(folder), n_calibration) for s in seeds], jobs)
+def deploy_all(setup: dict, seeds: list[int], folder: Path, *, cache: Path, n_calibration: int = 512,
+               jobs: int = 2) -> list[dict]:
+    """One deployment record per seed in ``folder`` (read back when already computed), ``jobs`` processes at a time;
+    the pretrained backbone is kept in the folder ``cache``."""
+    protocol.pretrained_model(setup, cache)  # pretrain once before the workers start
+    return parallel_map(_deploy_record, [(setup, s, Path(folder), n_calibration, Path(cache)) for s in seeds], jobs)
 
 
 def deployment_table(records: list[dict]) -> pd.DataFrame:

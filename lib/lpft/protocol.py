@@ -5,13 +5,11 @@ every method with its hyperparameters selected on **ID validation only**: LP (C)
 selected LP head), WiSE-FT (α), L2-SP (weight), surgical fine-tuning (which block). Each selected model is then
 evaluated on the ID test set and on the OOD test set at every shift strength (training never sees the OOD domain, so
 one trained model serves every strength), and the feature change of FT and LP-FT is measured on ID and OOD inputs.
-Each seed's result is one record (:mod:`lpft.runs`); seeds run in parallel processes, one thread each.
+Each seed's result is one record (:mod:`lpft.records`); seeds run in parallel processes, one thread each.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
-import multiprocessing
 import time
 from pathlib import Path
 
@@ -19,19 +17,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lpft import digits, methods, models, runs
-from lpft.execute import ROOT
-
-CACHE = ROOT / "cache" / "pretrained"
-RESULTS = ROOT / "results"
-ARCHIVE = ROOT / "archive"  # committed records of full-profile runs, shown in the book next to the quick run
+from lpft import digits, finetune, pretrain
+from lpft.records import code_fingerprint, parallel_map, run_once, write_record
 
 
-def pretrained_model(setup: dict) -> models.DigitNet:
-    """The pretrained backbone of ``setup`` (trained once on the pool, then loaded from ``cache/pretrained``)."""
+def pretrained_model(setup: dict, cache: Path) -> digits.DigitNet:
+    """The pretrained backbone of ``setup`` (trained once on the pool, then read back from the folder ``cache``)."""
     pool = digits.pretraining_pool(include_shifts=tuple(tuple(s) for s in setup["pool_shifts"]))
-    return models.pretrain(pool, epochs=setup["pretrain_epochs"], lr=setup["pretrain_lr"],
-                           seed=setup["pretrain_seed"], norm=setup["norm"], cache_dir=CACHE)
+    return pretrain.supervised(pool, epochs=setup["pretrain_epochs"], lr=setup["pretrain_lr"],
+                               seed=setup["pretrain_seed"], norm=setup["norm"], cache_dir=cache)
 
 
 def make_task(setup: dict, seed: int, strength: float | None = None) -> digits.Task:
@@ -45,8 +39,8 @@ def _grid(name: str, values) -> list[dict]:
 
 
 def select_wise(lp_model, ft_model, task: digits.Task, alphas) -> tuple:
-    """WiSE-FT between the selected LP and FT models: α chosen on ID-val (same return as :func:`methods.select`)."""
-    return methods.best_by_val((({"alpha": a}, methods.wise_ft(lp_model, ft_model, a)) for a in alphas), task)
+    """WiSE-FT between the selected LP and FT models: α chosen on ID-val (same return as :func:`finetune.select`)."""
+    return finetune.best_by_val((({"alpha": a}, finetune.wise_ft(lp_model, ft_model, a)) for a in alphas), task)
 
 
 ALL_METHODS = ("LP", "FT", "LP-FT", "WiSE-FT", "L2-SP", "surgical")
@@ -65,73 +59,70 @@ def paper_conditions(cfg) -> dict:
     )
 
 
-def select_models(setup: dict, seed: int, pretrained: models.DigitNet | None = None) -> tuple:
+def select_models(setup: dict, seed: int, pretrained: digits.DigitNet) -> tuple:
     """Every method of ``setup["methods"]`` (default: all) trained on the task of ``seed`` with its hyperparameters
-    selected on ID-val, starting from ``pretrained`` (default: :func:`pretrained_model` of ``setup``). Returns
-    ``(pretrained, task, chosen models, selected hps, selection tables)``."""
+    selected on ID-val, starting from ``pretrained``. Returns ``(pretrained, task, chosen models, selected hps,
+    selection tables)``."""
     wanted = setup.get("methods", ALL_METHODS)
-    pretrained = pretrained_model(setup) if pretrained is None else pretrained
     task = make_task(setup, seed)
     epochs = setup["epochs"]
     chosen, tables = {}, {}
 
-    chosen["LP"], hp_lp, tables["LP"] = methods.select("LP", pretrained, task, _grid("C", setup["lp_C"]), seed)
-    chosen["FT"], hp_ft, tables["FT"] = methods.select(
+    chosen["LP"], hp_lp, tables["LP"] = finetune.select("LP", pretrained, task, _grid("C", setup["lp_C"]), seed)
+    chosen["FT"], hp_ft, tables["FT"] = finetune.select(
         "FT", pretrained, task, [{"lr": lr, "epochs": epochs} for lr in setup["ft_lr"]], seed)
-    chosen["LP-FT"], hp_lpft, tables["LP-FT"] = methods.select(
+    chosen["LP-FT"], hp_lpft, tables["LP-FT"] = finetune.select(
         "LP-FT", pretrained, task, [{"C": hp_lp["C"], "lr": lr, "epochs": epochs} for lr in setup["lpft_lr"]], seed)
     hps = {"LP": hp_lp, "FT": hp_ft, "LP-FT": hp_lpft}
     if "WiSE-FT" in wanted:
         chosen["WiSE-FT"], hps["WiSE-FT"], tables["WiSE-FT"] = select_wise(chosen["LP"], chosen["FT"], task,
                                                                            setup["wise_alpha"])
     if "L2-SP" in wanted:
-        chosen["L2-SP"], hps["L2-SP"], tables["L2-SP"] = methods.select(
+        chosen["L2-SP"], hps["L2-SP"], tables["L2-SP"] = finetune.select(
             "L2-SP", pretrained, task,
             [{"lr": hp_ft["lr"], "epochs": epochs, "weight": w} for w in setup["l2sp_weight"]], seed)
     if "surgical" in wanted:
-        chosen["surgical"], hps["surgical"], tables["surgical"] = methods.select(
+        chosen["surgical"], hps["surgical"], tables["surgical"] = finetune.select(
             "surgical", pretrained, task,
             [{"lr": hp_ft["lr"], "epochs": epochs, "blocks": b} for b in setup["surgical"]], seed)
     return pretrained, task, chosen, hps, tables
 
 
-def run_seed(setup: dict, seed: int) -> dict:
+def run_seed(setup: dict, seed: int, cache: Path) -> dict:
     """Every method of ``setup["methods"]`` (default: all) on the task of ``seed``: selected hyperparameters,
     ID/OOD accuracies, feature change, the selection grids and the compute time in seconds."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    pretrained, task, chosen, hps, tables = select_models(setup, seed)
+    pretrained, task, chosen, hps, tables = select_models(setup, seed, pretrained_model(setup, cache))
     ood_sets = {float(s): make_task(setup, seed, strength=s).test_ood for s in setup["strengths"]}
 
     out = {}
     for name, model in chosen.items():
-        out[name] = {"hp": hps[name], "val": methods.accuracy(model, task.val),
-                     "id": methods.accuracy(model, task.test_id),
-                     "ood": {str(s): methods.accuracy(model, data) for s, data in ood_sets.items()}}
+        out[name] = {"hp": hps[name], "val": finetune.accuracy(model, task.val),
+                     "id": finetune.accuracy(model, task.test_id),
+                     "ood": {str(s): finetune.accuracy(model, data) for s, data in ood_sets.items()}}
     for name in ("FT", "LP-FT"):
-        out[name]["feature_change"] = {"id": methods.feature_change(pretrained, chosen[name], task.test_id),
-                                       "ood": methods.feature_change(pretrained, chosen[name], task.test_ood)}
+        out[name]["feature_change"] = {"id": finetune.feature_change(pretrained, chosen[name], task.test_id),
+                                       "ood": finetune.feature_change(pretrained, chosen[name], task.test_ood)}
     out["grids"] = {name: table.to_dict(orient="records") for name, table in tables.items()}
     out["seconds"] = round(time.perf_counter() - start, 1)
     return out
 
 
 # The modules a seed record depends on: editing any other module of the library does not invalidate the records.
-DEPENDS = ("digits", "models", "methods", "protocol")
+DEPENDS = ("digits", "pretrain", "finetune", "protocol")
 
 
-def _run_seed_record(setup: dict, seed: int, folder: str) -> dict:
-    return runs.run_once(Path(folder), {**setup, "seed": seed}, lambda: run_seed(setup, seed), name=f"seed{seed}",
-                         code=runs.code_fingerprint(DEPENDS))
+def _run_seed_record(setup: dict, seed: int, folder: Path, cache: Path) -> dict:
+    return run_once(folder, {**setup, "seed": seed}, lambda: run_seed(setup, seed, cache), name=f"seed{seed}",
+                    code=code_fingerprint(DEPENDS))
 
 
-def run_all(setup: dict, seeds: list[int], folder: Path, jobs: int = 2) -> list[dict]:
-    """One record per seed in ``folder`` (finished seeds are read back, not re-run), ``jobs`` processes at a time."""
-    pretrained_model(setup)  # train the backbone once, before the workers start (they load it from the cache)
-    if jobs <= 1:
-        return [_run_seed_record(setup, s, str(folder)) for s in seeds]
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(_run_seed_record, [setup] * len(seeds), seeds, [str(folder)] * len(seeds)))
+def run_all(setup: dict, seeds: list[int], folder: Path, *, cache: Path, jobs: int = 2) -> list[dict]:
+    """One record per seed in ``folder`` (finished seeds are read back, not re-run), ``jobs`` processes at a time;
+    the pretrained backbone is kept in the folder ``cache``."""
+    pretrained_model(setup, cache)  # train the backbone once, before the workers start (they load it from the cache)
+    return parallel_map(_run_seed_record, [(setup, s, Path(folder), Path(cache)) for s in seeds], jobs)
 
 
 def long_table(records: list[dict]) -> pd.DataFrame:
@@ -212,13 +203,13 @@ def claims(records: list[dict]) -> tuple[pd.DataFrame, dict]:
     return table, numbers
 
 
-def archive(records: list[dict], name: str) -> None:
-    """Copy ``records`` to ``archive/<name>/`` (committed, so the book can show a full-profile run)."""
+def archive(records: list[dict], folder: Path) -> None:
+    """Copy ``records`` into ``folder`` as ``seed<seed>.json`` (the book commits full-profile runs this way)."""
     for record in records:
-        runs.write_record(ARCHIVE / name / f"seed{record['config']['seed']}.json", record)
+        write_record(Path(folder) / f"seed{record['config']['seed']}.json", record)
 
 
-def load_archive(name: str) -> list[dict]:
-    """The archived records of ``name``, in seed order (empty when there is no archive)."""
-    records = [json.loads(p.read_text()) for p in (ARCHIVE / name).glob("seed*.json")]
+def load_archive(folder: Path) -> list[dict]:
+    """The records :func:`archive` wrote into ``folder``, in seed order (empty when there are none)."""
+    records = [json.loads(p.read_text()) for p in Path(folder).glob("seed*.json")]
     return sorted(records, key=lambda r: r["config"]["seed"])

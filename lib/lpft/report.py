@@ -35,12 +35,3 @@ def table(df: pd.DataFrame, digits: int = 3, floor: float = FLOOR, exact: tuple[
             else:
                 out[col] = [fmt(x, digits, floor) for x in out[col]]
     return out
-
-
-def glue_number(name: str, x, digits: int = 3, floor: float = FLOOR) -> str:
-    """Glue the formatted value of ``x`` under ``name`` for ``{glue:text}`` in the chapter's prose; returns it."""
-    from myst_nb import glue
-
-    text = fmt(x, digits, floor)
-    glue(name, text, display=False)
-    return text

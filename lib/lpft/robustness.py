@@ -5,7 +5,7 @@ submission) and keeps the rest of the digit protocol (:mod:`lpft.protocol`: hype
 record per seed):
 
 * **pretraining**: the supervised backbone (:func:`lpft.protocol.pretrained_model`) against SimCLR-style contrastive
-  pretraining on the same pool with labels unused (:func:`lpft.contrastive.pretrain`);
+  pretraining on the same pool with labels unused (:func:`lpft.pretrain.contrastive`);
 * **fewer ID labels**: ``n_train_per_class`` labelled MNIST images per class (a common expectation, not a claim of the
   paper: LP might do relatively better with less data);
 * **other shift kinds**: the selected models of each seed evaluated on UCI under every kind of
@@ -18,17 +18,16 @@ import json
 import re
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import torch
 
-from lpft import contrastive, digits, methods, models, protocol, runs
-from lpft.profiles import CHAPTERS
+from lpft import digits, finetune, pretrain, protocol
+from lpft.records import code_fingerprint, parallel_map, run_once, write_record
 
 TRIO = ("LP", "FT", "LP-FT")
-# The modules a record depends on (see lpft.runs.code_fingerprint).
-DEPENDS = ("digits", "models", "methods", "protocol", "contrastive", "robustness")
+# The modules a record depends on (see lpft.records.code_fingerprint).
+DEPENDS = ("digits", "pretrain", "finetune", "protocol", "robustness")
 EVAL_SHIFTS = (("none", 0.0), ("invert", 1.0), ("rotate", 0.5), ("rotate", 1.0), ("thicken", 0.5),
                ("thicken", 1.0), ("thin", 0.5), ("thin", 1.0), ("blur", 0.5), ("blur", 1.0))
 MAIN_SHIFT = "invert@1"  # the digit chapter's large shift
@@ -38,16 +37,16 @@ def shift_key(kind: str, strength: float) -> str:
     return f"{kind}@{float(strength):g}"
 
 
-def base_setup(profile: str) -> dict:
-    """The digit chapter's "paper's conditions" (its grids and sizes for ``profile``), restricted to LP, FT and LP-FT."""
-    cfg = SimpleNamespace(**CHAPTERS["experiments-digits"][profile])
+def base_setup(cfg) -> dict:
+    """The digit chapter's "paper's conditions" (:func:`lpft.protocol.paper_conditions` of its settings ``cfg``),
+    restricted to LP, FT and LP-FT."""
     return {**protocol.paper_conditions(cfg), "methods": list(TRIO)}
 
 
 def variant(base: dict, label: str, *, pretraining: str = "supervised", contrastive_options: dict | None = None,
             n_train_per_class: int | None = None, eval_shifts=EVAL_SHIFTS) -> dict:
     """A setup of one study: ``base`` with a backbone (``"supervised"`` or ``"contrastive"`` with
-    ``contrastive_options`` for :func:`lpft.contrastive.pretrain`), a number of labels per class (None: all) and the
+    ``contrastive_options`` for :func:`lpft.pretrain.contrastive`), a number of labels per class (None: all) and the
     OOD shifts to evaluate. ``label`` names the variant in tables."""
     if pretraining not in ("supervised", "contrastive"):
         raise ValueError(f"pretraining must be 'supervised' or 'contrastive'; got {pretraining!r}")
@@ -58,50 +57,50 @@ def variant(base: dict, label: str, *, pretraining: str = "supervised", contrast
             "n_train_per_class": n_train_per_class, "eval_shifts": [[k, float(s)] for k, s in eval_shifts]}
 
 
-def backbone(setup: dict) -> models.DigitNet:
-    """The pretrained backbone of ``setup``, trained once and then read from ``cache/pretrained``."""
+def backbone(setup: dict, cache: Path) -> digits.DigitNet:
+    """The pretrained backbone of ``setup``, trained once and then read back from the folder ``cache``."""
     if setup["pretraining"] == "supervised":
-        return protocol.pretrained_model(setup)
+        return protocol.pretrained_model(setup, cache)
     pool = digits.pretraining_pool(include_shifts=tuple(tuple(s) for s in setup["pool_shifts"]))
-    return contrastive.pretrain(pool, cache_dir=protocol.CACHE, seed=setup["pretrain_seed"], norm=setup["norm"],
+    return pretrain.contrastive(pool, cache_dir=cache, seed=setup["pretrain_seed"], norm=setup["norm"],
                                 **setup["contrastive"])
 
 
-def run_seed(setup: dict, seed: int) -> dict:
+def run_seed(setup: dict, seed: int, cache: Path) -> dict:
     """LP, FT and LP-FT on the task of ``seed`` (hyperparameters selected on ID-val): selected hps, ID-val, ID-test
     and OOD accuracy under every shift of ``setup["eval_shifts"]``, the feature change of FT and LP-FT on ID-test
     inputs, the train-set size and the compute time in seconds."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    pretrained = backbone(setup)
+    pretrained = backbone(setup, cache)
     _, task, chosen, hps, _ = protocol.select_models(setup, seed, pretrained=pretrained)
     ood = {shift_key(k, s): protocol.make_task({**setup, "shift": k}, seed, strength=s).test_ood
            for k, s in setup["eval_shifts"]}
     out = {}
     for name in TRIO:
         model = chosen[name]
-        out[name] = {"hp": hps[name], "val": methods.accuracy(model, task.val),
-                     "id": methods.accuracy(model, task.test_id),
-                     "ood": {key: methods.accuracy(model, data) for key, data in ood.items()}}
+        out[name] = {"hp": hps[name], "val": finetune.accuracy(model, task.val),
+                     "id": finetune.accuracy(model, task.test_id),
+                     "ood": {key: finetune.accuracy(model, data) for key, data in ood.items()}}
         if name != "LP":
-            out[name]["feature_change"] = methods.feature_change(pretrained, model, task.test_id)
+            out[name]["feature_change"] = finetune.feature_change(pretrained, model, task.test_id)
     out["n_train"] = len(task.train)
     out["seconds"] = round(time.perf_counter() - start, 1)
     return out
 
 
-def _record(setup: dict, seed: int, folder: str) -> dict:
+def _record(setup: dict, seed: int, folder: Path, cache: Path) -> dict:
     name = f"{setup['pretraining']}-n{setup['n_train_per_class'] or 'all'}-seed{seed}"
-    return runs.run_once(Path(folder), {**setup, "seed": seed}, lambda: run_seed(setup, seed), name=name,
-                         code=runs.code_fingerprint(DEPENDS))
+    return run_once(folder, {**setup, "seed": seed}, lambda: run_seed(setup, seed, cache), name=name,
+                    code=code_fingerprint(DEPENDS))
 
 
-def run_all(setups: list[dict], seeds: list[int], folder: Path, jobs: int = 2) -> list[dict]:
+def run_all(setups: list[dict], seeds: list[int], folder: Path, *, cache: Path, jobs: int = 2) -> list[dict]:
     """One record per (setup, seed) in ``folder`` (finished ones are read back), ``jobs`` processes at a time.
-    Each backbone is pretrained once, in this process, before the workers start (they read it from the cache)."""
+    Each backbone is pretrained once, in this process, before the workers start (they read it from ``cache``)."""
     for setup in setups:
-        backbone(setup)
-    return runs.parallel_map(_record, [(s, seed, str(folder)) for s in setups for seed in seeds], jobs=jobs)
+        backbone(setup, cache)
+    return parallel_map(_record, [(s, seed, Path(folder), Path(cache)) for s in setups for seed in seeds], jobs=jobs)
 
 
 # ---- tables -------------------------------------------------------------------------------------------------------
@@ -135,16 +134,15 @@ def gap_summary(long: pd.DataFrame, by: str) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(by).round(1)
 
 
-def archive(records: list[dict], name: str) -> None:
-    """Copy ``records`` to ``archive/<name>/`` (committed, so the book can show a full-profile run), one file per
-    (variant, seed)."""
+def archive(records: list[dict], folder: Path) -> None:
+    """Copy ``records`` into ``folder``, one file per (variant, seed) (the book commits full-profile runs this way)."""
     for record in records:
         c = record["config"]
         slug = re.sub(r"[^A-Za-z0-9]+", "-", c["label"]).strip("-")
-        runs.write_record(protocol.ARCHIVE / name / f"{slug}-seed{c['seed']}.json", record)
+        write_record(Path(folder) / f"{slug}-seed{c['seed']}.json", record)
 
 
-def load_archive(name: str) -> list[dict]:
-    """The archived records of ``name`` (empty when there is none), sorted by variant and seed."""
-    records = [json.loads(p.read_text()) for p in (protocol.ARCHIVE / name).glob("*.json")]
+def load_archive(folder: Path) -> list[dict]:
+    """The records :func:`archive` wrote into ``folder`` (empty when there are none), sorted by variant and seed."""
+    records = [json.loads(p.read_text()) for p in Path(folder).glob("*.json")]
     return sorted(records, key=lambda r: (r["config"]["label"], r["config"]["seed"]))

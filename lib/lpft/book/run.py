@@ -4,11 +4,11 @@
     lpft-run theory-bound --profile full --device cuda
     lpft-run --profile quick --out tests/baselines   # regenerate the regression baselines
 
-Chapters run in the book's order (:data:`lpft.profiles.CHAPTERS`), up to ``--jobs`` at a time. The first chapter that
+Chapters run in the book's order (:data:`lpft.book.profiles.CHAPTERS`), up to ``--jobs`` at a time. The first chapter that
 fails stops the run: its name, the failing cell and the error are printed, and the executed notebook, with its
 traceback, is kept next to the others as ``<name>.failed.ipynb``. Each finished notebook is written atomically.
 Each executed notebook carries its own provenance in ``metadata.lpft`` (:func:`stamp`: profile, seed, device, date,
-wall time, git revision, library versions); the book shows it on the chapter's page (:mod:`lpft.sphinx_provenance`).
+wall time, git revision, library versions); the book shows it on the chapter's page (:mod:`lpft.book.sphinx_provenance`).
 ``run-log.json`` (the same records, one per chapter) and ``reproducibility.md`` (the same as a table, for the book's
 Reproducibility page) are written to the output folder.
 """
@@ -20,47 +20,26 @@ import datetime as dt
 import hashlib
 import json
 import os
-import platform
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from lpft.profiles import CHAPTERS, DEVICES, PROFILES, resolve_device
-
-ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = ROOT / "notebooks"
+from lpft import records
+from lpft.book import paths
+from lpft.book.profiles import CHAPTERS, DEVICES, PROFILES, resolve_device
+from lpft.records import atomic_write_text, git_revision
 
 
 class ChapterFailed(RuntimeError):
     pass
 
 
-def git_revision(root: Path = ROOT) -> str:
-    """The checked-out commit (with ``+dirty`` when the work tree differs from it), or ``unknown``."""
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def environment() -> dict:
-    """Versions of what computes the book's numbers."""
-    import numpy
-    import scipy
-    import torch
-
-    lock = ROOT / "requirements-lock.txt"
-    lock_sha = hashlib.sha256(lock.read_bytes()).hexdigest()[:16] if lock.exists() else None
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "lock_sha256": lock_sha,
-            "scipy": scipy.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    """:func:`lpft.records.environment` and the sha256 of the pinned package list the run was made with."""
+    lock_sha = hashlib.sha256(paths.LOCK.read_bytes()).hexdigest()[:16] if paths.LOCK.exists() else None
+    env = records.environment()
+    return {**{k: env[k] for k in ("python", "torch", "numpy")}, "lock_sha256": lock_sha,
+            **{k: env[k] for k in ("scipy", "platform", "cpu_count", "gpu")}}
 
 
 def coalesce_streams(nb):
@@ -71,26 +50,6 @@ def coalesce_streams(nb):
     from pytest_notebook.post_processors import coalesce_streams as merge
 
     return merge(nb, {})[0]
-
-
-def atomic_write(path: Path, write) -> None:
-    """Create ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder, which is then renamed
-    over ``path``. If ``write`` fails, the temporary file is removed and ``path`` is left as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_write`)."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def stamp(parameters: dict, seconds: float, context: dict) -> dict:
@@ -109,7 +68,7 @@ def run_chapter(name: str, out: Path, parameters: dict, progress: bool, context:
     import nbformat
     import papermill as pm
 
-    source = NOTEBOOKS / f"{name}.py"
+    source = paths.NOTEBOOKS / f"{name}.py"
     if not source.exists():
         raise ChapterFailed(f"chapter {name!r}: source {source} does not exist")
     nb = jupytext.read(source)
@@ -122,7 +81,7 @@ def run_chapter(name: str, out: Path, parameters: dict, progress: bool, context:
         # papermill's cwd=, which changes the whole process's working directory and so, with chapters running in
         # parallel threads, the folder every relative path of another chapter is read against
         pm.execute_notebook(nb, str(tmp), parameters=parameters, kernel_name="python3", progress_bar=progress,
-                            log_output=False, resources={"metadata": {"path": str(NOTEBOOKS)}})
+                            log_output=False, resources={"metadata": {"path": str(paths.NOTEBOOKS)}})
     except pm.PapermillExecutionError as err:
         failed = out / f"{name}.failed.ipynb"
         os.replace(tmp, failed)
@@ -236,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="quick", choices=PROFILES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=DEVICES)
-    parser.add_argument("--out", type=Path, default=ROOT / "executed", help="folder for executed notebooks")
+    parser.add_argument("--out", type=Path, default=paths.EXECUTED, help="folder for executed notebooks")
     parser.add_argument("--jobs", type=int, default=1, help="chapters executed at once (one CPU each)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)

@@ -5,7 +5,7 @@ The LP-FT paper (Kumar et al., ICLR 2022) uses a MoCo-v2 ResNet-50 (800 epochs) 
 and BREEDS; torchvision's supervised ImageNet ResNet-50 is the common alternative. :class:`ResNet` is the torchvision
 ResNet architecture written out here with torchvision's parameter names, so both files load into it without
 torchvision (whose PyPI wheels are built against CUDA torch and do not load with the CPU torch the book pins).
-DomainNet uses CLIP's ResNet-50 and ImageNet CLIP's ViT-B/16: :mod:`lpft.clip` writes out both image towers with
+DomainNet uses CLIP's ResNet-50 and ImageNet CLIP's ViT-B/16: :mod:`lpft.scale.clip` writes out both image towers with
 OpenAI's / open_clip's parameter names (``open_clip`` cannot be installed beside this torch either). Sources:
 
 * ``source="torchvision"``: a plain ``state_dict`` as torchvision saves ImageNet weights (``resnet50-0676ba61.pth``,
@@ -37,9 +37,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lpft import clip
-from lpft.execute import atomic_write
-from lpft.imagedata import IMAGENET_MEAN, IMAGENET_STD
+from lpft.scale import clip
+from lpft.records import atomic_write
+from lpft.scale.imagedata import IMAGENET_MEAN, IMAGENET_STD
 
 SOURCES = ("torchvision", "moco_v2", "clip")
 ARCHS = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)),
@@ -307,7 +307,7 @@ def _check_arch(source: str, arch: str, clip_config: dict) -> None:
 
 def build_backbone(source: str, arch: str = "resnet50", width: int | None = None, **clip_config) -> nn.Module:
     """The architecture that ``source``'s files hold, with random weights: a :class:`ResNet` (``width`` default 64),
-    or for ``source="clip"`` a CLIP image tower from :func:`lpft.clip.build` (``arch`` "RN50" or "ViT-B-16";
+    or for ``source="clip"`` a CLIP image tower from :func:`lpft.scale.clip.build` (``arch`` "RN50" or "ViT-B-16";
     ``width`` and ``clip_config`` (``layers``, ``heads``, ``image_size``, ``output_dim``, ``patch_size``,
     ``act_layer``) override its published configuration, e.g. for tiny test versions)."""
     _check_arch(source, arch, clip_config)

@@ -1,4 +1,4 @@
-"""LP, FT, LP-FT and three later methods on a pretrained :class:`~lpft.models.DigitNet`, behind one interface.
+"""LP, FT, LP-FT and three later methods on a pretrained :class:`~lpft.digits.DigitNet`, behind one interface.
 
 ``fit(method, pretrained, task, hp, seed)`` returns a new model and never changes ``pretrained``. LP, FT and LP-FT
 follow how the LP-FT paper (Kumar et al., ICLR 2022; Sections 4.1-4.2 of its ICLR submission) and its official code
@@ -11,7 +11,7 @@ All selection is on ID validation accuracy, never on test or OOD data.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -22,10 +22,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 from tqdm import tqdm  # plain tqdm: no ipywidgets needed inside kernels
 
-from lpft.models import DigitNet
-
-if TYPE_CHECKING:
-    from lpft.digits import Task
+from lpft.digits import DigitNet, Task
 
 METHODS = ("LP", "FT", "LP-FT", "WiSE-FT", "L2-SP", "surgical")
 # Hyperparameters each method requires; ``batch_size`` (default 64) is optional for the trained ones.

@@ -11,7 +11,7 @@ seed otherwise, each on its own augmented view of the training images, as the pa
 initialisation and batch order for ImageNet's SGD probe), and one FT, LP-FT
 and L2-SP run per (learning rate, seed); LP-FT of seed s starts from LP's head of seed s, and each FT run also
 evaluates its WiSE-FT interpolations with seed s's LP model (``wise_alphas``), so WiSE-FT costs no training. :func:`run_job` runs one of them
-through :func:`lpft.runs.run_once`: a finished run's record (config, results, versions, git revision) is read back,
+through :func:`lpft.records.run_once`: a finished run's record (config, results, versions, git revision) is read back,
 never recomputed; a run that was killed resumes from its last epoch checkpoint (``<folder>/checkpoints/``, deleted
 once the record is written). Records are keyed on the config, the sha256 of the checkpoint file, a digest of the
 loaded images and the source of the modules that compute them (:data:`CODE_MODULES`).
@@ -41,11 +41,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lpft import backbones, clip, filelists, imagedata, imagenet, largescale, report, runs
-from lpft.execute import ROOT
+from lpft import report
+from lpft.records import code_fingerprint, record_path, run_once
+from lpft.scale import backbones, clip, filelists, imagedata, imagenet, finetune
+from lpft.book.paths import ROOT
 from lpft.protocol import interval90
 
-CODE_MODULES = ("imagedata", "filelists", "imagenet", "backbones", "clip", "largescale", "launch", "methods")
+CODE_MODULES = ("scale.imagedata", "scale.filelists", "scale.imagenet", "scale.backbones", "scale.clip", "scale.finetune",
+                "scale.launch", "finetune")
 EXECUTORS = ("inline", "local", "debug", "slurm")
 ENV_DATA_ROOT, ENV_CACHE = "LPFT_DATA_ROOT", "LPFT_CACHE"
 # The pretrained weights of the paper's runs (its Section 4: MoCo-v2, CLIP, MoCo-TP): their checkpoint format (a
@@ -80,8 +83,8 @@ class Experiment:
     transforms and learning-rate grids (L2-SP: FT's). ``load_size``: the size images are stored at before the
     transforms (None: the files' own); ``n_val``: ID-val held out of ID train (None: the ID test set doubles as ID-val,
     as in all the paper's runs: its code early-stops and selects on the ID test set); ``lp``:
-    :func:`~lpft.largescale.linear_probe` ("logistic") or ImageNet's :func:`~lpft.largescale.sgd_probe` ("sgd"); ``disk_cache``: decode the images once
-    into a disk cache instead of RAM (:func:`lpft.filelists.decode_set`; ImageNet's training set is about 193 GB as
+    :func:`~lpft.scale.finetune.linear_probe` ("logistic") or ImageNet's :func:`~lpft.scale.finetune.sgd_probe` ("sgd"); ``disk_cache``: decode the images once
+    into a disk cache instead of RAM (:func:`lpft.scale.filelists.decode_set`; ImageNet's training set is about 193 GB as
     uint8 at 224 px, Entity-30's 30 GB at 256 px); ``std``: the input normalisation's std, where the official configs
     differ from the backbone's usual one (:data:`PAPER_STD`; None: the usual)."""
     chapter: str
@@ -169,13 +172,13 @@ class Sweep:
     progress: bool = False
     slurm: dict = field(default_factory=dict, compare=False, hash=False)
 
-    def runtime(self) -> largescale.Runtime:
+    def runtime(self) -> finetune.Runtime:
         options = {k: v for k, v in (("precision", self.precision), ("channels_last", self.channels_last))
                    if v is not None}
         mean, std = (clip.CLIP_MEAN, clip.CLIP_STD) if self.source == "clip" else \
             (imagedata.IMAGENET_MEAN, imagedata.IMAGENET_STD)
         std = self.std or std
-        return largescale.Runtime.for_device(
+        return finetune.Runtime.for_device(
             self.device, image_size=self.image_size, batch_size=self.batch_size, accumulate=self.accumulate,
             augment=self.augment, centre_crop=self.centre_crop, mean=mean, std=std, progress=self.progress, **options)
 
@@ -191,10 +194,10 @@ def _tower_options(source: str, image_size: int, tower: tuple = ()) -> dict:
 
 def build_task(data_root, experiment: str, *, n_val: int | None, image_size: int, load_size: int | None,
                max_train: int | None = None, max_eval: int | None = None, cache: str = "") -> imagedata.ImageTask:
-    """The :class:`~lpft.imagedata.ImageTask` of ``experiment`` from its files under ``data_root`` (layouts in
-    :mod:`lpft.imagedata`, :mod:`lpft.filelists` and :mod:`lpft.imagenet`), capped to ``max_train`` / ``max_eval``
+    """The :class:`~lpft.scale.imagedata.ImageTask` of ``experiment`` from its files under ``data_root`` (layouts in
+    :mod:`lpft.scale.imagedata`, :mod:`lpft.scale.filelists` and :mod:`lpft.scale.imagenet`), capped to ``max_train`` / ``max_eval``
     images for smoke runs; with ``cache`` (a folder), images are decoded once into a memory-mapped disk cache there
-    instead of RAM (:func:`lpft.filelists.decode_set`)."""
+    instead of RAM (:func:`lpft.scale.filelists.decode_set`)."""
     experiment_of(experiment)
     cache_dir = cache or None
     if experiment == "imagenet":
@@ -253,8 +256,8 @@ def _pretrained_features(sweep: Sweep) -> tuple[dict, dict]:
     task, _ = load_task(sweep)
     backbone, _ = load_backbone(sweep)
     rt = sweep.runtime()
-    sets = largescale.evaluation_sets(task, sweep.feature_n)
-    return sets, {name: largescale.features(backbone, data, rt) for name, data in sets.items()}
+    sets = finetune.evaluation_sets(task, sweep.feature_n)
+    return sets, {name: finetune.features(backbone, data, rt) for name, data in sets.items()}
 
 
 # ---- the jobs -----------------------------------------------------------------------------------------------------
@@ -289,7 +292,7 @@ def job_config(sweep: Sweep, job: dict) -> dict:
                             "mean": list(rt.mean), "std": list(rt.std)}}
     if sweep.lp not in LP_KINDS:
         raise ValueError(f"lp must be one of {LP_KINDS}; got {sweep.lp!r}")
-    lp = {"Cs": [float(c) for c in sweep.Cs], "max_iter": largescale.LP_MAX_ITER} if sweep.lp == "logistic" else \
+    lp = {"Cs": [float(c) for c in sweep.Cs], "max_iter": finetune.LP_MAX_ITER} if sweep.lp == "logistic" else \
         {"kind": "sgd", "epochs": sweep.lp_epochs, "lr": float(sweep.lp_lr), "batch_size": sweep.batch_size}
     training = {"epochs": sweep.epochs, "batch_size": sweep.batch_size, "precision": rt.precision,
                 "accumulate": sweep.accumulate}
@@ -312,10 +315,10 @@ def job_name(job: dict) -> str:
     return f"{job['method']}-lr{job['lr']:g}-seed{job['seed']}"
 
 
-def probe_of(record: dict) -> largescale.Probe:
+def probe_of(record: dict) -> finetune.Probe:
     """The LP head stored in an LP record."""
     r = record["results"]
-    return largescale.Probe(r["C"], np.array(r["head"]["W"]), np.array(r["head"]["b"]), r["grid"])
+    return finetune.Probe(r["C"], np.array(r["head"]["W"]), np.array(r["head"]["b"]), r["grid"])
 
 
 def run_job(sweep: Sweep, job: dict, on_epoch_end=None) -> dict:
@@ -323,9 +326,9 @@ def run_job(sweep: Sweep, job: dict, on_epoch_end=None) -> dict:
     checkpoint if one exists). ``on_epoch_end(epoch)`` is passed to the training loop (tests interrupt runs with it)."""
     torch.set_num_threads(int(os.environ.get("LPFT_TORCH_THREADS", "1")))
     config = job_config(sweep, job)
-    name, code = job_name(job), runs.code_fingerprint(CODE_MODULES)
+    name, code = job_name(job), code_fingerprint(CODE_MODULES)
     folder = Path(sweep.folder)
-    checkpoint = folder / "checkpoints" / f"{runs.record_path(folder, config, name, code).stem}.pt"
+    checkpoint = folder / "checkpoints" / f"{record_path(folder, config, name, code).stem}.pt"
 
     def compute() -> dict:
         start = time.perf_counter()
@@ -335,28 +338,28 @@ def run_job(sweep: Sweep, job: dict, on_epoch_end=None) -> dict:
         if job["method"] == "LP":
             out = _linear_probe(task, backbone, sweep, rt, job.get("seed"))
         else:
-            def seed_probe() -> largescale.Probe:  # the head LP-FT starts from and WiSE-FT interpolates with
+            def seed_probe() -> finetune.Probe:  # the head LP-FT starts from and WiSE-FT interpolates with
                 return probe_of(run_job(sweep, lp_job(sweep, job["seed"])))
 
             sets, before = _pretrained_features(sweep)
             options = {"lr": job["lr"], "epochs": sweep.epochs, "seed": job["seed"], "rt": rt,
                        "checkpoint": checkpoint, "on_epoch_end": on_epoch_end, "desc": name}
             if job["method"] == "FT":
-                model, info = largescale.fine_tune(backbone, task, **options)
+                model, info = finetune.fine_tune(backbone, task, **options)
             elif job["method"] == "L2-SP":
-                model, info = largescale.l2_sp(backbone, task, weight=sweep.l2sp_weight, **options)
+                model, info = finetune.l2_sp(backbone, task, weight=sweep.l2sp_weight, **options)
             else:
-                model, info = largescale.lp_ft(backbone, seed_probe(), task, **options)
-            out = {**largescale.evaluate(model, task, rt, before, sets), **info}
+                model, info = finetune.lp_ft(backbone, seed_probe(), task, **options)
+            out = {**finetune.evaluate(model, task, rt, before, sets), **info}
             if job["method"] == "FT" and sweep.wise_alphas:
-                lp_model = largescale.with_probe_head(backbone, seed_probe())
-                out["wise"] = {f"{a:g}": largescale.evaluate(largescale.wise_ft(lp_model, model, a), task, rt, before,
+                lp_model = finetune.with_probe_head(backbone, seed_probe())
+                out["wise"] = {f"{a:g}": finetune.evaluate(finetune.wise_ft(lp_model, model, a), task, rt, before,
                                                              sets) for a in sweep.wise_alphas}
         device = torch.cuda.get_device_name(0) if torch.device(sweep.device).type == "cuda" else "cpu"
         return {**out, "seconds": round(time.perf_counter() - start, 1), "device": device,
                 "paths": {"data_root": str(sweep.data_root), "checkpoint": str(sweep.checkpoint)}}
 
-    record = runs.run_once(folder, config, compute, name=name, code=code)
+    record = run_once(folder, config, compute, name=name, code=code)
     checkpoint.unlink(missing_ok=True)
     return record
 
@@ -365,15 +368,15 @@ def _linear_probe(task, backbone, sweep: Sweep, rt, seed: int | None) -> dict:
     """LP's run: features of ID train (one augmented view per image, drawn from ``seed``, when the experiment
     augments), ID-val, ID test and OOD sets; the C sweep (or the SGD probe of ``seed``); accuracies and the head."""
     boxes = None if seed is None else rt.crops(task.train, imagedata.augmentation_generator(seed, 2))
-    f = {"train": largescale.features(backbone, task.train, rt, boxes)}
-    f.update({name: largescale.features(backbone, data, rt)
+    f = {"train": finetune.features(backbone, task.train, rt, boxes)}
+    f.update({name: finetune.features(backbone, data, rt)
               for name, data in (("val", task.val), ("id", task.test_id), *task.ood.items())})
     if sweep.lp == "sgd":
-        probe = largescale.sgd_probe(f["train"], task.train.y, f["val"], task.val.y, task.n_classes,
+        probe = finetune.sgd_probe(f["train"], task.train.y, f["val"], task.val.y, task.n_classes,
                                      epochs=sweep.lp_epochs, lr=sweep.lp_lr, batch_size=sweep.batch_size,
                                      seed=seed or 0, device=rt.device, progress=rt.progress)
     else:
-        probe = largescale.linear_probe(f["train"], task.train.y, f["val"], task.val.y, sweep.Cs, task.n_classes,
+        probe = finetune.linear_probe(f["train"], task.train.y, f["val"], task.val.y, sweep.Cs, task.n_classes,
                                         progress=rt.progress)
     return {"C": probe.C, "grid": probe.table, "val": probe.accuracy(f["val"], task.val.y),
             "id": probe.accuracy(f["id"], task.test_id.y),
@@ -620,7 +623,7 @@ def chapter_plan(sweeps: dict[str, Sweep]) -> tuple[str, pd.DataFrame]:
 
 
 def example_rows(sweeps: dict[str, Sweep]) -> list:
-    """``(label, ImageSet)`` of each experiment's ID test set and OOD sets, for :func:`lpft.plotting.example_images`."""
+    """``(label, ImageSet)`` of each experiment's ID test set and OOD sets, for :func:`lpft.book.plotting.example_images`."""
     rows = []
     for name, sw in sweeps.items():
         task = load_task(sw)[0]
@@ -709,8 +712,8 @@ def records_folder(experiment: str, profile: str) -> Path:
 def write_quick_inputs(folder, settings: dict, experiment: str = "cifar-stl", weights_seed: int = 0
                        ) -> tuple[Path, Path]:
     """The quick profile's inputs for ``experiment``, written into ``folder`` in the real formats: generated data
-    (:func:`lpft.imagedata.write_synthetic_root`, :func:`lpft.filelists.write_synthetic_breeds` or
-    :func:`~lpft.filelists.write_synthetic_domainnet`) and the experiment's backbone at the profile's ``settings``
+    (:func:`lpft.scale.imagedata.write_synthetic_root`, :func:`lpft.scale.filelists.write_synthetic_breeds` or
+    :func:`~lpft.scale.filelists.write_synthetic_domainnet`) and the experiment's backbone at the profile's ``settings``
     (architecture, width, input size) with random weights drawn from ``weights_seed``, saved as a checkpoint file of
     the experiment's source. Its BatchNorm statistics are set to those of the generated training images (pretraining
     would set them; left at their initial values, the random network's ``eval()``-mode features are nearly constant).
@@ -732,7 +735,7 @@ def write_quick_inputs(folder, settings: dict, experiment: str = "cifar-stl", we
     model = backbones.build_backbone(sweep.source, sweep.arch, sweep.width,
                                      **_tower_options(sweep.source, sweep.image_size, sweep.tower))
     task = build_task(data, experiment, n_val=sweep.n_val, image_size=sweep.image_size, load_size=sweep.load_size)
-    largescale.calibrate_batchnorm(model, task.train, sweep.runtime())
+    finetune.calibrate_batchnorm(model, task.train, sweep.runtime())
     checkpoint = folder / f"{sweep.source}-{sweep.arch}-width{sweep.width}-random.pt"
     backbones.save_checkpoint(model, checkpoint, sweep.source)
     return data, checkpoint
@@ -778,7 +781,7 @@ def missing_inputs(data_root, checkpoint, experiment: str = "cifar-stl", source:
 
 def sweep_from_settings(settings: dict, *, data_root, checkpoint, folder, device: str, seed: int = 0,
                         experiment: str = "cifar-stl", source: str | None = None) -> Sweep:
-    """The :class:`Sweep` of ``experiment`` for a chapter profile's settings (:data:`lpft.profiles.CHAPTERS`): the
+    """The :class:`Sweep` of ``experiment`` for a chapter profile's settings (:data:`lpft.book.profiles.CHAPTERS`): the
     experiment's paper settings (:data:`EXPERIMENTS`), overridden by the profile's (a profile value None keeps the
     paper's); seeds from ``seed``. A profile's ``archs`` maps a checkpoint source to the architecture its runs use."""
     spec = experiment_of(experiment)
@@ -830,14 +833,14 @@ def _option(text: str) -> tuple[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lpft.profiles import CHAPTERS, PROFILES, resolve_device
+    from lpft.book.profiles import CHAPTERS, PROFILES, resolve_device
 
     parser = argparse.ArgumentParser(prog="lpft-sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiment", default="cifar-stl", choices=list(EXPERIMENTS))
     parser.add_argument("--profile", default="full", choices=PROFILES)
     parser.add_argument("--data-root", default="", help=f"default: ${ENV_DATA_ROOT} or <repo>/data")
     parser.add_argument("--checkpoint", default="", help="default: the experiment's $LPFT_*CHECKPOINT variable "
-                                                         "(see lpft.launch.WEIGHTS) or <repo>/checkpoints/...")
+                                                         "(see lpft.scale.launch.WEIGHTS) or <repo>/checkpoints/...")
     parser.add_argument("--source", default=None, choices=backbones.SOURCES,
                         help="checkpoint format (default: the paper's backbone for the experiment)")
     parser.add_argument("--seed", type=int, default=0, help="first seed")

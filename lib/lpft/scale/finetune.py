@@ -1,7 +1,7 @@
 """LP, FT and LP-FT on image tasks at the paper's scale (its Section 4 and the official code), on a GPU or a CPU.
 
-The same three methods as :mod:`lpft.methods` (the CPU digit chapter), for a :class:`~lpft.backbones.Classifier` on an
-:class:`~lpft.imagedata.ImageTask` whose images stay ``uint8`` until each batch is moved to the device:
+The same three methods as :mod:`lpft.finetune` (the CPU digit chapter), for a :class:`~lpft.scale.backbones.Classifier` on an
+:class:`~lpft.scale.imagedata.ImageTask` whose images stay ``uint8`` until each batch is moved to the device:
 
 * **LP** (:func:`linear_probe`): penultimate features of the frozen backbone (``eval()`` mode, float32), one scalar
   mean and std over the training features, scikit-learn's L-BFGS logistic regression over a grid of ``C`` (warm
@@ -40,10 +40,10 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 from tqdm import tqdm  # plain tqdm: no ipywidgets needed inside kernels
 
-from lpft import imagedata
-from lpft.backbones import Classifier
-from lpft.execute import atomic_write
-from lpft.methods import BATCH_SIZE, MOMENTUM, probe_weights
+from lpft.scale import imagedata
+from lpft.scale.backbones import Classifier
+from lpft.records import atomic_write
+from lpft.finetune import BATCH_SIZE, MOMENTUM, probe_weights
 
 PRECISIONS = ("fp32", "bf16")
 LP_MAX_ITER = 200  # scikit-learn iterations per C (the official log_reg_sk.py also caps them and warm-starts)
@@ -54,7 +54,7 @@ class Runtime:
     """Where and how a run computes: device, autocast precision for training and accuracy (features for LP and
     feature change are always float32), channels-last memory format, batch sizes, progress bars, and how stored
     images become inputs (the official configs' transforms): ``image_size``, the evaluation ``centre_crop``, the
-    training ``augment`` (one of :data:`lpft.imagedata.AUGMENTATIONS`, with a horizontal flip), the backbone's input normalisation
+    training ``augment`` (one of :data:`lpft.scale.imagedata.AUGMENTATIONS`, with a horizontal flip), the backbone's input normalisation
     ``mean``/``std``, and ``accumulate`` micro-batches per SGD step (DomainNet: batch 32 as 2 × 16)."""
     device: str = "cpu"
     precision: str = "fp32"
@@ -160,7 +160,7 @@ def _outputs(fn: Callable, model: nn.Module, data: imagedata.ImageSet, rt: Runti
 def features(model: nn.Module, data: imagedata.ImageSet, rt: Runtime, boxes: torch.Tensor | None = None
              ) -> torch.Tensor:
     """Penultimate features (float32, on the CPU) of ``data``, network in ``eval()`` mode; ``model`` is a
-    :class:`~lpft.backbones.Classifier` or a bare backbone. With ``boxes`` (:meth:`Runtime.crops`), of that augmented
+    :class:`~lpft.scale.backbones.Classifier` or a bare backbone. With ``boxes`` (:meth:`Runtime.crops`), of that augmented
     view of each image (the paper's LP trains on one augmented view of each training image)."""
     fn = model.features if hasattr(model, "features") else model
     return _outputs(fn, model, data, rt, exact=True, boxes=boxes)
@@ -168,7 +168,7 @@ def features(model: nn.Module, data: imagedata.ImageSet, rt: Runtime, boxes: tor
 
 def accuracy(model: nn.Module, data: imagedata.ImageSet, rt: Runtime) -> float:
     """Fraction of ``data`` classified correctly, network in ``eval()`` mode (under the runtime's autocast); a set
-    with ``classes`` is scored by the argmax over those classes (:func:`lpft.imagedata.predict`)."""
+    with ``classes`` is scored by the argmax over those classes (:func:`lpft.scale.imagedata.predict`)."""
     if len(data) == 0:
         return float("nan")
     logits = _outputs(model, model, data, rt, exact=False)

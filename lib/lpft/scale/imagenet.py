@@ -5,7 +5,7 @@ The ImageNet runs of the LP-FT paper's final version (Kumar et al., ICLR 2022), 
 is fine-tuned on ImageNet train and evaluated on ImageNet val (ID test; the official config also early-stops on it, so
 ImageNet val doubles as ID-val) and on four OOD test sets: ImageNetV2 (matched-frequency), ImageNet-R,
 ImageNet-Sketch and ImageNet-A. R and A hold only 200 of the 1000 classes; they are scored by the argmax over those
-200 classes' logits (:attr:`ImageSet.classes <lpft.imagedata.ImageSet>`, :func:`lpft.imagedata.predict`). Every set
+200 classes' logits (:attr:`ImageSet.classes <lpft.scale.imagedata.ImageSet>`, :func:`lpft.scale.imagedata.predict`). Every set
 is transformed as the official config's test transform: bicubic resize of the shorter side to 224, then a centre crop
 of 224 (no augmentation).
 
@@ -19,8 +19,8 @@ Under one ``data_root`` (any folder may be a symbolic link)::
 
 Class index = position of the wnid among the sorted class folders of ``imagenet/train`` (torchvision's ImageFolder
 order, :func:`wnids`); ImageNetV2's folders are class indices already (parsed as integers: folder "10" is class 10,
-though it sorts before "2"). Missing folders raise :class:`~lpft.imagedata.MissingData` naming them and how to obtain
-them; folders that do not fit the layout raise :class:`~lpft.imagedata.MalformedData`.
+though it sorts before "2"). Missing folders raise :class:`~lpft.scale.imagedata.MissingData` naming them and how to obtain
+them; folders that do not fit the layout raise :class:`~lpft.scale.imagedata.MalformedData`.
 
 ImageNet train at 224 px is ~193 GB as uint8, more than memory holds: with ``cache_dir`` each set is decoded once, in
 chunks, into a ``.npy`` file that later loads memory-mapped (:func:`load_set`). :func:`write_synthetic_imagenet` writes
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lpft import filelists, imagedata
-from lpft.imagedata import ImageSet, ImageTask, MalformedData, MissingData
+from lpft.scale import filelists, imagedata
+from lpft.scale.imagedata import ImageSet, ImageTask, MalformedData, MissingData
 
 IMAGENET_OOD = ("ImageNetV2", "ImageNet-R", "ImageNet-Sketch", "ImageNet-A")  # the paper's column names
 OOD_FOLDERS = {"ImageNetV2": "imagenetv2-matched-frequency-format-val", "ImageNet-R": "imagenet-r",
@@ -116,7 +116,7 @@ def _by_index(n_classes: int, folder: Path) -> Callable[[str], int]:
 
 def _cap(listing: Listing, n: int | None) -> Listing:
     """A fixed random ``n`` of the files (the same ones :meth:`ImageSet.subset` with seed 0 keeps,
-    :func:`lpft.imagedata.subset_index`), chosen before anything is decoded."""
+    :func:`lpft.scale.imagedata.subset_index`), chosen before anything is decoded."""
     paths, labels = listing
     keep = imagedata.subset_index(len(paths), n)
     if keep is None:
@@ -129,7 +129,7 @@ def _cap(listing: Listing, n: int | None) -> Listing:
 def load_set(data_root, name: str, listing: Listing, classes: tuple | None, size: int, *, cache_dir=None,
              workers: int = 8) -> ImageSet:
     """The images of ``listing`` with the paper's ImageNet transform (:data:`RESIZE`), in memory or, with
-    ``cache_dir``, decoded once into a memory-mapped disk cache (:func:`lpft.filelists.decode_set`)."""
+    ``cache_dir``, decoded once into a memory-mapped disk cache (:func:`lpft.scale.filelists.decode_set`)."""
     paths, labels = listing
     return filelists.decode_set(data_root, name, paths, labels, size, resize=RESIZE, classes=classes,
                                 cache_dir=cache_dir, workers=workers)
@@ -212,7 +212,7 @@ def write_synthetic_imagenet(data_root, *, n_classes: int = 6, n_train: int = 30
                              size: tuple[int, int] = (44, 52), seed: int = 0) -> dict:
     """An ImageNet-like task in the real layout under ``data_root`` (JPEG files; see the module docstring): made-up
     wnids ``n08000000, n08000001, ...`` (sorted = index order), each class a random coloured wave pattern
-    (:func:`lpft.imagedata.pattern_images`). OOD sets redraw the classes in their own look: ImageNetV2 with a little
+    (:func:`lpft.scale.imagedata.pattern_images`). OOD sets redraw the classes in their own look: ImageNetV2 with a little
     more noise, ImageNet-R posterised, ImageNet-Sketch grey and high-contrast, ImageNet-A with a colour cast and heavy
     noise. ImageNet-R keeps the classes ``k % 3 != 2`` and ImageNet-A those ``k % 3 != 0`` (two different two-thirds,
     as the real sets keep two different 200 of 1000); V2 and Sketch keep all. Images are ``size`` (height, width), not

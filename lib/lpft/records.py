@@ -1,5 +1,8 @@
 """Result records: one JSON file per run (config, seed, results, library versions, git revision), written atomically.
 
+Also the provenance every record carries (:func:`environment`, :func:`git_revision`, :func:`code_fingerprint`) and
+the atomic writes (:func:`atomic_write`) that every cache and record of the library goes through.
+
 A chapter calls :func:`run_once` for every (method, seed, ...) it needs: a finished record is read back instead of
 re-run, so an interrupted sweep resumes where it stopped and never repeats a finished run. The chapter then reads all
 records of a folder with :func:`load_records` and builds its tables from them.
@@ -10,12 +13,60 @@ import ast
 import datetime as dt
 import hashlib
 import json
+import os
+import platform
+import subprocess
+import tempfile
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
-from lpft.execute import atomic_write_text, environment, git_revision
+PACKAGE = Path(__file__).resolve().parent
+
+
+def atomic_write(path: Path, write) -> None:
+    """Create ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder, which is then renamed
+    over ``path``. If ``write`` fails, the temporary file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def git_revision(folder: Path = PACKAGE) -> str:
+    """The commit checked out in the git work tree that holds ``folder`` (default: this library's own folder), with
+    ``+dirty`` when tracked files differ from it; ``unknown`` outside a work tree (e.g. an installed wheel)."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=folder, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment() -> dict:
+    """Versions of what computes the book's numbers, and the machine."""
+    import numpy
+    import scipy
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "scipy": scipy.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def _code_only(source: bytes) -> bytes:
@@ -39,10 +90,10 @@ def code_fingerprint(modules: tuple[str, ...] | None = None) -> str:
     unrelated module; default: every module.
     """
     h = hashlib.sha256()
-    paths = sorted(Path(__file__).parent.glob("*.py")) if modules is None else \
-        [Path(__file__).parent / f"{m}.py" for m in sorted(modules)]
+    paths = sorted(PACKAGE.rglob("*.py")) if modules is None else \
+        [PACKAGE / f"{m.replace('.', '/')}.py" for m in sorted(modules)]
     for path in paths:
-        h.update(path.name.encode() + b"\0" + _code_only(path.read_bytes()))
+        h.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + _code_only(path.read_bytes()))
     return h.hexdigest()[:16]
 
 

@@ -3,7 +3,7 @@
 The LP-FT paper's official code fine-tunes CLIP ResNet-50 on DomainNet and CLIP ViT-B/16 on ImageNet.
 ``open_clip`` cannot be installed beside the CPU torch the book pins (it needs torchvision and timm), so the two
 architectures are written out here. Every parameter and buffer has the name it has under ``visual.`` in OpenAI's and
-open_clip's checkpoints, so their files load into these modules (:func:`lpft.backbones.load_backbone` with
+open_clip's checkpoints, so their files load into these modules (:func:`lpft.scale.backbones.load_backbone` with
 ``source="clip"``):
 
 * :class:`ModifiedResNet`: CLIP's ResNet ("RN50"): a 3-convolution stem with an average pool, anti-aliased

@@ -5,7 +5,7 @@ time (``package.json`` pins it, ``npm ci`` in ``scripts/build.sh`` installs it i
 committed nor fetched when a page is viewed. In ``_config.yml``::
 
     sphinx:
-      extra_extensions: [lpft.sphinx_assets]
+      extra_extensions: [lpft.book.sphinx_assets]
       config:
         mathjax_path: mathjax/es5/tex-mml-chtml.js   # relative: served from _static/
         lpft_mathjax_dir: node_modules/mathjax      # copied to _static/mathjax/ (the first folder of mathjax_path)

@@ -28,16 +28,16 @@ Under one ``data_root`` the experiments expect (:data:`LAYOUT`; any folder may b
     data_root/domainnet/lists/<domain>_{train,test}_mini.txt  # SENTRY's 40-class file lists
     data_root/fmow_v1.1/rgb_metadata.csv, country_code_mapping.csv, images/rgb_img_<row>.png  # WILDS FMoW
 
-Images are decoded with Pillow once, when the task is loaded, and kept as uint8 :class:`~lpft.imagedata.ImageSet`s at
+Images are decoded with Pillow once, when the task is loaded, and kept as uint8 :class:`~lpft.scale.imagedata.ImageSet`s at
 the size the official configs' transforms start from: BREEDS evaluation images with the shorter side resized to
 256 and centre-cropped (evaluation takes the central 224), BREEDS training images whole, resized to 256×256 with their
 true sizes kept (RandomResizedCrop boxes are drawn on the photograph and mapped onto that copy, see
-:attr:`~lpft.imagedata.ImageSet.photo_hw`), DomainNet resized to 256×256 (training,
+:attr:`~lpft.scale.imagedata.ImageSet.photo_hw`), DomainNet resized to 256×256 (training,
 bicubic; random 224 crops are drawn from it) and to 224×224 (evaluation, bicubic); FMoW's images are stored at
 224×224 already and used as they are. Every loader takes a ``cache_dir``: sets too large for memory (Entity-30's
 training images are about 30 GB) are then decoded once into a memory-mapped disk cache (:func:`decode_set`). The random
-parts of the transforms run per batch on the training device (:func:`lpft.imagedata.augment`). Missing files raise
-:class:`~lpft.imagedata.MissingData` naming them; malformed lists raise :class:`~lpft.imagedata.MalformedData`.
+parts of the transforms run per batch on the training device (:func:`lpft.scale.imagedata.augment`). Missing files raise
+:class:`~lpft.scale.imagedata.MissingData` naming them; malformed lists raise :class:`~lpft.scale.imagedata.MalformedData`.
 :func:`write_synthetic_breeds`, :func:`write_synthetic_domainnet` and :func:`write_synthetic_fmow` write small generated
 images in these layouts (JPEG / PNG files, split JSON, file lists, metadata tables) for the tests and the ``quick``
 profile.
@@ -54,8 +54,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lpft import imagedata
-from lpft.imagedata import ImageSet, ImageTask, MalformedData, MissingData
+from lpft.scale import imagedata
+from lpft.scale.imagedata import ImageSet, ImageTask, MalformedData, MissingData
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 DOMAINNET_OOD = ("real", "painting", "clipart")
@@ -537,7 +537,7 @@ def write_synthetic_breeds(data_root, name: str, *, n_classes: int | None = None
                            n_val: int = 10, size: tuple[int, int] = (44, 52), seed: int = 0) -> dict:
     """A BREEDS-like task ``name`` in the real layout under ``data_root``: JPEG files in ``imagenet/{train,val}/<wnid>``
     and the split ``breeds/<name>.json``. Each of ``n_classes`` superclasses is a random coloured wave pattern
-    (:func:`lpft.imagedata.pattern_images`); each of its ``2 n_sub`` subclasses (made-up wnids) adds its own colour
+    (:func:`lpft.scale.imagedata.pattern_images`); each of its ``2 n_sub`` subclasses (made-up wnids) adds its own colour
     cast, the first ``n_sub`` are the source (ID), the rest the target (OOD): a subpopulation shift in miniature.
     Images are about ``size`` (height, width): each photograph's sides are drawn within ±25% of it, so, as in
     ImageNet, shapes differ and the loader's resizes and the crops drawn on each photograph's shape are exercised. By

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 
 METHOD_COLORS = {"LP": "#0173b2", "FT": "#de8f05", "LP-FT": "#029e73", "WiSE-FT": "#cc78bc", "L2-SP": "#ca9161"}
@@ -34,7 +35,7 @@ def finish(fig, name: str):
 
 def paper_vs_run(compare, profile: str, ran: bool):
     """Accuracy bars per (set, split) and method: the paper's, and this run's beside them when it ran (``compare``
-    from :func:`lpft.launch.compare_with_paper`, or the paper's table alone)."""
+    from :func:`lpft.scale.launch.compare_with_paper`, or the paper's table alone)."""
     long = compare.melt(id_vars=["set", "split", "method"], value_vars=["paper"] + (["this run"] if ran else []),
                         var_name="source", value_name="accuracy")
     long["column"] = long["set"] + "\n(" + long["split"] + ")"
@@ -85,7 +86,7 @@ def placeholder(ax, text: str) -> None:
 def example_images(rows, n: int = 8, px: int = 64):
     """One strip per ``(label, ImageSet)`` row: ``n`` images of the set (a fixed random subset), as stored, shown at
     ``px``×``px``; a placeholder when there are no rows (no data on this machine)."""
-    from lpft import imagedata
+    from lpft.scale import imagedata
 
     if not rows:
         fig, ax = figure(width=6.4, height=2.0)
@@ -102,7 +103,7 @@ def example_images(rows, n: int = 8, px: int = 64):
 
 def feature_change_panels(longs: dict):
     """:func:`feature_change` per experiment, one panel each (``longs``: experiment name → its long table from
-    :func:`lpft.launch.feature_change_long`); one placeholder panel when nothing ran."""
+    :func:`lpft.scale.launch.feature_change_long`); one placeholder panel when nothing ran."""
     n = max(len(longs), 1)
     fig, axes = figure(ncols=n, width=3.4 * n + 0.6, height=3.6)
     axes = list(np.atleast_1d(axes))
@@ -130,3 +131,15 @@ def lr_panels(grids: dict):
         ax_id.set_title(f"{name}: ID")
         ax_ood.set_title(f"{name}: {ood_col}")
     return fig
+
+
+def methods_against(ax, df: pd.DataFrame, column: str, *, x: str = "eps", ls: str = "-", marker: str = "o",
+                    label: str = "{m}", floor: float = 1e-12, **style) -> None:
+    """Seed-mean of ``column`` against ``x`` for LP, FT and LP-FT in the book's method colours; values below
+    ``floor`` are drawn at ``floor`` (for log axes)."""
+    mean = df.groupby(["method", x])[column].mean()
+    widths = {"LP": 1.8, "FT": 3.0, "LP-FT": 1.3}  # FT drawn wider, so that it shows where LP-FT lies on top of it
+    for m in METHOD_ORDER:
+        s = mean[m]
+        ax.plot(s.index, np.maximum(s.to_numpy(), floor), ls=ls, marker=marker, color=METHOD_COLORS[m],
+                label=label.format(m=m) if label else None, **{"lw": widths[m], **style})

@@ -81,7 +81,7 @@ CHAPTERS: dict[str, dict[str, dict]] = {
         # quick: generated images in the real layouts (ImageNet folders + BREEDS split files, DomainNet folders + file
         # lists), random-weight networks of width 8 saved as MoCo-v2 / CLIP checkpoints, 32 px inputs cut from images
         # stored at 40 px. full: the paper's runs; each experiment's backbone, epochs, batch, augmentation and stored
-        # size come from lpft.launch.EXPERIMENTS (Living-17 / Entity-30: MoCo-v2 ResNet-50, 20 epochs, batch 64;
+        # size come from lpft.scale.launch.EXPERIMENTS (Living-17 / Entity-30: MoCo-v2 ResNet-50, 20 epochs, batch 64;
         # DomainNet: CLIP RN50, 50 epochs, batch 32 as 2 x 16; None keeps those), the grids from the official code's
         # April 2022 release.
         "quick": dict(synthetic=True, experiments=("living17", "entity30", "domainnet"), n_seeds=2,
@@ -101,7 +101,7 @@ CHAPTERS: dict[str, dict[str, dict]] = {
         # Sketch / A folder layouts, a random-weight ResNet-18 of width 8 saved as a MoCo checkpoint and a tiny
         # random-weight CLIP ViT (2 layers, width 16, 8-pixel patches) saved as a CLIP checkpoint, 32 px inputs.
         # full: the paper's runs; each experiment's backbone, epochs, batch, LP (ImageNet: the SGD probe) and
-        # learning-rate grids come from lpft.launch.EXPERIMENTS (None keeps them).
+        # learning-rate grids come from lpft.scale.launch.EXPERIMENTS (None keeps them).
         "quick": dict(synthetic=True, experiments=("fmow", "imagenet"), n_seeds=2,
                       archs={"moco_v2": "resnet18", "torchvision": "resnet18", "clip": "ViT-B-16"}, width=16,
                       towers={"ViT-B-16": {"layers": 2, "heads": 2, "patch_size": 8, "output_dim": 32}},
@@ -156,13 +156,22 @@ def seed_everything(seed: int) -> None:
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
 
 
+def settings(chapter: str, profile: str) -> SimpleNamespace:
+    """The settings of ``chapter`` in ``profile``, as attributes (e.g. the digit chapter's grids, which the chapters
+    that reuse its models read)."""
+    if chapter not in CHAPTERS or profile not in PROFILES:
+        raise ValueError(f"unknown chapter {chapter!r} or profile {profile!r}; chapters: {', '.join(CHAPTERS)}; "
+                         f"profiles: {PROFILES}")
+    return SimpleNamespace(**CHAPTERS[chapter][profile])
+
+
 def start_chapter(chapter: str, *, profile: str, seed: int, device: str) -> SimpleNamespace:
     """The first call of every chapter: validate parameters, seed, set the figure style, return the config.
 
     The returned namespace holds the chapter's settings for ``profile`` plus ``profile``, ``seed`` and the resolved
     ``device``.
     """
-    from lpft import plotting
+    from lpft.book import plotting
 
     resolved = check_parameters(chapter, profile, seed, device)
     seed_everything(int(seed))

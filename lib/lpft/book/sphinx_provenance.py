@@ -1,15 +1,15 @@
 """Sphinx extension: every executed chapter's page says how it was computed (the book's provenance box).
 
-``lpft-run`` stamps each notebook it executes (``metadata.lpft``, :func:`lpft.execute.run_chapter`): profile, seed,
+``lpft-run`` stamps each notebook it executes (``metadata.lpft``, :func:`lpft.book.run.run_chapter`): profile, seed,
 requested and resolved device, the date it finished, its wall time, the git revision and the library versions. At build
 time this extension reads the stamp of every chapter page (``<lpft_executed_dir>/<chapter>``, any chapter of
-:data:`lpft.profiles.CHAPTERS`) and puts a box under the page title with these values, the command that re-runs the
+:data:`lpft.book.profiles.CHAPTERS`) and puts a box under the page title with these values, the command that re-runs the
 chapter, and download links to the executed notebook (.ipynb) and its jupytext source (.py, also added to the theme's
 download menu). Nothing in the box is typed: re-running a chapter rewrites its notebook, and Sphinx re-reads the page.
 A chapter notebook without a valid stamp (not executed by ``lpft-run``, or re-run by hand since, so that papermill's
 record of its parameters differs) is a build warning, an error under ``-W``.
 
-Enable with ``sphinx: extra_extensions: [lpft.sphinx_provenance]`` in ``_config.yml``.
+Enable with ``sphinx: extra_extensions: [lpft.book.sphinx_provenance]`` in ``_config.yml``.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from docutils import nodes
 from sphinx import addnodes
 from sphinx.util import logging
 
-from lpft.execute import describe_environment, rerun_command
-from lpft.profiles import CHAPTERS
+from lpft.book.run import describe_environment, rerun_command
+from lpft.book.profiles import CHAPTERS
 
 logger = logging.getLogger(__name__)
 
