@@ -38,7 +38,8 @@ from lpft.book import glue, paths, plotting, profiles, start_chapter
 import pandas as pd
 import seaborn as sns
 from IPython.display import display
-from lpft import pretrain, protocol, report, robustness
+from lpft import paper, pretrain, protocol, report, robustness
+from lpft.records import archive, load_archive
 
 cfg = start_chapter("experiments-digits-extra", profile=profile, seed=seed, device=device)
 print(cfg)
@@ -76,9 +77,10 @@ glue.number("dx_epochs", cfg.contrastive_epochs)
 
 seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
 folder = paths.results("experiments-digits-extra", cfg.profile)
-records = robustness.run_all([supervised, *contrastive, *fewer], seeds, folder, cache=paths.PRETRAINED, jobs=cfg.jobs)
+records = robustness.run_all([supervised, *contrastive, *fewer], seeds, folder, cache=paths.PRETRAINED,
+                             models=paths.DIGIT_MODELS, jobs=cfg.jobs)
 if cfg.profile == "full":  # a full run refreshes the committed archive
-    robustness.archive(records, paths.ARCHIVE / "experiments-digits-extra-full")
+    archive(records, paths.ARCHIVE / "experiments-digits-extra-full", robustness.archive_name)
 print(f"{len(records)} records in {paths.relative(folder)}; code fingerprint "
       f"{records[0]['code_fingerprint']}")  # (compute times vary run to run: they are in the records, not printed)
 long = robustness.long_table(records)
@@ -91,7 +93,7 @@ pre_table = pd.concat({"inverted UCI": robustness.gap_summary(pre[pre["shift"] =
 con = contrastive[0]["label"]
 for key, label in (("sup", supervised["label"]), ("con", con)):
     row = pre_table.loc[("inverted UCI", label)]
-    for m in robustness.TRIO:
+    for m in paper.METHODS:
         mk = m.replace("-", "").lower()
         glue.number(f"dx_{key}_{mk}_id", row[f"{m} ID"], digits=3)
         glue.number(f"dx_{key}_{mk}_ood", row[f"{m} OOD"], digits=3)
@@ -124,7 +126,7 @@ pre_table
 fig, axes = plotting.figure(ncols=2, width=9.0, height=3.8, sharex=True)
 for ax, col, ylabel in zip(axes, ("ID", "OOD"), ("ID accuracy, MNIST test (%)", "OOD accuracy, inverted UCI (%)")):
     sns.pointplot(data=pre[pre["shift"] == robustness.MAIN_SHIFT], x="method", y=col, hue="variant",
-                  order=list(robustness.TRIO), dodge=0.4, errorbar=("pi", 90), linestyle="none", marker="D", ax=ax)
+                  order=list(paper.METHODS), dodge=0.4, errorbar=("pi", 90), linestyle="none", marker="D", ax=ax)
     ax.set(xlabel="method", ylabel=ylabel)
 handles, labels = axes[1].get_legend_handles_labels()
 for ax in axes:
@@ -292,7 +294,7 @@ robustness.gap_summary(long[long["variant"] == con], "shift").reindex(order)
 
 # %%
 glue.number("dx_full_epochs", profiles.settings("experiments-digits-extra", "full").contrastive_epochs)
-archived = robustness.load_archive(paths.ARCHIVE / "experiments-digits-extra-full")
+archived = load_archive(paths.ARCHIVE / "experiments-digits-extra-full")
 assert archived, "no archived full-profile run: run this chapter with profile='full' (it writes the archive)"
 first = archived[0]
 print(f"archived run: {len(archived)} records, computed {first['date']} at git revision {first['git_revision']}, "

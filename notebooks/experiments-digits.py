@@ -33,7 +33,8 @@ from lpft.book import glue, paths, plotting, start_chapter
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from lpft import digits, protocol, report
+from lpft import digits, finetune, protocol, report
+from lpft.records import archive, load_archive
 
 cfg = start_chapter("experiments-digits", profile=profile, seed=seed, device=device)
 print(cfg)
@@ -99,9 +100,10 @@ plotting.finish(fig, "fig_digits_examples")
 # %%
 folder = paths.results("experiments-digits", cfg.profile)
 seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
-records = protocol.run_all(setup, seeds, folder, cache=paths.PRETRAINED, jobs=cfg.jobs)  # computed, or read back if already recorded
+# computed, or read back if already recorded
+records = protocol.run_all(setup, seeds, folder, cache=paths.PRETRAINED, models=paths.DIGIT_MODELS, jobs=cfg.jobs)
 if cfg.profile == "full":  # a full run refreshes the committed archive that quick-profile pages show
-    protocol.archive(records, paths.ARCHIVE / "experiments-digits-full")
+    archive(records, paths.ARCHIVE / "experiments-digits-full", protocol.archive_name)
 print(f"{len(records)} records in {paths.relative(folder)}; code fingerprint {records[0]['code_fingerprint']}")
 print(f"compute time of the {cfg.profile} profile, summed over seeds: "
       f"elapsed: {sum(r['results']['seconds'] for r in records):.1f} s")
@@ -308,8 +310,8 @@ claims
 # code fingerprint, git revision and date at which they were computed; they are read back here, not recomputed.
 
 # %%
-archived = protocol.load_archive(paths.ARCHIVE / "experiments-digits-full")
-assert archived, "no archived full-profile run: run the chapter with profile='full' and protocol.archive(...)"
+archived = load_archive(paths.ARCHIVE / "experiments-digits-full")
+assert archived, "no archived full-profile run: run the chapter with profile='full' and lpft.records.archive(...)"
 arch_claims, arch = protocol.claims(archived)
 first = archived[0]
 print(f"archived run: {arch['n']} seeds, {first['config']['epochs']} epochs per run, computed {first['date']} at "
@@ -326,7 +328,7 @@ for m in ("LP", "FT", "LP-FT"):
     glue.number(f"dig_arch_{key}_id", arch["main"].loc[m, "ID"], digits=3)
     glue.number(f"dig_arch_{key}_ood", arch["main"].loc[m, "OOD"], digits=3)
 glue.number("dig_arch_lp_ood_pm", arch["main"].loc["LP", "OOD ±"], digits=2)
-arch["main"].reindex(protocol.ALL_METHODS)
+arch["main"].reindex(finetune.METHODS)
 
 # %%
 arch_claims

@@ -39,6 +39,7 @@ import seaborn as sns
 import torch
 from lpft import fixedpoint as fp
 from lpft import protocol
+from lpft.records import archive, load_archive
 
 cfg = start_chapter("fixed-point", profile=profile, seed=seed, device=device)
 print(cfg)
@@ -222,10 +223,11 @@ speed.round(3).rename(columns=lambda c: f"{c} (median ms)")
 setup = protocol.paper_conditions(profiles.settings("experiments-digits", cfg.profile))
 folder = paths.results("fixed-point", cfg.profile)
 seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
-records = fp.deploy_all(setup, seeds, folder, cache=paths.PRETRAINED, n_calibration=cfg.n_calibration, jobs=cfg.jobs)
+records = fp.deploy_all(setup, seeds, folder, cache=paths.PRETRAINED, models=paths.DIGIT_MODELS,
+                        n_calibration=cfg.n_calibration, jobs=cfg.jobs)
 glue.number("fxp_n_calibration", cfg.n_calibration)
 if cfg.profile == "full":  # a full run refreshes the committed archive that quick-profile pages show
-    protocol.archive(records, paths.ARCHIVE / "fixed-point-full")
+    archive(records, paths.ARCHIVE / "fixed-point-full", protocol.archive_name)
 print(f"{len(records)} records in {paths.relative(folder)}; code fingerprint "
       f"{records[0]['code_fingerprint']}; fractional lengths of seed {seeds[0]}'s FT model: "
       f"{records[0]['results']['FT']['fls']}")
@@ -392,7 +394,7 @@ with pd.option_context("display.max_colwidth", None):
 # run (10 seeds, the digit chapter's full grids) are committed under `archive/fixed-point-full/` and read back here.
 
 # %%
-archived = protocol.load_archive(paths.ARCHIVE / "fixed-point-full")
+archived = load_archive(paths.ARCHIVE / "fixed-point-full")
 if archived:
     arch_summary, arch_checks, arch = fp.deployment_summary(archived)
     a0 = archived[0]

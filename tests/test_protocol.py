@@ -1,10 +1,15 @@
 """The digit-experiment protocol end to end on a tiny configuration: selection on ID-val only, records, resumption."""
+import copy
 import math
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 
-from lpft import protocol
+from lpft import finetune, protocol
+from lpft.records import archive, load_archive
 
 TINY = dict(id_domain="mnist", ood_domain="uci", shift="invert", strength=1.0, n_train_per_class=8,
             pool_shifts=[["invert", 1.0]], norm="group", pretrain_epochs=1, pretrain_lr=1e-3, pretrain_seed=0,
@@ -86,6 +91,89 @@ def test_claims_table_follows_the_records(tiny_records):
 
 def test_archive_round_trip(tiny_records, tmp_path):
     records, _, _ = tiny_records
-    assert protocol.load_archive(tmp_path / "x") == []
-    protocol.archive(records[::-1], tmp_path / "x")
-    assert protocol.load_archive(tmp_path / "x") == records  # seed order, identical content
+    assert load_archive(tmp_path / "x") == []
+    archive(records[::-1], tmp_path / "x", protocol.archive_name)
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["seed0.json", "seed1.json"]
+    assert load_archive(tmp_path / "x") == records  # seed order, identical content
+
+
+# ---- the selected models, trained once (protocol.select_models with a models folder) ----
+
+@pytest.fixture(scope="module")
+def cached_models(tmp_path_factory):
+    """TINY's seed-0 models selected once into a models folder: (models folder, pretrained, the first selection)."""
+    cache, models = tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("models")
+    pretrained = protocol.pretrained_model(TINY, cache)
+    return models, pretrained, protocol.select_models(TINY, 0, pretrained, models)
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_cache_hit_does_not_retrain(cached_models, monkeypatch):
+    models, pretrained, (_, _, chosen, hps, tables) = cached_models
+    assert len(list(models.glob("*.pt"))) == len(finetune.METHODS) == len(list(models.glob("*.json")))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached model was retrained")
+
+    monkeypatch.setattr(finetune, "select", refuse)
+    monkeypatch.setattr(protocol, "select_wise", refuse)
+    _, _, again, hps2, tables2 = protocol.select_models(TINY, 0, pretrained, models)
+    assert hps2 == hps and set(again) == set(chosen)
+    for m in chosen:
+        assert _same(again[m], chosen[m]), m
+        pd.testing.assert_frame_equal(tables2[m], tables[m])
+    # the subset the robustness chapter trains hits the same files
+    _, _, trio, _, _ = protocol.select_models({**TINY, "methods": ["LP", "FT", "LP-FT"]}, 0, pretrained, models)
+    assert set(trio) == {"LP", "FT", "LP-FT"}
+
+
+def test_the_cached_models_equal_retrained_ones(cached_models):
+    models, pretrained, (_, _, chosen, hps, _) = cached_models
+    _, _, fresh, fresh_hps, _ = protocol.select_models(TINY, 0, pretrained)  # no folder: trained again
+    assert fresh_hps == hps and all(_same(fresh[m], chosen[m]) for m in chosen)
+
+
+@pytest.mark.parametrize("change", [{"seed": 1}, {"n_train_per_class": 4}, {"lp_C": [1.0]}, {"epochs": 2},
+                                    {"backbone": "contrastive"}, {"shift": "rotate"}])
+def test_a_different_setup_or_seed_misses(cached_models, change):
+    models, pretrained, _ = cached_models
+    setup, seed = {**TINY, **{k: v for k, v in change.items() if k not in ("seed", "backbone")}}, change.get("seed", 0)
+    other = pretrained
+    if "backbone" in change:  # another backbone (e.g. contrastive pretraining): other weights, another key
+        other = copy.deepcopy(pretrained)
+        with torch.no_grad():
+            next(other.parameters()).add_(1e-3)
+    keys = {m: protocol.model_key(TINY, 0, m, pretrained) for m in finetune.METHODS}
+    changed = {m: protocol.model_key(setup, seed, m, other) != keys[m] for m in finetune.METHODS}
+    if "lp_C" in change:  # LP's grid: LP, LP-FT (LP's chosen C) and WiSE-FT; not FT, L2-SP, surgical
+        assert changed == {"LP": True, "FT": False, "LP-FT": True, "WiSE-FT": True, "L2-SP": False,
+                           "surgical": False}
+    elif "epochs" in change:  # every trained method but LP (logistic regression has no epochs)
+        assert changed == {m: m != "LP" for m in finetune.METHODS}
+    else:
+        assert all(changed.values()), changed
+
+
+def test_evaluation_only_fields_share_the_models(cached_models):
+    _, pretrained, _ = cached_models
+    for extra in ({"strengths": [0.5]}, {"methods": ["LP"]}, {"label": "x", "eval_shifts": [["blur", 1.0]]}):
+        assert protocol.model_key({**TINY, **extra}, 0, "FT", pretrained) == protocol.model_key(TINY, 0, "FT",
+                                                                                               pretrained)
+
+
+def test_a_corrupt_model_file_raises_naming_the_fix(cached_models, tmp_path):
+    models, pretrained, _ = cached_models
+    broken = tmp_path / "models"
+    shutil.copytree(models, broken)
+    pt = next(broken.glob("FT-seed0-*.pt"))
+    pt.write_bytes(pt.read_bytes()[:100])
+    with pytest.raises(RuntimeError, match=f"corrupt.*delete {pt}"):
+        protocol.select_models(TINY, 0, pretrained, broken)
+    pt.unlink()
+    js = next(broken.glob("LP-seed0-*.json"))
+    js.write_text("{")
+    with pytest.raises(RuntimeError, match="delete .* to retrain it"):
+        protocol.select_models(TINY, 0, pretrained, broken)

@@ -2,14 +2,15 @@
 import pytest
 import torch
 
-from lpft import finetune, protocol, robustness
+from lpft import finetune, paper, protocol, robustness
 from lpft.book import profiles
 from lpft.digits import DigitNet
+from lpft.records import archive, load_archive
 
 
 def test_variant_setups():
     base = robustness.base_setup(profiles.settings("experiments-digits", "quick"))
-    assert base["methods"] == list(robustness.TRIO) and base["shift"] == "invert" and base["norm"] == "group"
+    assert base["methods"] == list(paper.METHODS) and base["shift"] == "invert" and base["norm"] == "group"
     sup = robustness.variant(base, "s")
     assert sup["pretraining"] == "supervised" and sup["contrastive"] is None and sup["n_train_per_class"] is None
     con = robustness.variant(base, "c", pretraining="contrastive", contrastive_options={"epochs": 3})
@@ -32,7 +33,7 @@ def test_run_seed_on_a_tiny_grid(monkeypatch):
              "epochs": 1, "lp_C": [1.0], "ft_lr": [1e-3], "lpft_lr": [1e-4]}
     out = robustness.run_seed(setup, seed=0, cache=None)
     assert out["n_train"] == 30
-    for m in robustness.TRIO:
+    for m in paper.METHODS:
         assert set(out[m]["ood"]) == {"none@0", "rotate@1"}
         assert all(0.0 <= v <= 1.0 for v in (out[m]["val"], out[m]["id"], *out[m]["ood"].values()))
     assert out["FT"]["feature_change"] > 0 and "feature_change" not in out["LP"]
@@ -66,10 +67,10 @@ def test_archive_round_trip(tmp_path):
     records = [_record("contrastive, p_invert = 0.5", 1, (0.9, 0.6), (0.95, 0.4)),
                _record("contrastive, p_invert = 0.5", 0, (0.9, 0.6), (0.95, 0.4)),
                _record("supervised", 0, (0.9, 0.6), (0.95, 0.4))]
-    robustness.archive(records, tmp_path / "x")
+    archive(records, tmp_path / "x", robustness.archive_name)
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [
         "contrastive-p-invert-0-5-seed0.json", "contrastive-p-invert-0-5-seed1.json", "supervised-seed0.json"]
-    back = robustness.load_archive(tmp_path / "x")
+    back = load_archive(tmp_path / "x")
     assert [(r["config"]["label"], r["config"]["seed"]) for r in back] == sorted(
         (r["config"]["label"], r["config"]["seed"]) for r in records)
-    assert robustness.load_archive(tmp_path / "missing") == []
+    assert load_archive(tmp_path / "missing") == []

@@ -599,15 +599,16 @@ def _deviations(model: DigitNet, fixed: FixedPointDigitNet, calibration: torch.T
     return {"variants": accuracy, "pooled_codes_differ": codes_differ, "batch_fls_differ": differ}
 
 
-def deploy_seed(setup: dict, seed: int, n_calibration: int, cache: Path) -> dict:
-    """For the task of ``seed``: train and select every method exactly as the digit chapter does
-    (:func:`lpft.protocol.select_models`), convert each selected model to :class:`FixedPointDigitNet` calibrated on
+def deploy_seed(setup: dict, seed: int, n_calibration: int, cache: Path, models: Path | None = None) -> dict:
+    """For the task of ``seed``: train and select every method exactly as the digit chapter does, or read the digit
+    chapter's selected models from the folder ``models`` (:func:`lpft.protocol.select_models`), convert each selected model to :class:`FixedPointDigitNet` calibrated on
     the first ``n_calibration`` ID training images, and compare float and fixed point on ID test, OOD test (the
     setup's shift) and the natural shift alone (strength 0); :func:`_deviations` adds what each departure from
     F8Net is worth."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    pretrained, task, chosen, hps, _ = protocol.select_models(setup, seed, protocol.pretrained_model(setup, cache))
+    pretrained, task, chosen, hps, _ = protocol.select_models(setup, seed, protocol.pretrained_model(setup, cache),
+                                                               models)
     splits = {"id": task.test_id, "ood": task.test_ood,
               "natural": protocol.make_task(setup, seed, strength=0.0).test_ood}
     calibration = task.train.tensors[0][:n_calibration]
@@ -624,18 +625,21 @@ def deploy_seed(setup: dict, seed: int, n_calibration: int, cache: Path) -> dict
     return out
 
 
-def _deploy_record(setup: dict, seed: int, folder: Path, n_calibration: int, cache: Path) -> dict:
+def _deploy_record(setup: dict, seed: int, folder: Path, n_calibration: int, cache: Path,
+                   models: Path | None) -> dict:
     config = {**setup, "seed": seed, "n_calibration": n_calibration}
-    return run_once(folder, config, lambda: deploy_seed(setup, seed, n_calibration, cache), name=f"seed{seed}",
-                    code=code_fingerprint(DEPENDS))
+    return run_once(folder, config, lambda: deploy_seed(setup, seed, n_calibration, cache, models),
+                    name=f"seed{seed}", code=code_fingerprint(DEPENDS))
 
 
-def deploy_all(setup: dict, seeds: list[int], folder: Path, *, cache: Path, n_calibration: int = 512,
-               jobs: int = 2) -> list[dict]:
+def deploy_all(setup: dict, seeds: list[int], folder: Path, *, cache: Path, models: Path | None = None,
+               n_calibration: int = 512, jobs: int = 2) -> list[dict]:
     """One deployment record per seed in ``folder`` (read back when already computed), ``jobs`` processes at a time;
-    the pretrained backbone is kept in the folder ``cache``."""
+    the pretrained backbone is kept in the folder ``cache`` and the selected models in the folder ``models``
+    (:func:`lpft.protocol.select_models`; None: not kept)."""
     protocol.pretrained_model(setup, cache)  # pretrain once before the workers start
-    return parallel_map(_deploy_record, [(setup, s, Path(folder), n_calibration, Path(cache)) for s in seeds], jobs)
+    return parallel_map(_deploy_record, [(setup, s, Path(folder), n_calibration, Path(cache), models)
+                                         for s in seeds], jobs)
 
 
 def deployment_table(records: list[dict]) -> pd.DataFrame:
@@ -662,7 +666,7 @@ def deployment_summary(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame,
     orderings checked in float and in fixed point; and the numbers behind them.
     """
     df = deployment_table(records)
-    order = [m for m in protocol.ALL_METHODS if m in set(df["method"])]
+    order = [m for m in finetune.METHODS if m in set(df["method"])]
     tuning = pd.DataFrame([{"method": m, "split": split, "tuning_change": r["results"][m][split]["tuning_change"]}
                            for r in records for m in order for split in ("id", "ood", "natural")])
     g = df.groupby(["method", "split"], sort=False)

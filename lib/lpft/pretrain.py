@@ -23,7 +23,6 @@ retrained over or partly loaded.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -35,7 +34,7 @@ from torch.utils.data import TensorDataset
 from tqdm import tqdm  # plain tqdm: no ipywidgets needed inside kernels
 
 from lpft.digits import FEATURE_DIM, NORMS, DigitNet
-from lpft.records import atomic_write
+from lpft.records import atomic_write, canonical, digest
 
 # Bump when a recipe changes: the version is part of the cache key, so stale weights are never read back.
 PRETRAIN_VERSION = 1         # supervised: the architecture or the recipe
@@ -75,12 +74,11 @@ def _train_supervised(pool: TensorDataset, config: dict, progress: bool) -> Digi
 
 def dataset_digest(data: TensorDataset) -> str:
     """sha256 of a dataset's tensors (dtype, shape and bytes): the pool's content enters the cache key."""
-    h = hashlib.sha256()
+    chunks = []
     for t in data.tensors:
         t = t.detach().contiguous().cpu()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
+        chunks += [f"{t.dtype}{tuple(t.shape)}", t.numpy().tobytes()]
+    return digest(*chunks, length=None)
 
 
 def supervised(pool: TensorDataset, *, epochs: int, lr: float, seed: int, norm: str, cache_dir: Path,
@@ -98,7 +96,7 @@ def supervised(pool: TensorDataset, *, epochs: int, lr: float, seed: int, norm: 
 def _cached(config: dict, cache_dir: Path, prefix: str, train) -> DigitNet:
     """The backbone of ``config`` from ``cache_dir`` (``<prefix><key>.pt`` / ``.json``), else ``train()`` it and
     store it: the ``.json`` first, so that a ``.pt`` never exists without its config."""
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    key = digest(canonical(config))
     pt, js = cache_dir / f"{prefix}{key}.pt", cache_dir / f"{prefix}{key}.json"
     if pt.exists():
         return _load_checkpoint(pt, js, config)

@@ -9,6 +9,7 @@ Each seed's result is one record (:mod:`lpft.records`); seeds run in parallel pr
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -16,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from lpft import digits, finetune, pretrain
-from lpft.records import code_fingerprint, parallel_map, run_once, write_record
+from lpft.records import atomic_write, atomic_write_text, canonical, code_fingerprint, digest, parallel_map, run_once
 
 
 def pretrained_model(setup: dict, cache: Path) -> digits.DigitNet:
@@ -43,9 +45,6 @@ def select_wise(lp_model, ft_model, task: digits.Task, alphas) -> tuple:
     return finetune.best_by_val((({"alpha": a}, finetune.wise_ft(lp_model, ft_model, a)) for a in alphas), task)
 
 
-ALL_METHODS = ("LP", "FT", "LP-FT", "WiSE-FT", "L2-SP", "surgical")
-
-
 def paper_conditions(cfg) -> dict:
     """The setup the digit chapter presents as "the paper's conditions" (good features, large shift), with the
     sizes and grids of a profile's settings ``cfg`` (``profiles.CHAPTERS["experiments-digits"][profile]``)."""
@@ -59,41 +58,126 @@ def paper_conditions(cfg) -> dict:
     )
 
 
-def select_models(setup: dict, seed: int, pretrained: digits.DigitNet) -> tuple:
+# The modules a seed record, and a selected model, depend on: editing any other module of the library does not
+# invalidate them.
+DEPENDS = ("digits", "pretrain", "finetune", "protocol")
+# What each method's selected model depends on, beyond the task and the backbone: its own grid and the selections it
+# starts from (LP-FT from LP's chosen C; WiSE-FT from the LP and FT models; L2-SP and surgical from FT's chosen lr).
+MODEL_FIELDS = {"LP": ("lp_C",), "FT": ("ft_lr", "epochs"), "LP-FT": ("lp_C", "lpft_lr", "epochs"),
+                "WiSE-FT": ("lp_C", "ft_lr", "epochs", "wise_alpha"), "L2-SP": ("ft_lr", "epochs", "l2sp_weight"),
+                "surgical": ("ft_lr", "epochs", "surgical")}
+# The fields of a setup that fix the task a model trains and is selected on (the OOD fields enter the selection
+# tables, which measure OOD accuracy).
+TASK_FIELDS = ("id_domain", "ood_domain", "shift", "strength", "n_train_per_class")
+
+
+def model_key(setup: dict, seed: int, method: str, pretrained: digits.DigitNet) -> dict:
+    """What determines the selected model of ``method`` for ``seed``: the task's fields of ``setup``, the grids in
+    :data:`MODEL_FIELDS`, a digest of the pretrained backbone's parameters (so that supervised and contrastive
+    backbones, or any other pretraining, never share a key), the seed, the method and the fingerprint of the code that
+    trains and selects (:data:`DEPENDS`). Fields that only change the evaluation (``strengths``, ``eval_shifts``,
+    labels) are not in it."""
+    state = pretrained.state_dict()
+    backbone = digest(*(f"{name}{tuple(t.shape)}".encode() + t.detach().contiguous().cpu().numpy().tobytes()
+                        for name, t in sorted(state.items())))
+    return {"method": method, "seed": int(seed), "task": {f: setup.get(f) for f in TASK_FIELDS},
+            "grids": {f: setup[f] for f in MODEL_FIELDS[method]}, "backbone": backbone,
+            "code": code_fingerprint(DEPENDS)}
+
+
+def _model_paths(models: Path, key: dict) -> tuple[Path, Path]:
+    stem = f"{key['method']}-seed{key['seed']}-{digest(canonical(key))}"
+    return Path(models) / f"{stem}.json", Path(models) / f"{stem}.pt"
+
+
+def _load_selected(js: Path, pt: Path, key: dict, pretrained: digits.DigitNet, n_classes: int) -> tuple:
+    """The model, hp and table stored by :func:`_selected`; a file that cannot be read or does not match raises."""
+    def refuse(why: str):
+        return RuntimeError(f"selected-model cache {pt} is corrupt or incomplete ({why}); "
+                            f"delete {pt} and {js} to retrain it")
+
+    try:
+        saved = json.loads(js.read_text())
+    except (OSError, ValueError) as e:
+        raise refuse(f"its description {js.name} cannot be read: {e}") from e
+    if not isinstance(saved, dict) or saved.get("key") != json.loads(canonical(key)) \
+            or not {"hp", "table"} <= saved.keys():
+        raise refuse(f"its description {js.name} differs from the requested model")
+    try:
+        state = torch.load(pt, weights_only=True, map_location="cpu")
+    except Exception as e:  # torch raises several types for truncated or foreign files
+        raise refuse(f"torch.load failed: {e}") from e
+    model = copy.deepcopy(pretrained)
+    model.head = nn.Linear(model.head.in_features, n_classes)
+    expected = model.state_dict()
+    if not isinstance(state, dict) or state.keys() != expected.keys():
+        raise refuse("its parameter names differ from DigitNet's")
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor) or value.shape != expected[name].shape \
+                or value.dtype != expected[name].dtype:
+            raise refuse(f"parameter {name} has the wrong shape or type")
+    model.load_state_dict(state)
+    return model.eval(), saved["hp"], pd.DataFrame(saved["table"])
+
+
+def _selected(models: Path | None, key: dict, pretrained: digits.DigitNet, n_classes: int, select) -> tuple:
+    """``select()`` (a ``(model, hp, table)``), or what an earlier call with the same ``key`` stored in the folder
+    ``models`` (None: no cache). Stored as ``<method>-seed<seed>-<digest of key>.json`` (key, hp, selection table),
+    written first, and ``.pt`` (the state_dict), each atomically: parallel workers that compute the same model write
+    the same content, and a reader never sees half a file."""
+    if models is None:
+        return select()
+    js, pt = _model_paths(models, key)
+    if pt.exists():
+        return _load_selected(js, pt, key, pretrained, n_classes)
+    model, hp, table = select()
+    # not sorted: the table's columns keep their order
+    atomic_write_text(js, json.dumps({"key": key, "hp": hp, "table": table.to_dict(orient="records")}, indent=2,
+                                     default=str))
+    atomic_write(pt, lambda tmp: torch.save(model.state_dict(), tmp))
+    return model, hp, table
+
+
+def select_models(setup: dict, seed: int, pretrained: digits.DigitNet, models: Path | None = None) -> tuple:
     """Every method of ``setup["methods"]`` (default: all) trained on the task of ``seed`` with its hyperparameters
     selected on ID-val, starting from ``pretrained``. Returns ``(pretrained, task, chosen models, selected hps,
-    selection tables)``."""
-    wanted = setup.get("methods", ALL_METHODS)
+    selection tables)``. With a folder ``models``, each selected model is trained once and then read back from it
+    (:func:`_selected`, keyed by :func:`model_key`), so the chapters that reuse the digit chapter's models do not
+    retrain them."""
+    wanted = setup.get("methods", finetune.METHODS)
     task = make_task(setup, seed)
     epochs = setup["epochs"]
-    chosen, tables = {}, {}
+    chosen, hps, tables = {}, {}, {}
 
-    chosen["LP"], hp_lp, tables["LP"] = finetune.select("LP", pretrained, task, _grid("C", setup["lp_C"]), seed)
-    chosen["FT"], hp_ft, tables["FT"] = finetune.select(
-        "FT", pretrained, task, [{"lr": lr, "epochs": epochs} for lr in setup["ft_lr"]], seed)
-    chosen["LP-FT"], hp_lpft, tables["LP-FT"] = finetune.select(
-        "LP-FT", pretrained, task, [{"C": hp_lp["C"], "lr": lr, "epochs": epochs} for lr in setup["lpft_lr"]], seed)
-    hps = {"LP": hp_lp, "FT": hp_ft, "LP-FT": hp_lpft}
+    def run(method: str, select) -> None:
+        key = model_key(setup, seed, method, pretrained) if models is not None else None
+        chosen[method], hps[method], tables[method] = _selected(models, key, pretrained, task.n_classes, select)
+
+    run("LP", lambda: finetune.select("LP", pretrained, task, _grid("C", setup["lp_C"]), seed))
+    run("FT", lambda: finetune.select("FT", pretrained, task, [{"lr": lr, "epochs": epochs} for lr in setup["ft_lr"]],
+                                      seed))
+    run("LP-FT", lambda: finetune.select(
+        "LP-FT", pretrained, task, [{"C": hps["LP"]["C"], "lr": lr, "epochs": epochs} for lr in setup["lpft_lr"]],
+        seed))
     if "WiSE-FT" in wanted:
-        chosen["WiSE-FT"], hps["WiSE-FT"], tables["WiSE-FT"] = select_wise(chosen["LP"], chosen["FT"], task,
-                                                                           setup["wise_alpha"])
+        run("WiSE-FT", lambda: select_wise(chosen["LP"], chosen["FT"], task, setup["wise_alpha"]))
     if "L2-SP" in wanted:
-        chosen["L2-SP"], hps["L2-SP"], tables["L2-SP"] = finetune.select(
+        run("L2-SP", lambda: finetune.select(
             "L2-SP", pretrained, task,
-            [{"lr": hp_ft["lr"], "epochs": epochs, "weight": w} for w in setup["l2sp_weight"]], seed)
+            [{"lr": hps["FT"]["lr"], "epochs": epochs, "weight": w} for w in setup["l2sp_weight"]], seed))
     if "surgical" in wanted:
-        chosen["surgical"], hps["surgical"], tables["surgical"] = finetune.select(
+        run("surgical", lambda: finetune.select(
             "surgical", pretrained, task,
-            [{"lr": hp_ft["lr"], "epochs": epochs, "blocks": b} for b in setup["surgical"]], seed)
+            [{"lr": hps["FT"]["lr"], "epochs": epochs, "blocks": b} for b in setup["surgical"]], seed))
     return pretrained, task, chosen, hps, tables
 
 
-def run_seed(setup: dict, seed: int, cache: Path) -> dict:
+def run_seed(setup: dict, seed: int, cache: Path, models: Path | None = None) -> dict:
     """Every method of ``setup["methods"]`` (default: all) on the task of ``seed``: selected hyperparameters,
     ID/OOD accuracies, feature change, the selection grids and the compute time in seconds."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    pretrained, task, chosen, hps, tables = select_models(setup, seed, pretrained_model(setup, cache))
+    pretrained, task, chosen, hps, tables = select_models(setup, seed, pretrained_model(setup, cache), models)
     ood_sets = {float(s): make_task(setup, seed, strength=s).test_ood for s in setup["strengths"]}
 
     out = {}
@@ -109,20 +193,18 @@ def run_seed(setup: dict, seed: int, cache: Path) -> dict:
     return out
 
 
-# The modules a seed record depends on: editing any other module of the library does not invalidate the records.
-DEPENDS = ("digits", "pretrain", "finetune", "protocol")
-
-
-def _run_seed_record(setup: dict, seed: int, folder: Path, cache: Path) -> dict:
-    return run_once(folder, {**setup, "seed": seed}, lambda: run_seed(setup, seed, cache), name=f"seed{seed}",
+def _run_seed_record(setup: dict, seed: int, folder: Path, cache: Path, models: Path | None) -> dict:
+    return run_once(folder, {**setup, "seed": seed}, lambda: run_seed(setup, seed, cache, models), name=f"seed{seed}",
                     code=code_fingerprint(DEPENDS))
 
 
-def run_all(setup: dict, seeds: list[int], folder: Path, *, cache: Path, jobs: int = 2) -> list[dict]:
+def run_all(setup: dict, seeds: list[int], folder: Path, *, cache: Path, models: Path | None = None,
+            jobs: int = 2) -> list[dict]:
     """One record per seed in ``folder`` (finished seeds are read back, not re-run), ``jobs`` processes at a time;
-    the pretrained backbone is kept in the folder ``cache``."""
+    the pretrained backbone is kept in the folder ``cache``, and each seed's selected models in the folder ``models``
+    (:func:`select_models`; None: not kept)."""
     pretrained_model(setup, cache)  # train the backbone once, before the workers start (they load it from the cache)
-    return parallel_map(_run_seed_record, [(setup, s, Path(folder), Path(cache)) for s in seeds], jobs)
+    return parallel_map(_run_seed_record, [(setup, s, Path(folder), Path(cache), models) for s in seeds], jobs)
 
 
 def long_table(records: list[dict]) -> pd.DataFrame:
@@ -203,13 +285,7 @@ def claims(records: list[dict]) -> tuple[pd.DataFrame, dict]:
     return table, numbers
 
 
-def archive(records: list[dict], folder: Path) -> None:
-    """Copy ``records`` into ``folder`` as ``seed<seed>.json`` (the book commits full-profile runs this way)."""
-    for record in records:
-        write_record(Path(folder) / f"seed{record['config']['seed']}.json", record)
+def archive_name(record: dict) -> str:
+    """The file name of a seed record in an archive (:func:`lpft.records.archive`): ``seed<seed>.json``."""
+    return f"seed{record['config']['seed']}.json"
 
-
-def load_archive(folder: Path) -> list[dict]:
-    """The records :func:`archive` wrote into ``folder``, in seed order (empty when there are none)."""
-    records = [json.loads(p.read_text()) for p in Path(folder).glob("seed*.json")]
-    return sorted(records, key=lambda r: r["config"]["seed"])

@@ -89,17 +89,30 @@ def code_fingerprint(modules: tuple[str, ...] | None = None) -> str:
     as ``"largescale"``) restricts it to those files, for long runs that should not be repeated after an edit of an
     unrelated module; default: every module.
     """
-    h = hashlib.sha256()
     paths = sorted(PACKAGE.rglob("*.py")) if modules is None else \
         [PACKAGE / f"{m.replace('.', '/')}.py" for m in sorted(modules)]
-    for path in paths:
-        h.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + _code_only(path.read_bytes()))
-    return h.hexdigest()[:16]
+    return digest(*(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + _code_only(path.read_bytes())
+                    for path in paths))
+
+
+def canonical(obj) -> bytes:
+    """``obj`` as canonical JSON (sorted keys; what JSON cannot hold written as ``str``), UTF-8: the bytes a config's
+    key is computed from."""
+    return json.dumps(obj, sort_keys=True, default=str).encode()
+
+
+def digest(*chunks: bytes | str, length: int | None = 16) -> str:
+    """sha256 of ``chunks`` concatenated (``str`` as UTF-8), as its first ``length`` hex digits (None: all 64): the one
+    hash behind record keys (:func:`record_key`), cache keys and content digests (:func:`lpft.pretrain.dataset_digest`)."""
+    h = hashlib.sha256()
+    for chunk in chunks:
+        h.update(chunk.encode() if isinstance(chunk, str) else chunk)
+    return h.hexdigest()[:length]
 
 
 def record_key(config: dict) -> str:
-    """A short stable key for a run's config (sha256 of its canonical JSON)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """A short stable key for a run's config (sha256 of its canonical JSON, :func:`canonical`)."""
+    return digest(canonical(config))
 
 
 def write_record(path: Path, record: dict) -> None:
@@ -134,6 +147,20 @@ def run_once(folder: Path, config: dict, compute: Callable[[], dict], name: str 
               "code_fingerprint": code, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     write_record(path, record)
     return record
+
+
+def archive(records: list[dict], folder: Path, name: Callable[[dict], str]) -> None:
+    """Copy ``records`` into ``folder``, each as the file ``name(record)`` (the book commits full-profile runs this
+    way; the chapters' namings: :func:`lpft.protocol.archive_name`, :func:`lpft.robustness.archive_name`)."""
+    for record in records:
+        write_record(Path(folder) / name(record), record)
+
+
+def load_archive(folder: Path) -> list[dict]:
+    """The records :func:`archive` wrote into ``folder`` (empty when there are none), sorted by their config's
+    ``label`` (the variant, where records have one), then seed."""
+    records = [json.loads(p.read_text()) for p in Path(folder).glob("*.json")]
+    return sorted(records, key=lambda r: (r["config"].get("label", ""), r["config"]["seed"]))
 
 
 def load_records(folder: Path) -> pd.DataFrame:

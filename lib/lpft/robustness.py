@@ -14,7 +14,6 @@ record per seed):
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -22,10 +21,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from lpft import digits, finetune, pretrain, protocol
-from lpft.records import code_fingerprint, parallel_map, run_once, write_record
+from lpft import digits, finetune, paper, pretrain, protocol
+from lpft.records import code_fingerprint, parallel_map, run_once
 
-TRIO = ("LP", "FT", "LP-FT")
 # The modules a record depends on (see lpft.records.code_fingerprint).
 DEPENDS = ("digits", "pretrain", "finetune", "protocol", "robustness")
 EVAL_SHIFTS = (("none", 0.0), ("invert", 1.0), ("rotate", 0.5), ("rotate", 1.0), ("thicken", 0.5),
@@ -40,7 +38,7 @@ def shift_key(kind: str, strength: float) -> str:
 def base_setup(cfg) -> dict:
     """The digit chapter's "paper's conditions" (:func:`lpft.protocol.paper_conditions` of its settings ``cfg``),
     restricted to LP, FT and LP-FT."""
-    return {**protocol.paper_conditions(cfg), "methods": list(TRIO)}
+    return {**protocol.paper_conditions(cfg), "methods": list(paper.METHODS)}
 
 
 def variant(base: dict, label: str, *, pretraining: str = "supervised", contrastive_options: dict | None = None,
@@ -66,18 +64,19 @@ def backbone(setup: dict, cache: Path) -> digits.DigitNet:
                                 **setup["contrastive"])
 
 
-def run_seed(setup: dict, seed: int, cache: Path) -> dict:
+def run_seed(setup: dict, seed: int, cache: Path, models: Path | None = None) -> dict:
     """LP, FT and LP-FT on the task of ``seed`` (hyperparameters selected on ID-val): selected hps, ID-val, ID-test
     and OOD accuracy under every shift of ``setup["eval_shifts"]``, the feature change of FT and LP-FT on ID-test
-    inputs, the train-set size and the compute time in seconds."""
+    inputs, the train-set size and the compute time in seconds. With a folder ``models`` the selected models are read
+    from (or kept in) it (:func:`lpft.protocol.select_models`): the supervised variant reuses the digit chapter's."""
     torch.set_num_threads(1)
     start = time.perf_counter()
     pretrained = backbone(setup, cache)
-    _, task, chosen, hps, _ = protocol.select_models(setup, seed, pretrained=pretrained)
+    _, task, chosen, hps, _ = protocol.select_models(setup, seed, pretrained, models)
     ood = {shift_key(k, s): protocol.make_task({**setup, "shift": k}, seed, strength=s).test_ood
            for k, s in setup["eval_shifts"]}
     out = {}
-    for name in TRIO:
+    for name in paper.METHODS:
         model = chosen[name]
         out[name] = {"hp": hps[name], "val": finetune.accuracy(model, task.val),
                      "id": finetune.accuracy(model, task.test_id),
@@ -89,18 +88,21 @@ def run_seed(setup: dict, seed: int, cache: Path) -> dict:
     return out
 
 
-def _record(setup: dict, seed: int, folder: Path, cache: Path) -> dict:
+def _record(setup: dict, seed: int, folder: Path, cache: Path, models: Path | None) -> dict:
     name = f"{setup['pretraining']}-n{setup['n_train_per_class'] or 'all'}-seed{seed}"
-    return run_once(folder, {**setup, "seed": seed}, lambda: run_seed(setup, seed, cache), name=name,
+    return run_once(folder, {**setup, "seed": seed}, lambda: run_seed(setup, seed, cache, models), name=name,
                     code=code_fingerprint(DEPENDS))
 
 
-def run_all(setups: list[dict], seeds: list[int], folder: Path, *, cache: Path, jobs: int = 2) -> list[dict]:
+def run_all(setups: list[dict], seeds: list[int], folder: Path, *, cache: Path, models: Path | None = None,
+            jobs: int = 2) -> list[dict]:
     """One record per (setup, seed) in ``folder`` (finished ones are read back), ``jobs`` processes at a time.
-    Each backbone is pretrained once, in this process, before the workers start (they read it from ``cache``)."""
+    Each backbone is pretrained once, in this process, before the workers start (they read it from ``cache``); the
+    selected models are kept in the folder ``models`` (None: not kept)."""
     for setup in setups:
         backbone(setup, cache)
-    return parallel_map(_record, [(s, seed, Path(folder), Path(cache)) for s in setups for seed in seeds], jobs=jobs)
+    return parallel_map(_record, [(s, seed, Path(folder), Path(cache), models) for s in setups for seed in seeds],
+                        jobs=jobs)
 
 
 # ---- tables -------------------------------------------------------------------------------------------------------
@@ -110,7 +112,7 @@ def long_table(records: list[dict]) -> pd.DataFrame:
     rows = []
     for record in records:
         c, r = record["config"], record["results"]
-        for method in TRIO:
+        for method in paper.METHODS:
             for shift, acc in r[method]["ood"].items():
                 rows.append({"variant": c["label"], "pretraining": c["pretraining"], "seed": c["seed"],
                              "labels per class": r["n_train"] // digits.N_CLASSES, "method": method, "shift": shift,
@@ -126,7 +128,7 @@ def gap_summary(long: pd.DataFrame, by: str) -> pd.DataFrame:
         wide = g.pivot(index="seed", columns="method", values=["ID", "OOD"])
         gap = wide[("OOD", "FT")] - wide[("OOD", "LP")]
         row = {by: value}
-        for m in TRIO:
+        for m in paper.METHODS:
             row[f"{m} ID"], row[f"{m} OOD"] = wide[("ID", m)].mean(), wide[("OOD", m)].mean()
         row["FT − LP OOD"], row["±"] = gap.mean(), protocol.interval90(gap)
         row["LP > FT OOD (seeds)"] = f"{int((gap < 0).sum())}/{len(gap)}"
@@ -134,15 +136,8 @@ def gap_summary(long: pd.DataFrame, by: str) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(by).round(1)
 
 
-def archive(records: list[dict], folder: Path) -> None:
-    """Copy ``records`` into ``folder``, one file per (variant, seed) (the book commits full-profile runs this way)."""
-    for record in records:
-        c = record["config"]
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", c["label"]).strip("-")
-        write_record(Path(folder) / f"{slug}-seed{c['seed']}.json", record)
+def archive_name(record: dict) -> str:
+    """The file name of a record in an archive (:func:`lpft.records.archive`): ``<variant slug>-seed<seed>.json``."""
+    c = record["config"]
+    return f"{re.sub(r'[^A-Za-z0-9]+', '-', c['label']).strip('-')}-seed{c['seed']}.json"
 
-
-def load_archive(folder: Path) -> list[dict]:
-    """The records :func:`archive` wrote into ``folder`` (empty when there are none), sorted by variant and seed."""
-    records = [json.loads(p.read_text()) for p in Path(folder).glob("*.json")]
-    return sorted(records, key=lambda r: (r["config"]["label"], r["config"]["seed"]))

@@ -1,7 +1,7 @@
 """Where the book keeps what it computes: the only module of the library that knows the repository's layout.
 
 ``results/`` holds one record per run of the chapters (quick and full profile), ``cache/`` the pretrained digit
-backbones and decoded images, ``archive/`` the committed full-profile records the book shows next to a quick run,
+backbones, the digit chapters' selected models and decoded images, ``archive/`` the committed full-profile records the book shows next to a quick run,
 ``executed/`` the notebooks that ``lpft-run`` executes and Jupyter Book renders.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ NOTEBOOKS = ROOT / "notebooks"
 RESULTS = ROOT / "results"
 CACHE = ROOT / "cache"
 PRETRAINED = CACHE / "pretrained"
+DIGIT_MODELS = CACHE / "digit-models"  # the digit chapters' selected models, per seed and method (lpft.protocol)
 ARCHIVE = ROOT / "archive"
 EXECUTED = ROOT / "executed"
 LOCK = ROOT / "requirements-lock.txt"
