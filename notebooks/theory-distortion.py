@@ -48,7 +48,7 @@ device = "auto"  # "auto" | "cpu" | "cuda" (this chapter computes on the CPU in 
 from lpft.book import glue, plotting, start_chapter
 import numpy as np
 import pandas as pd
-from lpft import report, sweeps, theory
+from lpft import paper, report, sweeps, theory
 from lpft.book.plotting import METHOD_COLORS
 from lpft.theory import Setting
 
@@ -369,7 +369,7 @@ _ = glue.number("dist_m_corr", np.corrcoef(ft_dim["cos_theta_max"], np.log(ft_di
 # %%
 fig, (ax, bx) = plotting.figure(ncols=2, width=9.6, height=3.8)
 floor = report.FLOOR  # round-off: drawn at the book's print floor
-for method in plotting.METHOD_ORDER:
+for method in paper.METHODS:
     sweeps.plot_band(ax, dim.assign(ood=dim["ood"].clip(lower=floor)), "ood", method, METHOD_COLORS[method])
 ax.set(yscale="log", xlabel=r"dimension $m$ of the ID subspace $S$", ylabel="OOD excess squared error")
 ax.legend(fontsize="small")
@@ -431,7 +431,7 @@ _ = glue.number("dist_n_ft_monotone", "yes" if n_ood["FT"].is_monotonic_decreasi
 
 # %%
 fig, (ax, bx) = plotting.figure(ncols=2, width=9.6, height=3.8)
-for method in plotting.METHOD_ORDER:
+for method in paper.METHODS:
     sweeps.plot_band(ax, size, "ood", method, METHOD_COLORS[method])
     sweeps.plot_band(bx, size.assign(id=size["id"].clip(lower=floor)), "id", method, METHOD_COLORS[method])
 ax.axvline(base.k, color="grey", lw=0.8, ls="--")

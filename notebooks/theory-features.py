@@ -56,7 +56,7 @@ from lpft.book import glue, plotting, start_chapter
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from lpft import report, theory
+from lpft import paper, report, theory
 from lpft.theory import Setting
 
 cfg = start_chapter("theory-features", profile=profile, seed=seed, device=device)
@@ -94,7 +94,7 @@ eps_values = sorted(set(cfg.eps_grid) | set(np.geomspace(1e-2, 0.3, cfg.eps_fine
 results = pd.DataFrame([row for eps in eps_values for i in range(cfg.n_seeds) for row in evaluate(eps, i)])
 grid = results[results["eps"].isin(cfg.eps_grid)]
 wide = grid.pivot_table(index="eps", columns="method", values=["ID", "OOD"], aggfunc="mean")
-wide = wide.reindex(columns=[(e, m) for e in ("ID", "OOD") for m in plotting.METHOD_ORDER])
+wide = wide.reindex(columns=[(e, m) for e in ("ID", "OOD") for m in paper.METHODS])
 wide.columns = [f"{m} {e}" for e, m in wide.columns]
 print(f"mean excess squared error over {cfg.n_seeds} instances per ε")
 report.table(wide.reset_index())
@@ -122,7 +122,7 @@ floor = 1e-20  # errors at round-off (FT and LP-FT in distribution) are drawn at
 plotted = positive.assign(ID=positive["ID"].clip(lower=floor), OOD=positive["OOD"].clip(lower=floor))
 fig, axes = plotting.figure(ncols=2, width=9.0, height=3.8, sharex=True)
 for ax, metric in zip(axes, ("OOD", "ID")):
-    sns.lineplot(data=plotted, x="eps", y=metric, hue="method", hue_order=plotting.METHOD_ORDER,
+    sns.lineplot(data=plotted, x="eps", y=metric, hue="method", hue_order=paper.METHODS,
                  palette=plotting.METHOD_COLORS, marker="o", errorbar=("pi", 90), ax=ax)
     ax.set(xscale="log", yscale="log", xlabel=r"feature error $\varepsilon = \|B_0 - B_\star\|_2$",
            ylabel=f"{metric} excess squared error", title=f"{metric}")

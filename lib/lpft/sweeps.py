@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 
 from lpft import theory
-
-METHODS = ("LP", "FT", "LP-FT")
+from lpft.paper import METHODS  # the paper's three methods (one home: lpft.paper)
 
 
 def train(inst: theory.Instance, method: str, **ode_options):

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from lpft import paper
+
 METHOD_COLORS = {"LP": "#0173b2", "FT": "#de8f05", "LP-FT": "#029e73", "WiSE-FT": "#cc78bc", "L2-SP": "#ca9161"}
-METHOD_ORDER = ("LP", "FT", "LP-FT")
 
 
 def set_style() -> None:
@@ -43,7 +44,7 @@ def paper_vs_run(compare, profile: str, ran: bool):
     fig, axes = figure(ncols=len(sources), width=4.5 * len(sources) + 1.0, height=3.6, sharey=True)
     for ax, src in zip(np.atleast_1d(axes), sources):
         sns.barplot(data=long[long["source"] == src], x="column", y="accuracy", hue="method", palette=METHOD_COLORS,
-                    hue_order=METHOD_ORDER, ax=ax)
+                    hue_order=paper.METHODS, ax=ax)
         ax.set(title="Kumar et al. (paper)" if src == "paper" else f"this run ({profile} profile)", xlabel="",
                ylabel="accuracy (%)", ylim=(0, 100))
         ax.tick_params(axis="x", labelsize="small")
@@ -139,7 +140,7 @@ def methods_against(ax, df: pd.DataFrame, column: str, *, x: str = "eps", ls: st
     ``floor`` are drawn at ``floor`` (for log axes)."""
     mean = df.groupby(["method", x])[column].mean()
     widths = {"LP": 1.8, "FT": 3.0, "LP-FT": 1.3}  # FT drawn wider, so that it shows where LP-FT lies on top of it
-    for m in METHOD_ORDER:
+    for m in paper.METHODS:
         s = mean[m]
         ax.plot(s.index, np.maximum(s.to_numpy(), floor), ls=ls, marker=marker, color=METHOD_COLORS[m],
                 label=label.format(m=m) if label else None, **{"lw": widths[m], **style})
