@@ -14,7 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from lpft import theory# noqa: E402
+from lpft import dynamics, theory  # noqa: E402
 
 
 def main() -> None:
@@ -25,23 +25,23 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     instances = [theory.make_instance(theory.Setting(eps=0.1), seed=s) for s in range(args.instances)]
-    T = theory.stack_instances(instances)
+    T = dynamics.stack_instances(instances)
     batch = (T["X"], T["Y"], T["B0"], T["v0"])
     print(f"{args.instances} instances of {theory.Setting(eps=0.1)}, {args.steps} GD steps each, torch "
           f"{torch.__version__}, 1 thread")
 
     start = time.perf_counter()
-    reference = [theory.numpy_gd(i.X, i.Y, i.B0, i.v0, args.lr, args.steps) for i in instances]
+    reference = [dynamics.numpy_gd(i.X, i.Y, i.B0, i.v0, args.lr, args.steps) for i in instances]
     t_numpy = time.perf_counter() - start
 
     results = {}
     for name, compile_ in (("batched torch (eager)", False), ("batched torch (torch.compile)", True)):
         if compile_:  # compile once, outside the timed region (a one-off cost of a few seconds)
             warm = time.perf_counter()
-            theory.fine_tune_batched(*batch, lr=args.lr, steps=2, compile=True)
+            dynamics.fine_tune_batched(*batch, lr=args.lr, steps=2, compile=True)
             print(f"  torch.compile warm-up: {time.perf_counter() - warm:.1f} s (not included below)")
         start = time.perf_counter()
-        run = theory.fine_tune_batched(*batch, lr=args.lr, steps=args.steps, compile=compile_)
+        run = dynamics.fine_tune_batched(*batch, lr=args.lr, steps=args.steps, compile=compile_)
         results[name] = (time.perf_counter() - start, run)
 
     print(f"{'variant':32s} {'seconds':>9s} {'speed-up':>9s} {'max |B − B_numpy|':>18s}")

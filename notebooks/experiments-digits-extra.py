@@ -38,7 +38,7 @@ from lpft.book import glue, paths, plotting, profiles, start_chapter
 import pandas as pd
 import seaborn as sns
 from IPython.display import display
-from lpft import paper, pretrain, protocol, report, robustness
+from lpft import paper, pretrain, report, robustness
 from lpft.records import archive, load_archive
 
 cfg = start_chapter("experiments-digits-extra", profile=profile, seed=seed, device=device)

@@ -56,7 +56,7 @@ from lpft.book import glue, plotting, start_chapter
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from lpft import paper, report, theory
+from lpft import dynamics, paper, report, theory
 from lpft.theory import Setting
 
 cfg = start_chapter("theory-features", profile=profile, seed=seed, device=device)
@@ -79,8 +79,8 @@ print(cfg)
 def evaluate(eps: float, i: int) -> list[dict]:
     inst = theory.make_instance(Setting(eps=eps), seed=cfg.seed + i)
     v_lp = theory.linear_probe(inst.X, inst.Y, inst.B0)
-    v_ft, B_ft, traj = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, return_trajectory=True)
-    v_lpft, B_lpft = theory.lp_ft(inst.X, inst.Y, inst.B0)
+    v_ft, B_ft, traj = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, return_trajectory=True)
+    v_lpft, B_lpft = dynamics.lp_ft(inst.X, inst.Y, inst.B0)
     ood_path = theory.ood_error(traj.v, traj.B, inst)
     out = []
     for method, v, B in (("LP", v_lp, inst.B0), ("FT", v_ft, B_ft), ("LP-FT", v_lpft, B_lpft)):

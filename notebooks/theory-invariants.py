@@ -38,7 +38,7 @@ from lpft.book import glue, plotting, start_chapter
 import numpy as np
 import pandas as pd
 import torch
-from lpft import report, theory
+from lpft import dynamics, report, theory
 from lpft.theory import Setting
 
 cfg = start_chapter("theory-invariants", profile=profile, seed=seed, device=device)
@@ -105,7 +105,7 @@ pd.DataFrame({"value": setting._asdict()}).T
 rows = []
 for i in range(cfg.n_instances):
     inst = theory.make_instance(setting._replace(eps=0.1), seed=cfg.seed + i)
-    v, B, traj = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", return_trajectory=True)
+    v, B, traj = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", return_trajectory=True)
     C0 = theory.balancedness(inst.v0, inst.B0)
     rows.append({
         "change on S⊥ (max over t)": theory.feature_change(traj.B, inst.B0, inst.Q_S_perp).max(),
@@ -138,7 +138,7 @@ assert perp_max < 1e-10 and bal_max < 1e-7, "an invariant of the gradient flow i
 
 # %%
 inst = theory.make_instance(setting._replace(eps=0.1), seed=cfg.seed)
-v, B, traj = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", return_trajectory=True)
+v, B, traj = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", return_trajectory=True)
 t, vs, Bs = traj.t[1:], traj.v[1:], traj.B[1:]  # t > 0 for the log axis
 fig, ax = plotting.figure()
 ax.plot(t, theory.feature_change(Bs, inst.B0, inst.Q_S), label=r"on $S$: $\|(B(t)-B_0)P_S\|_F$")
@@ -172,11 +172,11 @@ plotting.finish(fig, "fig_inv_trajectory")
 
 # %%
 instances = [theory.make_instance(setting._replace(eps=0.1), seed=cfg.seed + i) for i in range(cfg.n_instances)]
-T = theory.stack_instances(instances)
+T = dynamics.stack_instances(instances)
 C0 = theory.balancedness(T["v0"], T["B0"])
 drift_rows = []
 for lr in cfg.gd_lrs:
-    run = theory.fine_tune_batched(T["X"], T["Y"], T["B0"], T["v0"], lr=lr, steps=round(cfg.gd_time / lr),
+    run = dynamics.fine_tune_batched(T["X"], T["Y"], T["B0"], T["v0"], lr=lr, steps=round(cfg.gd_time / lr),
                                    compile=True)
     drift = torch.linalg.matrix_norm(theory.balancedness(run.v[-1], run.B[-1]) - C0)
     drift_rows.append({"step size η": lr, "steps": run.steps_taken, "median drift": drift.median().item(),

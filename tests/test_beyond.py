@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpft import beyond, theory
+from lpft import beyond, dynamics, theory
 
 torch.set_num_threads(1)
 
@@ -45,7 +45,7 @@ def test_features_unchanged_on_S_perp(loss, activation, batch_size):
 def test_linear_squared_full_batch_matches_numpy_gd():
     inst = theory.make_instance(theory.Setting(eps=0.1), seed=3)
     steps, lr = 400, 0.05
-    ref = theory.numpy_gd(inst.X, inst.Y, inst.B0, inst.v0, lr, steps, record_every=1)
+    ref = dynamics.numpy_gd(inst.X, inst.Y, inst.B0, inst.v0, lr, steps, record_every=1)
     seen = {}
     beyond.train_two_layer(inst.X, inst.Y, inst.B0, inst.v0, lr=lr, steps=steps, record_at=range(steps + 1),
                            observe=lambda i, v, B: seen.__setitem__(i, (v[0].numpy().copy(), B[0].numpy().copy())))

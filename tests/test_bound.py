@@ -13,7 +13,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from lpft import bound, theory
+from lpft import bound, dynamics, theory
 from lpft.theory import Setting
 
 # a reduced version of the chapter's run: 300 instances of the family
@@ -126,7 +126,7 @@ def test_padded_rescaled_batch_is_plain_gd_per_instance():
     steps_rec, obs = bound.run_group(insts, lrs, steps=200, record_every=50)
     assert list(steps_rec) == [0, 50, 100, 150, 200]
     for i, inst in enumerate(insts):
-        traj = theory.numpy_gd(inst.X, inst.Y, inst.B0, inst.v0, lrs[i], 200, record_every=50)
+        traj = dynamics.numpy_gd(inst.X, inst.Y, inst.B0, inst.v0, lrs[i], 200, record_every=50)
         ood = theory.ood_error(traj.v, traj.B, inst)
         train = [theory.train_loss(v, B, inst.X, inst.Y) for v, B in zip(traj.v, traj.B)]
         assert np.allclose(obs[:, i, 0], ood, rtol=1e-10, atol=1e-14)
@@ -182,7 +182,7 @@ def _k1(m: int, s: float, seed: int = 3, v0_factor: float | None = None):
 @pytest.mark.parametrize("m, s, v0_factor", [(20, 1.0, None), (20, 0.5, None), (40, 1.0, 1.1), (5, 2.0, 0.5)])
 def test_k1_closed_form_is_the_end_point_of_the_flow(m, s, v0_factor):
     inst = _k1(m, s, v0_factor=v0_factor)
-    v, B = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", horizon=5000.0)
+    v, B = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", horizon=5000.0)
     cos = theory.cos_theta_max(inst.B0, inst.Q_S_perp)
     c = float(inst.v0 @ inst.v_star) / s**2  # tiny negative c for the random head: only c² enters
     closed = bound.k1_fitted_error(cos, c, s)
@@ -204,7 +204,7 @@ def test_k1_violation_under_exact_flow():
     inst = _k1(40, 1.0, seed=0)
     cos = theory.cos_theta_max(inst.B0, inst.Q_S_perp)
     assert cos < bound.K1_THRESHOLD_COS
-    v, B = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", horizon=1e5)
+    v, B = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", horizon=1e5)
     assert theory.ft_lower_bound(inst) / math.sqrt(theory.ood_error(v, B, inst)) == pytest.approx(1.1240, abs=1e-4)
 
 
@@ -229,5 +229,5 @@ def test_opposite_head_gives_a_vacuous_bound(eps):
     terms = bound.bound_terms(inst)
     assert terms["phi"] < 1e-7
     assert bound.rhs(terms) == pytest.approx(-eps, abs=1e-12)
-    v, B = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode")
+    v, B = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode")
     assert math.sqrt(theory.ood_error(v, B, inst)) > 0.5

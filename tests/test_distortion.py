@@ -3,7 +3,7 @@ geometry of S, on exact gradient flow. Tolerances are the measured values with a
 import numpy as np
 import pytest
 
-from lpft import sweeps, theory
+from lpft import dynamics, sweeps, theory
 from lpft.theory import Setting
 
 EPS = 0.03
@@ -12,7 +12,7 @@ ANGLES = (0, 30, 60, 90, 120, 180)
 
 def ft_ood(setting: Setting, seed: int) -> tuple[float, theory.Instance]:
     inst = theory.make_instance(setting, seed=seed)
-    v, B = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode")
+    v, B = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode")
     assert theory.train_loss(v, B, inst.X, inst.Y) <= 1.01e-20  # the flow ran to the fit
     return float(theory.ood_error(v, B, inst)), inst
 
@@ -33,7 +33,7 @@ def test_ft_ood_strictly_increasing_in_head_angle(angle_runs):
 def test_zero_angle_is_lp_ft(angle_runs):
     ood, insts = angle_runs
     inst = insts[0]
-    v, B = theory.lp_ft(inst.X, inst.Y, inst.B0, solver="ode")
+    v, B = dynamics.lp_ft(inst.X, inst.Y, inst.B0, solver="ode")
     ratio = ood[0] / float(theory.ood_error(v, B, inst))
     # measured 0.96 on this instance (0.54 to 0.97 over 8 instances): both heads start at or near v*
     assert 0.5 <= ratio <= 2.0, ratio

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpft import theory
+from lpft import dynamics, theory
 from lpft.theory import Setting
 
 
@@ -20,8 +20,8 @@ def _mean_errors(eps, seeds=range(5)):
     for s in seeds:
         i = theory.make_instance(Setting(eps=eps), seed=s)
         v_lp = theory.linear_probe(i.X, i.Y, i.B0)
-        v_ft, B_ft = theory.fine_tune(i.X, i.Y, i.B0, i.v0)
-        v_lf, B_lf = theory.lp_ft(i.X, i.Y, i.B0)
+        v_ft, B_ft = dynamics.fine_tune(i.X, i.Y, i.B0, i.v0)
+        v_lf, B_lf = dynamics.lp_ft(i.X, i.Y, i.B0)
         for m, (v, B) in {"LP": (v_lp, i.B0), "FT": (v_ft, B_ft), "LP-FT": (v_lf, B_lf)}.items():
             out[m] += np.array([theory.id_error(v, B, i), theory.ood_error(v, B, i)]) / len(seeds)
     return out
@@ -106,9 +106,9 @@ def test_numpy_in_numpy_out_torch_in_torch_out(inst):
     vt = theory.linear_probe(Xt, Yt, Bt)
     assert isinstance(vt, torch.Tensor) and vt.dtype == torch.float64
     assert np.allclose(vt.numpy(), v, atol=1e-14)
-    vf, Bf = theory.fine_tune(Xt, Yt, Bt, torch.from_numpy(inst.v0))
+    vf, Bf = dynamics.fine_tune(Xt, Yt, Bt, torch.from_numpy(inst.v0))
     assert isinstance(vf, torch.Tensor) and isinstance(Bf, torch.Tensor) and Bf.shape == Bt.shape
-    vl, Bl = theory.lp_ft(Xt, Yt, Bt)
+    vl, Bl = dynamics.lp_ft(Xt, Yt, Bt)
     assert isinstance(Bl, torch.Tensor)
 
 
@@ -124,13 +124,13 @@ def test_wrong_shapes_are_refused(inst, args, msg):
 
 def test_unknown_solver(inst):
     with pytest.raises(ValueError, match="solver must be"):
-        theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="adam")
+        dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="adam")
 
 
 # ---- invariants ----------------------------------------------------------------------------------------------------
 
 def test_ode_invariants(inst):
-    v, B, traj = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, return_trajectory=True)
+    v, B, traj = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, return_trajectory=True)
     assert theory.feature_change(traj.B, inst.B0, inst.Q_S_perp).max() < 1e-10  # features frozen on S⊥
     drift = theory.balancedness(traj.v, traj.B) - theory.balancedness(inst.v0, inst.B0)
     assert np.linalg.norm(drift, axis=(1, 2)).max() < 1e-7  # v vᵀ − B Bᵀ conserved
@@ -140,12 +140,12 @@ def test_ode_invariants(inst):
 
 def test_gd_balancedness_drift_is_first_order_in_step_size():
     insts = [theory.make_instance(Setting(eps=0.1), seed=s) for s in range(20)]
-    T = theory.stack_instances(insts)
+    T = dynamics.stack_instances(insts)
     C0 = theory.balancedness(T["v0"], T["B0"])
     lrs = (0.1, 0.05, 0.01, 0.002)
     drift = []
     for lr in lrs:
-        run = theory.fine_tune_batched(T["X"], T["Y"], T["B0"], T["v0"], lr=lr, steps=round(20 / lr))
+        run = dynamics.fine_tune_batched(T["X"], T["Y"], T["B0"], T["v0"], lr=lr, steps=round(20 / lr))
         drift.append(torch.linalg.matrix_norm(theory.balancedness(run.v[-1], run.B[-1]) - C0).median().item())
     slope = np.polyfit(np.log(lrs), np.log(drift), 1)[0]
     assert 0.9 < slope < 1.1
@@ -154,9 +154,9 @@ def test_gd_balancedness_drift_is_first_order_in_step_size():
 def test_batched_gd_equals_literal_gd():
     insts = [theory.make_instance(Setting(eps=0.1, n=12 + s % 2 * 30), seed=s) for s in range(2)]
     for inst in insts:  # n < m and n > m: rank-deficient and full-rank data
-        T = theory.stack_instances([inst])
-        run = theory.fine_tune_batched(T["X"], T["Y"], T["B0"], T["v0"], lr=0.05, steps=1500)
-        ref = theory.numpy_gd(inst.X, inst.Y, inst.B0, inst.v0, 0.05, 1500)
+        T = dynamics.stack_instances([inst])
+        run = dynamics.fine_tune_batched(T["X"], T["Y"], T["B0"], T["v0"], lr=0.05, steps=1500)
+        ref = dynamics.numpy_gd(inst.X, inst.Y, inst.B0, inst.v0, 0.05, 1500)
         assert np.abs(run.v[-1, 0].numpy() - ref.v[-1]).max() < 1e-10
         assert np.abs(run.B[-1, 0].numpy() - ref.B[-1]).max() < 1e-10
         assert theory.feature_change(ref.B, inst.B0, inst.Q_S_perp).max() < 1e-12  # GD keeps invariant 1 exactly
@@ -164,11 +164,11 @@ def test_batched_gd_equals_literal_gd():
 
 def test_batched_gd_compiled_equals_eager_and_observe():
     insts = [theory.make_instance(Setting(eps=0.05), seed=s) for s in range(8)]
-    T = theory.stack_instances(insts)
+    T = dynamics.stack_instances(insts)
     args = (T["X"], T["Y"], T["B0"], T["v0"])
-    obs = lambda v, B: theory.batched_excess_risk(v, B, T["w_star"], T["Sigma_ood"])  # noqa: E731
-    eager = theory.fine_tune_batched(*args, lr=0.05, steps=400, record_every=100, observe=obs)
-    comp = theory.fine_tune_batched(*args, lr=0.05, steps=400, record_every=100, observe=obs, compile=True)
+    obs = lambda v, B: dynamics.batched_excess_risk(v, B, T["w_star"], T["Sigma_ood"])  # noqa: E731
+    eager = dynamics.fine_tune_batched(*args, lr=0.05, steps=400, record_every=100, observe=obs)
+    comp = dynamics.fine_tune_batched(*args, lr=0.05, steps=400, record_every=100, observe=obs, compile=True)
     assert eager.observed.shape == (5, 8) and np.allclose(eager.t, [0, 5, 10, 15, 20])
     assert torch.allclose(eager.observed, comp.observed, rtol=1e-10, atol=1e-14)
     direct = [theory.ood_error(eager.v[-1, i].numpy(), eager.B[-1, i].numpy(), insts[i]) for i in range(8)]
@@ -176,18 +176,18 @@ def test_batched_gd_compiled_equals_eager_and_observe():
 
 
 def test_gd_approaches_gradient_flow(inst):
-    v_ode, B_ode = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0)
+    v_ode, B_ode = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0)
     errs = []
     for lr in (0.04, 0.02):
-        v, B = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="gd", lr=lr, steps=round(200 / lr))
+        v, B = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="gd", lr=lr, steps=round(200 / lr))
         errs.append(abs(theory.ood_error(v, B, inst) - theory.ood_error(v_ode, B_ode, inst)))
     assert errs[1] < 0.7 * errs[0] and errs[1] < 1e-3  # the GD limit is the flow, error O(η)
 
 
 def test_batched_gd_refuses_bad_shapes(inst):
-    T = theory.stack_instances([inst])
+    T = dynamics.stack_instances([inst])
     with pytest.raises(ValueError, match="expected X"):
-        theory.fine_tune_batched(T["X"][0], T["Y"], T["B0"], T["v0"], lr=0.1, steps=1)
+        dynamics.fine_tune_batched(T["X"][0], T["Y"], T["B0"], T["v0"], lr=0.1, steps=1)
 
 
 # ---- the paper's orderings ----------------------------------------------------------------------------------------
@@ -218,21 +218,21 @@ def test_lpft_ood_not_above_lp_per_instance():
         for eps in (0.01, 0.1, 0.3):
             i = theory.make_instance(Setting(eps=eps), seed=s)
             v_lp = theory.linear_probe(i.X, i.Y, i.B0)
-            v, B = theory.lp_ft(i.X, i.Y, i.B0)
+            v, B = dynamics.lp_ft(i.X, i.Y, i.B0)
             assert theory.ood_error(v, B, i) <= theory.ood_error(v_lp, i.B0, i) * (1 + 1e-9)
 
 
 def test_early_stopping_does_not_help_ft(inst):
     v_lp = theory.linear_probe(inst.X, inst.Y, inst.B0)
-    _, _, traj = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, return_trajectory=True)
+    _, _, traj = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, return_trajectory=True)
     path = theory.ood_error(traj.v, traj.B, inst)
     assert path.min() >= 0.9 * path[-1]
     assert path.min() > theory.ood_error(v_lp, inst.B0, inst)
 
 
 def test_lpft_moves_features_less(inst):
-    _, B_ft = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0)
-    _, B_lf = theory.lp_ft(inst.X, inst.Y, inst.B0)
+    _, B_ft = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0)
+    _, B_lf = dynamics.lp_ft(inst.X, inst.Y, inst.B0)
     assert np.linalg.norm(B_ft - inst.B0) > 3 * np.linalg.norm(B_lf - inst.B0)
 
 

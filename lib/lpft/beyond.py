@@ -12,7 +12,7 @@ spanning the ID subspace S):
 Everything is float64 torch with hand-written gradients (no autograd), batched over a leading instance axis, so a
 whole sweep over seeds and feature errors is one tensor program. The training loss is the *mean* over the (mini)batch,
 as in :mod:`lpft.theory`, so with ``activation="linear"``, ``loss="squared"`` and full batches
-:func:`train_two_layer` reproduces :func:`lpft.theory.numpy_gd` step for step.
+:func:`train_two_layer` reproduces :func:`lpft.dynamics.numpy_gd` step for step.
 
 Two facts carry over unchanged (Section 3, invariants 1 and 2 of the theory chapter):
 

@@ -18,7 +18,7 @@ This module
   proof, √L_ood ≥ cos θ_k(R, S⊥)‖v(t) − Uv*‖ − ε‖w*‖, which follows from B(t)P_S⊥ = B0P_S⊥
   (:meth:`BoundCheck.core_slack`).
 
-Per-instance step sizes inside one batch. :func:`lpft.theory.fine_tune_batched` takes one step size and one shape.
+Per-instance step sizes inside one batch. :func:`lpft.dynamics.fine_tune_batched` takes one step size and one shape.
 Gradient descent with step η on the data (aX, aY) produces exactly the iterates of step a²η on (X, Y) (the loss is
 multiplied by a², the predictor vᵀBx is unchanged), and zero rows appended to X change only the 1/n of the mean loss.
 So each instance is padded to the largest n and scaled by a, and the batch runs with step 1: instance i follows GD
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lpft import theory
+from lpft import dynamics, theory
 from lpft.theory import Instance, Setting
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -232,7 +232,7 @@ def run_group(instances: list[Instance], lrs: np.ndarray, steps: int, record_eve
     T["v_ref"] = torch.from_numpy(np.stack([theory.best_rotation(i.B0, i.B_star) @ i.v_star for i in instances]))
     T.update(X=X, n=torch.from_numpy(n.astype(np.float64)))
     a = torch.from_numpy(np.sqrt(lrs * n.max() / n))
-    run = theory.fine_tune_batched(X * a[:, None, None], Y * a[:, None], T["B0"], T["v0"], lr=1.0, steps=steps,
+    run = dynamics.fine_tune_batched(X * a[:, None, None], Y * a[:, None], T["B0"], T["v0"], lr=1.0, steps=steps,
                                    record_every=record_every, observe=_observer(T), compile=compile)
     return np.asarray(run.t), run.observed.numpy()
 
@@ -352,12 +352,12 @@ def perfect_features_core(check: BoundCheck, phi_min: float = 1e-6) -> dict:
 
 
 def ode_recheck(seed: int, eps_reading: str = "norm") -> dict:
-    """Re-run instance ``seed`` by exact gradient flow (:func:`lpft.theory.fine_tune`, solver "ode") and return the
+    """Re-run instance ``seed`` by exact gradient flow (:func:`lpft.dynamics.fine_tune`, solver "ode") and return the
     smallest slack, min_t √L_ood and the smallest κ_needed/κ along the flow (GD differs from the flow by O(η))."""
     _, inst = draw_instance(seed)
     with warnings.catch_warnings():  # a slowly converging instance stops at the horizon; the trajectory is still valid
         warnings.simplefilter("ignore", RuntimeWarning)
-        _, _, traj = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", return_trajectory=True)
+        _, _, traj = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", return_trajectory=True)
     lhs = np.sqrt(np.maximum(theory.ood_error(traj.v, traj.B, inst), 0.0))
     terms = pd.DataFrame([bound_terms(inst)])
     r = float(rhs(terms, eps_reading=eps_reading).iloc[0])
@@ -436,7 +436,7 @@ def k1_flow_examples(target_norms, ms, seed: int = 0, head_scale: float = 1e-3) 
             inst = make_case_instance(case, seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                v, B = theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", horizon=1e5)
+                v, B = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", horizon=1e5)
             terms = bound_terms(inst)
             c = float(inst.v0 @ inst.v_star / (inst.v_star @ inst.v_star))
             rows.append(dict(m=m, cos_theta=terms["cos_theta"], target_norm=float(s), c=c,

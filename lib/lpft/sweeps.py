@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from lpft import theory
+from lpft import dynamics, theory
 from lpft.paper import METHODS  # the paper's three methods (one home: lpft.paper)
 
 
@@ -22,9 +22,9 @@ def train(inst: theory.Instance, method: str, **ode_options):
     if method == "LP":
         return theory.linear_probe(inst.X, inst.Y, inst.B0), inst.B0
     if method == "FT":
-        return theory.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", **ode_options)
+        return dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode", **ode_options)
     if method == "LP-FT":
-        return theory.lp_ft(inst.X, inst.Y, inst.B0, solver="ode", **ode_options)
+        return dynamics.lp_ft(inst.X, inst.Y, inst.B0, solver="ode", **ode_options)
     raise ValueError(f"method must be one of {METHODS}; got {method!r}")
 
 
