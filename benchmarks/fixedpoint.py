@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils import benchmark  # noqa: E402
 
-from lpft import fixedpoint as fp# noqa: E402
+from lpft.fixedpoint import kernel, qformat
 from lpft.records import atomic_write_text, environment, git_revision  # noqa: E402
 
 SHAPES = ((512, 512, 512), (512, 2048, 2048), (520, 1024, 256))  # M != K: no duck-sizing recompiles
@@ -54,13 +54,13 @@ def case(m: int, k: int, n: int, device: str, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     linear = torch.nn.Linear(k, n).to(device).eval()
     x = torch.relu(torch.randn(m, k, generator=g)).to(device)
-    fl_x = fp.choose_fl(x.cpu(), signed=False)
-    fl_w = fp.choose_fl(linear.weight.detach().cpu(), signed=True)
+    fl_x = qformat.choose_fl(x.cpu(), signed=False)
+    fl_w = qformat.choose_fl(linear.weight.detach().cpu(), signed=True)
     with torch.no_grad():
         y = linear(x)
-    fl_y = fp.choose_fl(y.cpu(), signed=True)
-    x_q = fp.quantize(x.cpu(), fl_x, signed=False).to(device)
-    w_q = fp.quantize(linear.weight.detach().cpu(), fl_w, signed=True).to(device)
+    fl_y = qformat.choose_fl(y.cpu(), signed=True)
+    x_q = qformat.quantize(x.cpu(), fl_x, signed=False).to(device)
+    w_q = qformat.quantize(linear.weight.detach().cpu(), fl_w, signed=True).to(device)
     b_q = torch.round(linear.bias.detach().cpu().double() * 2.0 ** (fl_x + fl_w)).to(torch.int32).to(device)
     return linear, x, x_q, w_q, b_q, fl_x + fl_w - fl_y
 
@@ -76,21 +76,22 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = args.device
     path = int_mm_path(device)
-    print(f"torch {torch.__version__}, device {device}, {args.threads} thread(s), {platform.processor() or platform.machine()}")
+    print(f"torch {torch.__version__}, device {device}, {args.threads} thread(s), "
+          f"{platform.processor() or platform.machine()}")
     print(f"torch._int_mm path: {path}")
-    compiled = torch.compile(fp.fixed_point_linear, fullgraph=True, dynamic=False)
+    compiled = torch.compile(kernel.fixed_point_linear, fullgraph=True, dynamic=False)
     rows = []
     for m, k, n in SHAPES:
         linear, x, x_q, w_q, b_q, shift = case(m, k, n, device)
-        eager_out = fp.fixed_point_linear(x_q, w_q, b_q, shift)
+        eager_out = kernel.fixed_point_linear(x_q, w_q, b_q, shift)
         compiled_out = compiled(x_q, w_q, b_q, shift)          # compiles here, outside the timed region
-        exact = bool(torch.equal(eager_out.cpu(), fp.reference_linear(x_q, w_q, b_q, shift))
+        exact = bool(torch.equal(eager_out.cpu(), kernel.reference_linear(x_q, w_q, b_q, shift))
                      and torch.equal(compiled_out.cpu(), eager_out.cpu()))
         variants = {
             "fp32 nn.Linear": lambda: linear(x),
-            "fixed point, eager": lambda: fp.fixed_point_linear(x_q, w_q, b_q, shift),
+            "fixed point, eager": lambda: kernel.fixed_point_linear(x_q, w_q, b_q, shift),
             "fixed point, compiled": lambda: compiled(x_q, w_q, b_q, shift),
-            "torch._int_mm alone": lambda: fp.int_mm(x_q, w_q),
+            "torch._int_mm alone": lambda: kernel.int_mm(x_q, w_q),
         }
         times = {name: [] for name in variants}
         with torch.inference_mode():

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-from lpft import fixedpoint as fp
+from lpft.fixedpoint import deploy, kernel, network, qformat
 from lpft import protocol
 from lpft.records import archive, load_archive
 
@@ -69,7 +69,7 @@ print(cfg)
 
 # %%
 sigmas = np.geomspace(1e-3, 1e3, cfg.n_sigmas)
-sweeps = {kind: fp.fl_rule_sweep(sigmas, cfg.n_samples, signed=(kind == "signed"), seed=cfg.seed)
+sweeps = {kind: qformat.fl_rule_sweep(sigmas, cfg.n_samples, signed=(kind == "signed"), seed=cfg.seed)
           for kind in ("signed", "unsigned")}
 agreement, lines = {}, []
 for kind, df in sweeps.items():
@@ -117,7 +117,8 @@ plotting.finish(fig, "fig_fxp_rule")
 #
 # $$y = \operatorname{clamp}\Big(\operatorname{round}_{\text{half even}}\big((q_x q_w^\top + b) / 2^{n}\big)\Big).$$
 #
-# `lpft.fixedpoint.fixed_point_linear` computes exactly this; with unsigned output the clamp to $[0, 255]$ is the ReLU.
+# `lpft.fixedpoint.kernel.fixed_point_linear` computes exactly this; with unsigned output the clamp to $[0, 255]$ is
+# the ReLU.
 # The shift is a Python `int`, so under `torch.compile` it is a constant of the graph. It refuses shapes whose int32
 # sum could overflow. Here it is, eager and compiled, against an int64 / float64 reference on random cases (ties and
 # saturation included by construction: biases up to $2^{24}$ and shifts from left shifts to 31 bits):
@@ -126,7 +127,7 @@ plotting.finish(fig, "fig_fxp_rule")
 rng = np.random.default_rng(cfg.seed)
 # One graph per (shift, output signedness, input dtype): 20 here, above dynamo's default limit of 8 recompiles.
 torch._dynamo.config.recompile_limit = 64
-compiled_linear = torch.compile(fp.fixed_point_linear, fullgraph=True, dynamic=True)
+compiled_linear = torch.compile(kernel.fixed_point_linear, fullgraph=True, dynamic=True)
 compiled_shifts = (-3, 0, 1, 6, 13)
 mismatches = {"eager": 0, "compiled": 0}
 for i in range(cfg.n_kernel_cases):
@@ -137,8 +138,9 @@ for i in range(cfg.n_kernel_cases):
     w_q = torch.tensor(rng.integers(-127, 128, (n, k)), dtype=torch.int8)
     b_q = torch.tensor(rng.integers(-2**24, 2**24, n), dtype=torch.int32)
     shift = compiled_shifts[i % len(compiled_shifts)]
-    expected = fp.reference_linear(x_q, w_q, b_q, shift, out_signed=out_signed)
-    mismatches["eager"] += not torch.equal(fp.fixed_point_linear(x_q, w_q, b_q, shift, out_signed=out_signed), expected)
+    expected = kernel.reference_linear(x_q, w_q, b_q, shift, out_signed=out_signed)
+    eager = kernel.fixed_point_linear(x_q, w_q, b_q, shift, out_signed=out_signed)
+    mismatches["eager"] += not torch.equal(eager, expected)
     mismatches["compiled"] += not torch.equal(compiled_linear(x_q, w_q, b_q, shift, out_signed=out_signed), expected)
 glue.number("fxp_kernel_cases", cfg.n_kernel_cases)
 glue.number("fxp_kernel_mismatch", sum(mismatches.values()), floor=0)  # a count: 0 prints as "0"
@@ -155,7 +157,7 @@ torch._dynamo.reset()
 x_q = torch.randint(0, 256, (64, 96), dtype=torch.uint8)
 w_q = torch.randint(-127, 128, (32, 96), dtype=torch.int8)
 b_q = torch.randint(-2**20, 2**20, (32,), dtype=torch.int32)
-_, (code,) = run_and_get_code(torch.compile(lambda x, w, b: fp.fixed_point_linear(x, w, b, 6, out_signed=False),
+_, (code,) = run_and_get_code(torch.compile(lambda x, w, b: kernel.fixed_point_linear(x, w, b, 6, out_signed=False),
                                             fullgraph=True), x_q, w_q, b_q)
 n_loops = code.count("async_compile.cpp_pybinding(")
 gemm = [line.strip() for line in code.splitlines() if line.strip().startswith("extern_kernels._int_mm")]
@@ -189,8 +191,8 @@ speed.round(3).rename(columns=lambda c: f"{c} (median ms)")
 #
 # ## The integer-only digit network
 #
-# `lpft.fixedpoint.FixedPointDigitNet` converts a trained digit network. Its fractional lengths are fixed once, by a
-# static calibration on the first {glue:text}`fxp_n_calibration` ID training images. Every tensor between layers is
+# `lpft.fixedpoint.network.FixedPointDigitNet` converts a trained digit network. Its fractional lengths are fixed
+# once, by a static calibration on the first {glue:text}`fxp_n_calibration` ID training images. Every tensor between layers is
 # 8-bit:
 #
 # - the input image enters as F8Net's conventional configurations feed it, unsigned pixel codes
@@ -215,15 +217,16 @@ speed.round(3).rename(columns=lambda c: f"{c} (median ms)")
 #   into the last convolution's weights; a $2\times2$ window leaves none;
 # - the head returns int32 logits, whose argmax is the prediction.
 #
-# Each method is trained exactly as in the digit chapter: same seeds, same grids, selection on ID validation. Each
-# selected model is then deployed, and float and fixed point are compared on the ID test set, the OOD test set
-# (inverted UCI) and the natural shift alone (plain UCI).
+# The models are the digit chapter's: same seeds, same grids, selection on ID validation; they are read back from the
+# cache the digit chapter fills (`cache/digit-models`), or trained the same way when it is empty. Each selected model
+# is then deployed, and float and fixed point are compared on the ID test set, the OOD test set (inverted UCI) and
+# the natural shift alone (plain UCI).
 
 # %%
 setup = protocol.paper_conditions(profiles.settings("experiments-digits", cfg.profile))
 folder = paths.results("fixed-point", cfg.profile)
 seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
-records = fp.deploy_all(setup, seeds, folder, cache=paths.PRETRAINED, models=paths.DIGIT_MODELS,
+records = deploy.deploy_all(setup, seeds, folder, cache=paths.PRETRAINED, models=paths.DIGIT_MODELS,
                         n_calibration=cfg.n_calibration, jobs=cfg.jobs)
 glue.number("fxp_n_calibration", cfg.n_calibration)
 if cfg.profile == "full":  # a full run refreshes the committed archive that quick-profile pages show
@@ -233,7 +236,7 @@ print(f"{len(records)} records in {paths.relative(folder)}; code fingerprint "
       f"{records[0]['results']['FT']['fls']}")
 
 # %%
-summary, checks, found = fp.deployment_summary(records)
+summary, checks, found = deploy.deployment_summary(records)
 order = list(summary.index.get_level_values("method").unique())
 summary
 
@@ -244,7 +247,8 @@ summary
 # backbone (×100, the digit chapter's metric; zero for LP, whose backbone is frozen).
 
 # %%
-wide = fp.deployment_table(records).pivot_table(index=["seed", "method"], columns="split", values=["float", "fixed"]).reset_index()
+wide = deploy.deployment_table(records).pivot_table(index=["seed", "method"], columns="split",
+                                                   values=["float", "fixed"]).reset_index()
 fig, axes = plotting.figure(ncols=2, width=8.0, height=3.6)
 palette = {m: plotting.METHOD_COLORS.get(m, c) for m, c in zip(order, sns.color_palette("colorblind", len(order)))}
 for ax, kind in zip(axes, ("float", "fixed")):
@@ -294,18 +298,7 @@ checks
 # the F8Net-faithful network's accuracy.
 
 # %%
-def deviation_means(recs: list[dict]) -> pd.DataFrame:
-    """Per split, the mean over methods and seeds of every column of `fp.deviation_table`."""
-    return fp.deviation_table(recs).groupby("split").mean(numeric_only=True)
-
-
-def change(variant: str, split: str, m: pd.DataFrame | None = None) -> float:
-    """Accuracy of a variant minus the F8Net-faithful network's, mean over methods and seeds (points)."""
-    m = means if m is None else m
-    return m.loc[split, variant] - m.loc[split, "fixed"]
-
-
-means = deviation_means(records)
+means = deploy.deviation_means(records)
 
 
 def points(x: float) -> str:
@@ -313,23 +306,15 @@ def points(x: float) -> str:
 
 
 def effect(variant: str) -> str:
-    return f"{points(change(variant, 'id'))} ID, {points(change(variant, 'ood'))} OOD"
+    return (f"{points(deploy.variant_change(means, variant, 'id'))} ID, "
+            f"{points(deploy.variant_change(means, variant, 'ood'))} OOD")
 
 
-# what GroupNorm adds per image, against the convolutions' multiply-accumulates (output shapes of one forward pass)
-outputs = []
-pretrained = protocol.pretrained_model(setup, paths.PRETRAINED)
-hooks = [m.register_forward_hook(lambda m, i, o: outputs.append((m, o[0]))) for m in pretrained.modules()
-         if isinstance(m, (torch.nn.Conv2d, torch.nn.GroupNorm))]
-with torch.no_grad():
-    pretrained(torch.zeros(1, 1, 8, 8))
-for h in hooks:
-    h.remove()
-norms = [(m, o) for m, o in outputs if isinstance(m, torch.nn.GroupNorm)]
-gn_divisions = sum(o.numel() for m, o in norms[:-1]) + len(norms[-1][1])  # the last divides once per channel, pooled
-gn_roots = sum(m.num_groups for m, o in norms)
-macs = sum(o.numel() * m.weight[0].numel() for m, o in outputs if isinstance(m, torch.nn.Conv2d))
-image_fl_sigma = fp.choose_fl(protocol.make_task(setup, seeds[0]).train.tensors[0][:cfg.n_calibration], signed=False)
+# what GroupNorm adds per image, against the convolutions' multiply-accumulates
+costs = network.integer_costs(protocol.pretrained_model(setup, paths.PRETRAINED))
+gn_divisions, gn_roots, macs = costs["divisions"], costs["roots"], costs["macs"]
+image_fl_sigma = qformat.choose_fl(protocol.make_task(setup, seeds[0]).train.tensors[0][:cfg.n_calibration],
+                                   signed=False)
 
 pool_differ = {s: means.loc[s, "pooled codes differ"] for s in ("id", "ood")}
 drop = {s: means.loc[s, "float"] - means.loc[s, "fixed"] for s in ("id", "ood")}
@@ -353,7 +338,7 @@ rows = [
     ("calibration", "kept", "the FL of each activation is a running average (momentum 0.1) of per-batch FLs during "
      "training", f"one static calibration on {cfg.n_calibration} ID training images",
      f"{means['batch FLs differ'].mean():.1f}% of activation FLs differ when a single batch of "
-     f"{fp.BATCH} calibration images sets them"),
+     f"{deploy.BATCH} calibration images sets them"),
     ("training", "kept", "quantisation-aware training (straight-through estimator), or a short fine-tuning",
      "none: the float models are converted after training",
      f"float → fixed point: {points(-drop['id'])} ID, {points(-drop['ood'])} OOD"),
@@ -362,9 +347,9 @@ for split in ("id", "ood"):
     glue.number(f"fxp_pool_differ_{split}", f"{pool_differ[split]:.1f}")
     for key, variant in {"pool": "pool: 8-bit codes rounded again", "image": "image: σ-rule FL",
                          "search": "activation FLs: grid search"}.items():
-        glue.number(f"fxp_{key}_change_{split}", points(change(variant, split)))
+        glue.number(f"fxp_{key}_change_{split}", points(deploy.variant_change(means, variant, split)))
 glue.number("fxp_image_fl_sigma", image_fl_sigma)
-glue.number("fxp_batch", fp.BATCH)
+glue.number("fxp_batch", deploy.BATCH)
 glue.number("fxp_batch_fl_differ", f"{means['batch FLs differ'].mean():.1f}")
 glue.number("fxp_gn_divisions", f"{gn_divisions:,}")
 glue.number("fxp_gn_roots", gn_roots)
@@ -396,10 +381,11 @@ with pd.option_context("display.max_colwidth", None):
 # %%
 archived = load_archive(paths.ARCHIVE / "fixed-point-full")
 if archived:
-    arch_summary, arch_checks, arch = fp.deployment_summary(archived)
+    arch_summary, arch_checks, arch = deploy.deployment_summary(archived)
     a0 = archived[0]
     print(f"archived run: {arch['n']} seeds, computed {a0['date']} at git revision {a0['git_revision']}, code "
-          f"fingerprint {a0['code_fingerprint']} ({'the same as' if a0['code_fingerprint'] == records[0]['code_fingerprint'] else 'differs from'} "
+          f"fingerprint {a0['code_fingerprint']} "
+          f"({'the same as' if a0['code_fingerprint'] == records[0]['code_fingerprint'] else 'differs from'} "
           f"this code)")
     glue.number("fxp_arch_n", arch["n"], floor=0)
     glue.number("fxp_arch_lpwin_float", arch["lp_ood"]["float"], floor=0)
@@ -407,16 +393,17 @@ if archived:
     glue.number("fxp_arch_ftwin_float", arch["ft_id"]["float"], floor=0)
     glue.number("fxp_arch_ftwin_fixed", arch["ft_id"]["fixed"], floor=0)
     glue.number("fxp_arch_max_drop", arch["max_drop"], digits=2)
-    arch_means = deviation_means(archived)
+    arch_means = deploy.deviation_means(archived)
     glue.number("fxp_arch_pool_differ_id", f"{arch_means.loc['id', 'pooled codes differ']:.1f}")
     for key, variant in {"pool": "pool: 8-bit codes rounded again", "image": "image: σ-rule FL",
                          "search": "activation FLs: grid search"}.items():
         for split in ("id", "ood"):
-            glue.number(f"fxp_arch_{key}_change_{split}", points(change(variant, split, arch_means)))
+            glue.number(f"fxp_arch_{key}_change_{split}", points(deploy.variant_change(arch_means, variant, split)))
     display(arch_checks)
     display(arch_summary.loc[["LP", "FT", "LP-FT"]])
-    display(pd.DataFrame({f"{split} (points)": [points(change(v, split, arch_means)) for v in fp.VARIANTS]
-                          for split in ("id", "ood")}, index=pd.Index(list(fp.VARIANTS), name="one change")))
+    display(pd.DataFrame({f"{split} (points)": [points(deploy.variant_change(arch_means, v, split))
+                                                for v in deploy.VARIANTS]
+                          for split in ("id", "ood")}, index=pd.Index(list(deploy.VARIANTS), name="one change")))
 else:
     print("no archived full-profile run yet: `lpft-run fixed-point --profile full` writes archive/fixed-point-full/")
     for name in ("fxp_arch_n", "fxp_arch_lpwin_float", "fxp_arch_lpwin_fixed", "fxp_arch_ftwin_float",

@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lpft import fixedpoint as fp
+from lpft.fixedpoint import deploy, kernel, network, qformat
 from lpft.digits import DigitNet
 
 
@@ -17,32 +17,34 @@ from lpft.digits import DigitNet
 
 def test_quantize_rounds_half_to_even_and_saturates():
     x = torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5, 126.5, 127.5, 1e6, -1e6])
-    assert fp.quantize(x, 0, True).tolist() == [0, 2, 2, 0, -2, 126, 127, 127, -127]
-    assert fp.quantize(x, 0, False).tolist() == [0, 2, 2, 0, 0, 126, 128, 255, 0]
-    assert fp.quantize(torch.tensor([0.25, 0.375]), 3, True).tolist() == [2, 3]   # 2.0, 3.0 exact
-    assert fp.quantize(x, 0, True).dtype == torch.int8 and fp.quantize(x, 0, False).dtype == torch.uint8
+    assert qformat.quantize(x, 0, True).tolist() == [0, 2, 2, 0, -2, 126, 127, 127, -127]
+    assert qformat.quantize(x, 0, False).tolist() == [0, 2, 2, 0, 0, 126, 128, 255, 0]
+    assert qformat.quantize(torch.tensor([0.25, 0.375]), 3, True).tolist() == [2, 3]   # 2.0, 3.0 exact
+    assert qformat.quantize(x, 0, True).dtype == torch.int8 and qformat.quantize(x, 0, False).dtype == torch.uint8
 
 
 def test_std_rule_closed_form_and_clamps():
     # floor(log2(40 / 0.3)) = floor(7.06) = 7; floor(log2(40/1)) = 5; floor(log2(70/1)) = 6
-    assert fp.fl_std_rule(0.3, True) == 7 and fp.fl_std_rule(1.0, True) == 5 and fp.fl_std_rule(1.0, False) == 6
-    assert fp.fl_std_rule(1e-6, True) == 7 and fp.fl_std_rule(1e-6, False) == 8   # clamped above at 8 - signed
-    assert fp.fl_std_rule(1e6, True) == 0                                           # clamped below at 0
+    assert qformat.fl_std_rule(0.3, True) == 7 and qformat.fl_std_rule(1.0, True) == 5
+    assert qformat.fl_std_rule(1.0, False) == 6
+    assert qformat.fl_std_rule(1e-6, True) == 7 and qformat.fl_std_rule(1e-6, False) == 8  # clamped at 8 - signed
+    assert qformat.fl_std_rule(1e6, True) == 0                                           # clamped below at 0
     # the threshold: σ = 40 / 2^FL is the largest σ with that FL
     for fl in range(1, 7):
-        assert fp.fl_std_rule(40 / 2**fl, True) == fl and fp.fl_std_rule(40 / 2**fl * 1.001, True) == fl - 1
+        assert qformat.fl_std_rule(40 / 2**fl, True) == fl and qformat.fl_std_rule(40 / 2**fl * 1.001, True) == fl - 1
 
 
 def test_grid_search_is_the_brute_force_minimum():
     g = torch.Generator().manual_seed(0)
     for sigma in (0.01, 0.1, 1.0, 5.0):
         x = torch.randn(20000, generator=g, dtype=torch.float64) * sigma
-        errors = [fp.quantization_mse(x, fl, True) for fl in range(8)]
-        assert errors[fp.fl_grid_search(x, True)] == min(errors)
-        # the σ rule lands within one FL of the optimum on Gaussian data (the chapter's sweep: they agree on almost every σ)
-        assert abs(fp.choose_fl(x, True, "std") - fp.fl_grid_search(x, True)) <= 1
+        errors = [qformat.quantization_mse(x, fl, True) for fl in range(8)]
+        assert errors[qformat.fl_grid_search(x, True)] == min(errors)
+        # the σ rule lands within one FL of the optimum on Gaussian data (the chapter's sweep: they agree on almost
+        # every σ)
+        assert abs(qformat.choose_fl(x, True, "std") - qformat.fl_grid_search(x, True)) <= 1
     with pytest.raises(ValueError, match="rule"):
-        fp.choose_fl(x, True, "mean")
+        qformat.choose_fl(x, True, "mean")
 
 
 # ---- kernel vs oracle ----------------------------------------------------------------------------------------------
@@ -55,7 +57,7 @@ def _random_case(rng: np.random.Generator, m: int, k: int, n: int, unsigned: boo
             torch.tensor(b, dtype=torch.int32))
 
 
-_compiled = torch.compile(fp.fixed_point_linear, fullgraph=True, dynamic=True)
+_compiled = torch.compile(kernel.fixed_point_linear, fullgraph=True, dynamic=True)
 # Each (shift, out_signed) is a constant baked into its own compiled graph: a few shifts keep the compile time small.
 # Sizes of 1 are specialised by dynamo (another graph each): the compiled test draws sizes >= 2, and size-1 cases
 # run compiled in the tie and saturation tests below.
@@ -75,13 +77,13 @@ def _no_silent_eager_fallback():
 @settings(max_examples=1500, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(m=st.integers(1, 40), k=st.integers(1, 300), n=st.integers(1, 40), unsigned=st.booleans(),
-       shift=st.integers(fp.MIN_SHIFT, fp.MAX_SHIFT), out_signed=st.booleans(), seed=st.integers(0, 2**32 - 1),
+       shift=st.integers(kernel.MIN_SHIFT, kernel.MAX_SHIFT), out_signed=st.booleans(), seed=st.integers(0, 2**32 - 1),
        bias_log=st.integers(0, 24))
 def test_eager_kernel_is_bit_exact_with_the_reference(m, k, n, unsigned, shift, out_signed, seed, bias_log):
     x, w, b = _random_case(np.random.default_rng(seed), m, k, n, unsigned, 2**bias_log)
-    got = fp.fixed_point_linear(x, w, b, shift, out_signed=out_signed)
+    got = kernel.fixed_point_linear(x, w, b, shift, out_signed=out_signed)
     assert got.dtype == (torch.int8 if out_signed else torch.uint8)
-    assert torch.equal(got, fp.reference_linear(x, w, b, shift, out_signed=out_signed))
+    assert torch.equal(got, kernel.reference_linear(x, w, b, shift, out_signed=out_signed))
 
 
 @settings(max_examples=1500, deadline=None, derandomize=True, database=None,
@@ -92,7 +94,7 @@ def test_eager_kernel_is_bit_exact_with_the_reference(m, k, n, unsigned, shift, 
 def test_compiled_kernel_is_bit_exact_with_the_reference(m, k, n, unsigned, shift, out_signed, seed, bias_log):
     x, w, b = _random_case(np.random.default_rng(seed), m, k, n, unsigned, 2**bias_log)
     assert torch.equal(_compiled(x, w, b, shift, out_signed=out_signed),
-                       fp.reference_linear(x, w, b, shift, out_signed=out_signed))
+                       kernel.reference_linear(x, w, b, shift, out_signed=out_signed))
 
 
 def test_ties_round_to_even_in_both_directions():
@@ -103,42 +105,42 @@ def test_ties_round_to_even_in_both_directions():
         for acc in range(-40 * 2**shift, 40 * 2**shift + 1):
             b = torch.tensor([acc - 1], dtype=torch.int32)
             expected = max(-127, min(127, round(acc / 2**shift)))   # Python round: half to even
-            assert fp.fixed_point_linear(x, w, b, shift).item() == expected, (acc, shift)
+            assert kernel.fixed_point_linear(x, w, b, shift).item() == expected, (acc, shift)
             assert _compiled(x, w, b, shift).item() == expected, (acc, shift)
 
 
 def test_saturation_at_both_ends_and_no_wraparound():
-    k = fp.max_reduction_length(torch.uint8)
+    k = kernel.max_reduction_length(torch.uint8)
     x = torch.full((2, k), 255, dtype=torch.uint8)
     w = torch.stack([torch.full((k,), 127, dtype=torch.int8), torch.full((k,), -127, dtype=torch.int8)])
     b = torch.zeros(2, dtype=torch.int32)
-    acc = fp.integer_linear(x, w, b)
+    acc = kernel.integer_linear(x, w, b)
     assert acc[0, 0].item() == 255 * 127 * k and acc[0, 1].item() == -255 * 127 * k   # no int32 wrap at the limit
     for shift in (0, 3, 31, -5):
-        assert fp.fixed_point_linear(x, w, b, shift).tolist() == fp.reference_linear(x, w, b, shift).tolist()
-    assert fp.fixed_point_linear(x, w, b, 0).tolist() == [[127, -127]] * 2
-    assert fp.fixed_point_linear(x, w, b, 0, out_signed=False).tolist() == [[255, 0]] * 2
+        assert kernel.fixed_point_linear(x, w, b, shift).tolist() == kernel.reference_linear(x, w, b, shift).tolist()
+    assert kernel.fixed_point_linear(x, w, b, 0).tolist() == [[127, -127]] * 2
+    assert kernel.fixed_point_linear(x, w, b, 0, out_signed=False).tolist() == [[255, 0]] * 2
 
 
 def test_refuses_overflowing_shapes_and_bad_input():
-    k = fp.max_reduction_length(torch.uint8) + 1
+    k = kernel.max_reduction_length(torch.uint8) + 1
     x = torch.zeros(1, k, dtype=torch.uint8)
     w = torch.zeros(1, k, dtype=torch.int8)
     with pytest.raises(ValueError, match="too long for an int32 accumulator"):
-        fp.fixed_point_linear(x, w, torch.zeros(1, dtype=torch.int32), 2)
-    assert fp.max_reduction_length(torch.int8) == (2**31 - 1) // (128 * 128)
+        kernel.fixed_point_linear(x, w, torch.zeros(1, dtype=torch.int32), 2)
+    assert kernel.max_reduction_length(torch.int8) == (2**31 - 1) // (128 * 128)
     x, w = torch.zeros(2, 4, dtype=torch.uint8), torch.zeros(3, 4, dtype=torch.int8)
     with pytest.raises(ValueError, match="bias"):
-        fp.fixed_point_linear(x, w, torch.full((3,), 2**31 - 1, dtype=torch.int32), 2)
+        kernel.fixed_point_linear(x, w, torch.full((3,), 2**31 - 1, dtype=torch.int32), 2)
     with pytest.raises(TypeError, match="x_q must be int8 or uint8"):
-        fp.fixed_point_linear(x.float(), w, torch.zeros(3, dtype=torch.int32), 2)
+        kernel.fixed_point_linear(x.float(), w, torch.zeros(3, dtype=torch.int32), 2)
     with pytest.raises(TypeError, match="int32"):
-        fp.fixed_point_linear(x, w, torch.zeros(3, dtype=torch.int64), 2)
+        kernel.fixed_point_linear(x, w, torch.zeros(3, dtype=torch.int64), 2)
     with pytest.raises(ValueError, match="shapes do not match"):
-        fp.fixed_point_linear(x, w, torch.zeros(2, dtype=torch.int32), 2)
+        kernel.fixed_point_linear(x, w, torch.zeros(2, dtype=torch.int32), 2)
     for bad in (2.0, True, 40, -30):
         with pytest.raises(ValueError, match="shift"):
-            fp.fixed_point_linear(x, w, torch.zeros(3, dtype=torch.int32), bad)
+            kernel.fixed_point_linear(x, w, torch.zeros(3, dtype=torch.int32), bad)
 
 
 def test_compiled_epilogue_is_one_fused_loop():
@@ -149,7 +151,7 @@ def test_compiled_epilogue_is_one_fused_loop():
     torch._dynamo.reset()
     rng = np.random.default_rng(0)
     x, w, b = _random_case(rng, 64, 128, 32, True, 2**10)
-    fn = torch.compile(lambda x, w, b: fp.fixed_point_linear(x, w, b, 6, out_signed=False), fullgraph=True)
+    fn = torch.compile(lambda x, w, b: kernel.fixed_point_linear(x, w, b, 6, out_signed=False), fullgraph=True)
     _, codes = run_and_get_code(fn, x, w, b)
     code = "\n".join(codes)
     kernels = code.count("async_compile.cpp_pybinding(")
@@ -165,7 +167,7 @@ def test_conv2d_matches_float_convolution_on_integers():
     for shift, padding in [(9, 1), (0, 0), (12, 1)]:
         exact = torch.nn.functional.conv2d(x.double(), w.double(), b.double(), padding=padding)   # exact in float64
         expected = torch.from_numpy((exact.numpy() / 2.0**shift).round().clip(-127, 127)).to(torch.int8)
-        assert torch.equal(fp.fixed_point_conv2d(x, w, b, shift, padding=padding), expected)
+        assert torch.equal(kernel.fixed_point_conv2d(x, w, b, shift, padding=padding), expected)
 
 
 # ---- integer helpers -----------------------------------------------------------------------------------------------
@@ -175,12 +177,12 @@ def test_isqrt_and_rounding_division_are_exact():
     values = np.concatenate([np.arange(1, 2000), rng.integers(1, 2**62, 3000),
                              np.array([n * n for n in rng.integers(1, 2**31, 500)] + [2**62 - 1])])
     d = torch.tensor(values, dtype=torch.int64)
-    assert fp.isqrt(d).tolist() == [math.isqrt(int(v)) for v in values]
+    assert network.isqrt(d).tolist() == [math.isqrt(int(v)) for v in values]
     a = torch.tensor(rng.integers(-10**9, 10**9, 5000), dtype=torch.int64)
     b = torch.tensor(rng.integers(1, 10**4, 5000), dtype=torch.int64)
     a[:50] = b[:50] * torch.arange(-25, 25) + b[:50] // 2 * (b[:50] % 2 == 0)     # exact ties
     from fractions import Fraction
-    assert fp.round_half_even_div(a, b).tolist() == [round(Fraction(int(p), int(q))) for p, q in zip(a, b)]
+    assert network.round_half_even_div(a, b).tolist() == [round(Fraction(int(p), int(q))) for p, q in zip(a, b)]
 
 
 def test_integer_group_norm_matches_float_group_norm():
@@ -191,12 +193,13 @@ def test_integer_group_norm_matches_float_group_norm():
     with torch.no_grad():
         norm.weight.uniform_(0.5, 1.5, generator=g)
         norm.bias.uniform_(-0.5, 0.5, generator=g)
-    fl_gamma = fp.choose_fl(norm.weight, True, "search")
-    gamma_q = fp.quantize(norm.weight, fl_gamma, True)
+    fl_gamma = qformat.choose_fl(norm.weight, True, "search")
+    gamma_q = qformat.quantize(norm.weight, fl_gamma, True)
     beta_q = torch.round(norm.bias.double() * 2.0**fl_out).to(torch.int32)
-    got = fp.group_norm_int(q, 4, fl_in, gamma_q, fl_gamma, beta_q, fl_out, norm.eps)
+    got = network.group_norm_int(q, 4, fl_in, gamma_q, fl_gamma, beta_q, fl_out, norm.eps)
     # the float GroupNorm with the same (quantised) γ, in float64, then ReLU and rounding to the output grid
-    ref_norm = torch.nn.functional.group_norm(fp.dequantize(q, fl_in).double(), 4, fp.dequantize(gamma_q, fl_gamma)
+    ref_norm = torch.nn.functional.group_norm(qformat.dequantize(q, fl_in).double(), 4,
+                                              qformat.dequantize(gamma_q, fl_gamma)
                                               .double(), beta_q.double() * 2.0**-fl_out, norm.eps)
     expected = (ref_norm * 2**fl_out).round().clamp(0, 255)
     diff = (got.double() - expected).abs()
@@ -219,22 +222,22 @@ def test_global_average_sums_in_int32_and_rounds_once(hw):
     rest = acc[:16].sum(axis=(2, 3)) - acc[:16, :, 0, 0]
     acc[:16, :, 0, 0] = (rest // d + 1) * d + d // 2 - rest
     for shift in (-2, 0, 3, 6, 13):
-        got = fp.global_average_int(torch.tensor(acc, dtype=torch.int32), shift)
+        got = network.global_average_int(torch.tensor(acc, dtype=torch.int32), shift)
         # reference: ReLU and the sum in int64, the division by 2^(shift + log2 P) in float64 (exact), one rounding
         total = np.maximum(acc, 0).astype(np.int64).sum(axis=(2, 3))
         expected = _rint_clip(total.astype(np.float64) / 2.0 ** (shift + log_p), 0, 255)
         assert got.dtype == torch.uint8 and got.shape == (64, 8)
         assert got.numpy().astype(np.int64).tolist() == expected.astype(np.int64).tolist(), shift
     with pytest.raises(ValueError, match="power-of-two"):
-        fp.global_average_int(torch.zeros(1, 1, 3, 3, dtype=torch.int32), 0)
+        network.global_average_int(torch.zeros(1, 1, 3, 3, dtype=torch.int32), 0)
 
 
 def test_rounding_once_differs_from_requantising_before_the_pool():
     # the double rounding the chapter measures: codes requantised per position, then the mean rounded again
     rng = np.random.default_rng(5)
     acc = torch.tensor(rng.integers(0, 2**12, (500, 16, 2, 2)), dtype=torch.int32)
-    once = fp.global_average_int(acc, 5)
-    twice = fp.global_average_int(fp.requantize(acc, 5, out_signed=False).to(torch.int32), 0)
+    once = network.global_average_int(acc, 5)
+    twice = network.global_average_int(kernel.requantize(acc, 5, out_signed=False).to(torch.int32), 0)
     differ = (once != twice).double().mean().item()
     assert 0.05 < differ < 0.5 and (once.int() - twice.int()).abs().max() == 1
 
@@ -267,32 +270,32 @@ def test_group_norm_mean_pools_the_exact_normalised_values_and_rounds_once():
     fl_in, fl_gamma, fl_out, eps = 5, 6, 6, 1e-5
     n = 4 * 2 * 2
     e = max(1, round(n * n * eps * 4.0**fl_in))
-    got = fp.group_norm_mean_int(q, 4, fl_in, gamma_q, fl_gamma, beta_q, fl_out, eps)
+    got = network.group_norm_mean_int(q, 4, fl_in, gamma_q, fl_gamma, beta_q, fl_out, eps)
     expected = _group_norm_mean_reference(q.numpy(), 4, gamma_q.numpy(), fl_gamma, beta_q.numpy(), fl_out, e)
     assert got.dtype == torch.uint8 and got.numpy().astype(np.int64).tolist() == expected.tolist()
     # rounding per position first (group_norm_int, then the mean rounded again) is a different function
-    twice = fp.global_average_int(fp.group_norm_int(q, 4, fl_in, gamma_q, fl_gamma, beta_q, fl_out, eps)
+    twice = network.global_average_int(network.group_norm_int(q, 4, fl_in, gamma_q, fl_gamma, beta_q, fl_out, eps)
                                   .to(torch.int32), 0)
     assert not torch.equal(twice, got)
     with pytest.raises(ValueError, match="int8"):
-        fp.group_norm_mean_int(q.to(torch.int16), 4, fl_in, gamma_q, fl_gamma, beta_q, fl_out, eps)
+        network.group_norm_mean_int(q.to(torch.int16), 4, fl_in, gamma_q, fl_gamma, beta_q, fl_out, eps)
 
 
 def test_image_codes_are_round_255x():
     rng = np.random.default_rng(7)
     x = np.concatenate([np.arange(256) / 255, rng.random(10000)]).astype(np.float32)
-    got = fp.quantize_image(torch.tensor(x))
+    got = network.quantize_image(torch.tensor(x))
     assert got.dtype == torch.uint8
     assert got.numpy().astype(np.int64).tolist() == np.rint(x.astype(np.float64) * 255).astype(np.int64).tolist()
     assert got[:256].tolist() == list(range(256))
     for bad in (-0.01, 1.01):
         with pytest.raises(ValueError, match=r"\[0, 1\]"):
-            fp.quantize_image(torch.tensor([0.5, bad]))
+            network.quantize_image(torch.tensor([0.5, bad]))
 
 
 # ---- integer-only network ------------------------------------------------------------------------------------------
 
-def _reference_features(q: fp.FixedPointDigitNet, x: torch.Tensor) -> np.ndarray:
+def _reference_features(q: network.FixedPointDigitNet, x: torch.Tensor) -> np.ndarray:
     """The features of a norm-free FixedPointDigitNet recomputed from its integer weights and FLs: image codes
     round(255x), every convolution exact in float64, one rounding per layer (numpy rint), exact max pooling, and the
     last layer's ReLU'd accumulators averaged in float64 with a single rounding."""
@@ -311,7 +314,7 @@ def test_fixed_point_network_without_norm_equals_the_float64_reference():
     torch.manual_seed(3)
     model = DigitNet(10, "none").eval()
     x = torch.rand(300, 1, 8, 8)
-    q = fp.FixedPointDigitNet(model, x[:128])
+    q = network.FixedPointDigitNet(model, x[:128])
     assert q.fl_input == 8 and q.fls()["layers"][-1]["fl_y"] == q.fl_features
     got = q.integer_features(q.quantize_input(x)).numpy().astype(np.int64)
     assert got.tolist() == _reference_features(q, x).astype(np.int64).tolist()
@@ -322,15 +325,15 @@ def test_first_layer_folds_256_over_255_and_variants_are_checked():
     torch.manual_seed(4)
     model = DigitNet(10, "group").eval()
     x = torch.rand(64, 1, 8, 8)
-    q = fp.FixedPointDigitNet(model, x)
+    q = network.FixedPointDigitNet(model, x)
     fl_w = q.layers[0]["fl_w"]
-    assert torch.equal(q.w0, fp.quantize(model.backbone.first[0].weight * (256 / 255), fl_w, True))
-    sigma = fp.FixedPointDigitNet(model, x, image="sigma")
-    assert sigma.fl_input == fp.choose_fl(x, False) and torch.equal(sigma.quantize_input(x),
-                                                                     fp.quantize(x, sigma.fl_input, False))
+    assert torch.equal(q.w0, qformat.quantize(model.backbone.first[0].weight * (256 / 255), fl_w, True))
+    sigma = network.FixedPointDigitNet(model, x, image="sigma")
+    assert sigma.fl_input == qformat.choose_fl(x, False) and torch.equal(sigma.quantize_input(x),
+                                                                     qformat.quantize(x, sigma.fl_input, False))
     for bad in ({"image": "float"}, {"pool": "thrice"}, {"activation_rule": "mse"}):
         with pytest.raises(ValueError, match="must be one of"):
-            fp.FixedPointDigitNet(model, x, **bad)
+            network.FixedPointDigitNet(model, x, **bad)
 
 
 @pytest.mark.parametrize("norm", ["group", "none"])
@@ -338,7 +341,7 @@ def test_fixed_point_network_tracks_the_float_network(norm):
     torch.manual_seed(0)
     model = DigitNet(10, norm).eval()
     x = torch.rand(256, 1, 8, 8)
-    q = fp.FixedPointDigitNet(model, x[:128])
+    q = network.FixedPointDigitNet(model, x[:128])
     logits = q(x)
     assert logits.dtype == torch.int32 and logits.shape == (256, 10)
     real = logits.double() * 2.0 ** -(q.fl_features + q.fl_head)
@@ -353,12 +356,12 @@ def test_fixed_point_network_tracks_the_float_network(norm):
 
 
 def test_rule_sweep_reports_the_rule_and_the_brute_force_optimum():
-    df = fp.fl_rule_sweep([0.05, 0.3, 2.0, 40.0], 5000, signed=True, seed=0)
+    df = qformat.fl_rule_sweep([0.05, 0.3, 2.0, 40.0], 5000, signed=True, seed=0)
     for sigma, rows in df.groupby("sigma"):
-        assert (rows["rule_FL"] == fp.fl_std_rule(sigma, True)).all()
+        assert (rows["rule_FL"] == qformat.fl_std_rule(sigma, True)).all()
         assert rows.loc[rows["relative_rmse"].idxmin(), "FL"] == rows["best_FL"].iloc[0]
     assert set(df["FL"]) == set(range(8))
-    unsigned = fp.fl_rule_sweep([1.0], 5000, signed=False)
+    unsigned = qformat.fl_rule_sweep([1.0], 5000, signed=False)
     assert set(unsigned["FL"]) == set(range(9)) and unsigned["rule_FL"].iloc[0] == 6   # floor(log2 70) = 6
 
 
@@ -372,7 +375,7 @@ def test_folded_batchnorm_is_the_same_function():
         bn.bias.uniform_(-0.5, 0.5)
     bn.eval()
     x = torch.randn(4, 3, 6, 6, dtype=torch.float64)
-    w, b = fp.fold_batchnorm(conv.double(), bn.double())
+    w, b = kernel.fold_batchnorm(conv.double(), bn.double())
     with torch.no_grad():
         assert torch.allclose(torch.nn.functional.conv2d(x, w, b, padding=1), bn(conv(x)), atol=1e-12)
 
@@ -380,7 +383,7 @@ def test_folded_batchnorm_is_the_same_function():
 def test_residual_add_aligns_fractional_lengths_and_saturates():
     a = torch.tensor([3, -5, 2**30], dtype=torch.int32)      # at FL 2: 0.75, -1.25, 2^28
     b = torch.tensor([1, 1, 2**30], dtype=torch.int32)       # at FL 4: 0.0625, 0.0625, 2^26
-    total, fl = fp.residual_add(a, 2, b, 4)
+    total, fl = kernel.residual_add(a, 2, b, 4)
     assert fl == 4 and total.dtype == torch.int32
     assert total[:2].tolist() == [3 * 4 + 1, -5 * 4 + 1]      # exact at the larger FL
     assert total[2].item() == 2**31 - 1                       # 2^32 + 2^30 saturates instead of wrapping
@@ -395,11 +398,11 @@ def test_deviations_compare_each_variant_with_the_faithful_network():
     splits = {"id": TensorDataset(x[:64], y[:64]), "ood": TensorDataset(x[64:128], y[64:128]),
               "natural": TensorDataset(x[128:], y[128:])}
     calibration = x[:128]
-    fixed = fp.FixedPointDigitNet(model, calibration)
-    codes = {s: fp._fixed_point_pass(fixed, d)[0] for s, d in splits.items()}
-    out = fp._deviations(model, fixed, calibration, splits, codes)
-    assert set(out["variants"]) == set(fp.VARIANTS)
-    twice = fp.FixedPointDigitNet(model, calibration, pool="twice")
+    fixed = network.FixedPointDigitNet(model, calibration)
+    codes = {s: deploy._fixed_point_pass(fixed, d)[0] for s, d in splits.items()}
+    out = deploy._deviations(model, fixed, calibration, splits, codes)
+    assert set(out["variants"]) == set(deploy.VARIANTS)
+    twice = network.FixedPointDigitNet(model, calibration, pool="twice")
     for s, d in splits.items():
         other = twice.integer_features(twice.quantize_input(d.tensors[0]))
         assert out["pooled_codes_differ"][s] == (other != codes[s]).double().mean().item()

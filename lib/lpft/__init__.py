@@ -3,12 +3,14 @@
 Three layers; imports go one way only (``lpft.book`` -> ``lpft.scale`` -> ``lpft``, and ``lpft.book`` -> ``lpft``):
 
 * ``lpft`` (this package, the core): the paper's ideas, with NumPy, SciPy, pandas, PyTorch and scikit-learn alone.
-  :mod:`lpft.theory` (two-layer linear networks, Section 3), :mod:`lpft.bound` (the FT lower bound, eq. 3.7),
+  :mod:`lpft.theory` (two-layer linear networks, Section 3: setting, errors, LP), :mod:`lpft.dynamics` (how FT and
+  LP-FT train there: gradient flow, GD, batched GD), :mod:`lpft.bound` (the FT lower bound, eq. 3.7),
   :mod:`lpft.sweeps` (LP / FT / LP-FT over a grid of settings), :mod:`lpft.beyond` (outside the theorem's
   assumptions), :mod:`lpft.digits` (two real digit domains and the small network), :mod:`lpft.pretrain` (supervised
   and contrastive pretraining, cached), :mod:`lpft.finetune` (LP, FT, LP-FT and later methods),
   :mod:`lpft.protocol` (the paper's protocol: selection on ID validation, claims), :mod:`lpft.robustness`,
-  :mod:`lpft.fixedpoint` (F8Net-style integer inference), :mod:`lpft.records` (one record per run, provenance),
+  :mod:`lpft.fixedpoint` (F8Net-style integer inference: ``qformat``, ``kernel``, ``network``, ``deploy``),
+  :mod:`lpft.records` (one record per run, provenance, digests, archives),
   :mod:`lpft.paper` (the paper's numbers and settings), :mod:`lpft.report` (numbers as the book prints them).
 * :mod:`lpft.scale`: the paper-scale runs (image datasets in their published formats, backbones and checkpoint
   readers, CLIP, the GPU training loop, sweeps); ``pip install "lpft[scale]"``.

@@ -107,7 +107,8 @@ def fine_tune(X, Y, B0, v0, *, solver: str = "ode", lr: float = 0.05, steps: int
 
 
 def lp_ft(X, Y, B0, **options):
-    """LP-FT: :func:`fine_tune` started from the LP head (v_lp^∞, B0). Returns ``(v, B)`` (and a trajectory on request)."""
+    """LP-FT: :func:`fine_tune` started from the LP head (v_lp^∞, B0). Returns ``(v, B)`` (and a trajectory on
+    request)."""
     return fine_tune(X, Y, B0, linear_probe(X, Y, B0), **options)
 
 

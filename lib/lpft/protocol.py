@@ -279,7 +279,8 @@ def claims(records: list[dict]) -> tuple[pd.DataFrame, dict]:
         ("FT loses to LP OOD on the natural shift alone", natural.loc["FT", "OOD"] < natural.loc["LP", "OOD"],
          f"{natural.loc['FT', 'OOD']:.1f} vs {natural.loc['LP', 'OOD']:.1f}"),
     ]
-    table = pd.DataFrame([(c, "yes" if bool(h) else "no", m) for c, h, m in rows], columns=["claim", "holds", "measured"])
+    table = pd.DataFrame([(c, "yes" if bool(h) else "no", m) for c, h, m in rows],
+                         columns=["claim", "holds", "measured"])
     numbers = {"n": n, "lp_wins": lp_wins, "ft_wins": ft_wins, "main": main, "natural": natural, "change": change,
                "ratio": ratio, "lpft_in_lp_interval": bool(main.loc["LP-FT", "OOD"] >= lp_ood_lo)}
     return table, numbers

@@ -103,7 +103,8 @@ def canonical(obj) -> bytes:
 
 def digest(*chunks: bytes | str, length: int | None = 16) -> str:
     """sha256 of ``chunks`` concatenated (``str`` as UTF-8), as its first ``length`` hex digits (None: all 64): the one
-    hash behind record keys (:func:`record_key`), cache keys and content digests (:func:`lpft.pretrain.dataset_digest`)."""
+    hash behind record keys (:func:`record_key`), code fingerprints, cache keys and content digests
+    (:func:`lpft.pretrain.dataset_digest`)."""
     h = hashlib.sha256()
     for chunk in chunks:
         h.update(chunk.encode() if isinstance(chunk, str) else chunk)
@@ -164,7 +165,8 @@ def load_archive(folder: Path) -> list[dict]:
 
 
 def load_records(folder: Path) -> pd.DataFrame:
-    """All records of ``folder`` as one table: config fields and result fields as columns (nested keys joined by '.')."""
+    """All records of ``folder`` as one table: config fields and result fields as columns (nested keys joined by
+    '.')."""
     rows = []
     for path in sorted(Path(folder).glob("*.json")):
         record = json.loads(path.read_text())

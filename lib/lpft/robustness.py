@@ -1,8 +1,8 @@
 """How robust the digit chapter's result is: three studies of LP, FT and LP-FT under the paper's conditions.
 
 Each varies one condition of the LP-FT paper's claim (Kumar et al., ICLR 2022; Sections 1 and 4 of its ICLR
-submission) and keeps the rest of the digit protocol (:mod:`lpft.protocol`: hyperparameters selected on ID-val only, seeds in parallel, one
-record per seed):
+submission) and keeps the rest of the digit protocol (:mod:`lpft.protocol`: hyperparameters selected on ID-val
+only, seeds in parallel, one record per seed):
 
 * **pretraining**: the supervised backbone (:func:`lpft.protocol.pretrained_model`) against SimCLR-style contrastive
   pretraining on the same pool with labels unused (:func:`lpft.pretrain.contrastive`);

@@ -40,7 +40,8 @@ def geometry(inst: theory.Instance) -> dict:
     has_perp = inst.Q_S_perp.shape[1] > 0
     return {"dim_S": inst.Q_S.shape[1], "cos_theta_max": theory.cos_theta_max(inst.B_star, inst.Q_S_perp),
             "v0_norm": float(np.linalg.norm(inst.v0)), "phi": theory.head_alignment_error(inst.v0, inst.v_star),
-            "bound": theory.ft_lower_bound(inst) if has_perp else float("nan"), "perp_flip": 4.0 * float(w_perp @ w_perp)}
+            "bound": theory.ft_lower_bound(inst) if has_perp else float("nan"),
+            "perp_flip": 4.0 * float(w_perp @ w_perp)}
 
 
 def evaluate(inst: theory.Instance, methods=METHODS, **ode_options) -> list[dict]:

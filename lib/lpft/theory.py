@@ -317,7 +317,8 @@ def feature_change(B, B0, Q):
     Batched over leading axes of ``B``.
     """
     if _is_torch(B):
-        D = (B - torch.as_tensor(B0, dtype=B.dtype, device=B.device)) @ torch.as_tensor(Q, dtype=B.dtype, device=B.device)
+        D = (B - torch.as_tensor(B0, dtype=B.dtype, device=B.device)) \
+            @ torch.as_tensor(Q, dtype=B.dtype, device=B.device)
         return torch.linalg.matrix_norm(D)
     return np.linalg.norm((_np(B) - B0) @ Q, axis=(-2, -1))
 

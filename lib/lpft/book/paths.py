@@ -1,8 +1,8 @@
 """Where the book keeps what it computes: the only module of the library that knows the repository's layout.
 
 ``results/`` holds one record per run of the chapters (quick and full profile), ``cache/`` the pretrained digit
-backbones, the digit chapters' selected models and decoded images, ``archive/`` the committed full-profile records the book shows next to a quick run,
-``executed/`` the notebooks that ``lpft-run`` executes and Jupyter Book renders.
+backbones, the digit chapters' selected models and decoded images, ``archive/`` the committed full-profile records
+the book shows next to a quick run, ``executed/`` the notebooks that ``lpft-run`` executes and Jupyter Book renders.
 """
 from __future__ import annotations
 
