@@ -177,3 +177,23 @@ def test_a_corrupt_model_file_raises_naming_the_fix(cached_models, tmp_path):
     js.write_text("{")
     with pytest.raises(RuntimeError, match="delete .* to retrain it"):
         protocol.select_models(TINY, 0, pretrained, broken)
+
+
+def _select_into(cache, models) -> dict:
+    pretrained = protocol.pretrained_model(TINY, cache)
+    _, _, _, hps, _ = protocol.select_models({**TINY, "methods": ["LP", "FT", "LP-FT"]}, 0, pretrained, models)
+    return hps
+
+
+def test_parallel_workers_writing_the_same_models(tmp_path):
+    """Two spawned workers that train the same models into one folder at once: both get the same selection, the
+    folder ends with one complete file of each and no temporary file, and it reads back."""
+    from lpft.records import parallel_map
+
+    cache = tmp_path / "cache"
+    protocol.pretrained_model(TINY, cache)
+    models = tmp_path / "models"
+    a, b = parallel_map(_select_into, [(cache, models), (cache, models)], jobs=2)
+    assert a == b
+    assert sorted(p.suffix for p in models.iterdir()) == [".json"] * 3 + [".pt"] * 3
+    assert _select_into(cache, models) == a
