@@ -5,7 +5,10 @@ every method with its hyperparameters selected on **ID validation only**: LP (C)
 selected LP head), WiSE-FT (α), L2-SP (weight), surgical fine-tuning (which block). Each selected model is then
 evaluated on the ID test set and on the OOD test set at every shift strength (training never sees the OOD domain, so
 one trained model serves every strength), and the feature change of FT and LP-FT is measured on ID and OOD inputs.
-Each seed's result is one record (:mod:`lpft.records`); seeds run in parallel processes, one thread each.
+Each seed's result is one record (:mod:`lpft.records`); seeds run in parallel processes, one thread each. Each
+seed's selected models are trained once and kept in a folder the caller passes (:func:`select_models`): the
+chapters that deploy or re-evaluate the same models (fixed point, the supervised variant of the robustness study)
+read them back instead of retraining them.
 """
 from __future__ import annotations
 
