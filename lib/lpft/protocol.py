@@ -111,7 +111,7 @@ def _load_selected(js: Path, pt: Path, key: dict, pretrained: digits.DigitNet, n
     except Exception as e:  # torch raises several types for truncated or foreign files
         raise refuse(f"torch.load failed: {e}") from e
     model = copy.deepcopy(pretrained)
-    model.head = nn.Linear(model.head.in_features, n_classes)
+    model.head = nn.utils.skip_init(nn.Linear, model.head.in_features, n_classes)  # draws nothing from torch's RNG
     expected = model.state_dict()
     if not isinstance(state, dict) or state.keys() != expected.keys():
         raise refuse("its parameter names differ from DigitNet's")
