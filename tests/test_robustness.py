@@ -43,6 +43,30 @@ def test_run_seed_on_a_tiny_grid(monkeypatch):
     assert out["LP"]["ood"]["none@0"] == pytest.approx(finetune.accuracy(lp, task.test_ood))
 
 
+def test_the_supervised_variant_reads_the_digit_chapters_models(monkeypatch, tmp_path):
+    """The digit chapter's models of a seed, once in a models folder, serve the supervised variant without training
+    (the trainer fails if called) and give the same selection; a variant with fewer labels does not hit them."""
+    torch.manual_seed(0)
+    net = DigitNet(10, "group").eval()
+    monkeypatch.setattr(robustness, "backbone", lambda setup, cache: net)
+    base = robustness.base_setup(profiles.settings("experiments-digits", "quick"))
+    small = {"epochs": 1, "lp_C": [1.0], "ft_lr": [1e-3], "lpft_lr": [1e-4], "wise_alpha": [0.5],
+             "l2sp_weight": [0.01], "surgical": ["last"]}
+    digit_setup = {**protocol.paper_conditions(profiles.settings("experiments-digits", "quick")), **small}
+    _, _, _, hps, _ = protocol.select_models(digit_setup, 0, net, tmp_path)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the supervised variant retrained a model of the digit chapter")
+
+    monkeypatch.setattr(finetune, "select", refuse)
+    out = robustness.run_seed({**robustness.variant(base, "supervised", eval_shifts=(("none", 0.0),)), **small},
+                              seed=0, cache=None, models=tmp_path)
+    assert {m: out[m]["hp"] for m in paper.METHODS} == {m: hps[m] for m in paper.METHODS}
+    with pytest.raises(AssertionError, match="retrained"):
+        robustness.run_seed({**robustness.variant(base, "few", n_train_per_class=3), **small}, seed=0, cache=None,
+                            models=tmp_path)
+
+
 def _record(label, seed, lp, ft, n_train=1500):
     res = {m: {"hp": {}, "val": 0.9, "id": idacc, "ood": {"invert@1": ood, "none@0": 0.8}}
            for m, (idacc, ood) in {"LP": lp, "FT": ft, "LP-FT": lp}.items()}
