@@ -192,8 +192,8 @@ speed.round(3).rename(columns=lambda c: f"{c} (median ms)")
 # ## The integer-only digit network
 #
 # `lpft.fixedpoint.network.FixedPointDigitNet` converts a trained digit network. Its fractional lengths are fixed
-# once, by a static calibration on the first {glue:text}`fxp_n_calibration` ID training images. Every tensor between layers is
-# 8-bit:
+# once, by a static calibration on the first {glue:text}`fxp_n_calibration` ID training images. Every tensor between
+# layers is 8-bit:
 #
 # - the input image enters as F8Net's conventional configurations feed it, unsigned pixel codes
 #   $\operatorname{round}(255x)$ read at FL 8 (the digit images lie in $[0, 1]$). A code $q$ then stands for
