@@ -63,7 +63,7 @@ chapter.glue_paper("bd")
 # %% [markdown]
 # ## Data, backbones and protocol
 #
-# Everything is read from one `data_root` (layout in `lpft.scale.filelists`): an ImageNet folder (`imagenet/train/<wnid>/`,
+# Everything is read from one `data_root` (layouts in `lpft.scale.data.breeds` and `lpft.scale.data.domainnet`): an ImageNet folder (`imagenet/train/<wnid>/`,
 # `imagenet/val/<wnid>/`) with the BREEDS splits written as JSON (`breeds/living17.json`, `breeds/entity30.json`: for
 # each superclass, the ImageNet classes of its source and target subpopulations, as the `robustness` library makes
 # them; `scripts/breeds_splits.py` writes them), and DomainNet's domain folders with SENTRY's file lists

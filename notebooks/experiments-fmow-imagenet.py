@@ -26,7 +26,7 @@
 #   trains on WILDS region 3, the Americas (North and South: WILDS has no North America region), and evaluates
 #   region 2, Africa, and region 1, Europe, with `americas_val` and `africa_val` as its early-stopping sets (region
 #   codes in `unlabeled_extrapolation/datasets/fmow.py`). This chapter follows the code: ID is the Americas, OOD is
-#   Africa (`lpft.scale.filelists.fmow_task(ood_region="Europe")` gives the other set), since WILDS's regions cannot express
+#   Africa (`lpft.scale.data.fmow.fmow_task(ood_region="Europe")` gives the other set), since WILDS's regions cannot express
 #   the text's "North America" and the text does not say how its Africa and Europe numbers are combined.
 # - **ImageNet** → ImageNetV2, ImageNet-R, ImageNet-Sketch and ImageNet-A
 #   {cite:p}`recht2019imagenet,hendrycks2021many,wang2019learning,hendrycks2021natural`, from CLIP's ViT-B/16
@@ -75,10 +75,10 @@ chapter.glue_paper("fi", OOD)
 # ## Data, backbones and protocol
 #
 # Everything is read from one `data_root`: WILDS's FMoW folder (`fmow_v1.1/` with `rgb_metadata.csv`,
-# `country_code_mapping.csv` and `images/rgb_img_<row>.png`; layout in `lpft.scale.filelists`), and an ImageNet folder
+# `country_code_mapping.csv` and `images/rgb_img_<row>.png`; layout in `lpft.scale.data.fmow`), and an ImageNet folder
 # (`imagenet/train/<wnid>/`, `imagenet/val/<wnid>/`) beside the four test sets as their archives unpack
 # (`imagenetv2-matched-frequency-format-val/<class index>/`, `imagenet-r/<wnid>/`, `imagenet-sketch/<wnid>/`,
-# `imagenet-a/<wnid>/`; layout in `lpft.scale.imagenet`). Missing files are named, with where to get them.
+# `imagenet-a/<wnid>/`; layout in `lpft.scale.data.imagenet`). Missing files are named, with where to get them.
 #
 # | | FMoW geo-shift | ImageNet |
 # |---|---|---|
@@ -101,7 +101,7 @@ chapter.glue_paper("fi", OOD)
 #
 # - **Which WILDS "val".** The official code reads FMoW's `val` split through the `wilds` package, whose meaning
 #   changed: in WILDS 1.x it holds the images of 2013-2015 (out of the training years), in WILDS 2 the `val` split
-#   before 2013. This chapter uses the WILDS 1.x meaning (`lpft.scale.filelists.fmow_task(val="ood")`), the version that
+#   before 2013. This chapter uses the WILDS 1.x meaning (`lpft.scale.data.fmow.fmow_task(val="ood")`), the version that
 #   was current when the official code was written; `val="id"` gives the other.
 # - **ImageNet's images are decoded once into a disk cache** (`$LPFT_CACHE`, default `<repository>/cache/images`):
 #   its 1.28 million training images at 224 × 224 are about 193 GB as uint8, more than memory. FMoW stays in memory.

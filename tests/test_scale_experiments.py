@@ -9,7 +9,7 @@ import pytest
 
 from lpft import paper
 from lpft.book import profiles
-from lpft.scale import datasets, experiments
+from lpft.scale import data, experiments
 from lpft.scale.sweep import Sweep
 
 PAPER_SCALE = ("experiments-cifar-stl", "experiments-breeds-domainnet", "experiments-fmow-imagenet")
@@ -17,7 +17,7 @@ PAPER_SCALE = ("experiments-cifar-stl", "experiments-breeds-domainnet", "experim
 
 def test_the_registry_has_every_experiment_of_the_papers_tables_and_its_file_format():
     assert set(experiments.EXPERIMENTS) == {"cifar-stl", "living17", "entity30", "domainnet", "fmow", "imagenet"}
-    assert set(datasets.FORMATS) == set(experiments.EXPERIMENTS)
+    assert set(data.FORMATS) == set(experiments.EXPERIMENTS)
     sets = {s for e in experiments.EXPERIMENTS.values() for s in (e.id_set, *e.paper_ood.values())}
     assert sets == set(paper.ID_ACCURACY) | set(paper.OOD_ACCURACY)  # every column of Tables 1-2
     for name, spec in experiments.EXPERIMENTS.items():
@@ -26,6 +26,19 @@ def test_the_registry_has_every_experiment_of_the_papers_tables_and_its_file_for
         assert spec.paper.seeds == (0, 1, 2) and spec.paper.n_val is None  # 3 runs, selected on the ID test set
     chapters = {n for c in PAPER_SCALE for p in profiles.CHAPTERS[c].values() for n in p["experiments"]}
     assert chapters == set(experiments.EXPERIMENTS)
+
+
+def test_every_dataset_format_exposes_the_same_functions(tmp_path):
+    from lpft.scale.data import breeds, cifar, domainnet, fmow, imagenet
+
+    for module in (breeds, cifar, domainnet, fmow, imagenet):
+        assert all(callable(getattr(module, f)) for f in ("load", "missing", "write_synthetic")), module.__name__
+        assert isinstance(module.HOW_TO_GET, dict) and module.HOW_TO_GET, module.__name__
+    for name, fmt in data.FORMATS.items():
+        lines = fmt.missing(tmp_path / "empty")
+        assert lines and all("To obtain" in line or "obtain" in line for line in lines), name
+    with pytest.raises(ValueError, match="unknown experiment"):
+        data.format_of("imagenet-21k")
 
 
 def test_the_quick_override_differs_from_the_papers_settings_only_in_its_named_fields():

@@ -8,7 +8,7 @@ paper's settings (backbone, epochs, batch, augmentation, LP kind, the ``C`` and 
 full profile of an experiment is that entry and nothing else. The one other profile is a named override of it,
 :func:`smoke` (the quick profile: a small random-weight network on small generated images in the real file format, 3
 epochs, small grids), whose fields are :data:`SMOKE` plus the experiment's own ``smoke`` pairs. Adding an experiment is
-adding one entry here and its file format in :mod:`lpft.scale.datasets`.
+adding one entry here and its file format in :mod:`lpft.scale.data`.
 
 Inputs come from arguments or environment variables, never from where the code is installed: the data root
 (``$LPFT_DATA_ROOT``), the checkpoint (the weights' variable in :data:`WEIGHTS`) and the disk cache (``$LPFT_CACHE``).
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lpft.scale import backbones, datasets, finetune
+from lpft.scale import backbones, data, finetune
 from lpft.scale.sweep import Sweep, tower_options
 
 ENV_DATA_ROOT, ENV_CACHE = "LPFT_DATA_ROOT", "LPFT_CACHE"
@@ -67,7 +67,7 @@ class Experiment:
     ``lp``: :func:`~lpft.scale.finetune.linear_probe` ("logistic") or ImageNet's :func:`~lpft.scale.finetune.sgd_probe`
     ("sgd"); ``std``: the input normalisation's std where the official configs differ from the backbone's usual one,
     :data:`PAPER_STD`). ``disk_cache``: decode the images once into a disk cache instead of RAM
-    (:func:`lpft.scale.filelists.decode_set`; ImageNet's training set is about 193 GB as uint8 at 224 px, Entity-30's
+    (:func:`lpft.scale.data.files.decode_set`; ImageNet's training set is about 193 GB as uint8 at 224 px, Entity-30's
     30 GB at 256 px). ``smoke``: this experiment's own fields of the smoke override, as (field, value) pairs."""
     name: str
     id_set: str
@@ -191,7 +191,7 @@ def missing_inputs(data_root, checkpoint, experiment: str = "cifar-stl", source:
     """What is missing for a real run of ``experiment`` (empty when everything is there): one line per kind of
     absent file, each saying where it was expected and how to obtain it."""
     spec = experiment_of(experiment)
-    lines = datasets.format_of(experiment).missing(data_root)
+    lines = data.format_of(experiment).missing(data_root)
     if not Path(checkpoint).is_file():
         how = HOW_TO_GET_MOCO_TP if spec.weights == "moco_tp" and source == spec.source else \
             backbones.clip_how_to_get(spec.arch) if source == "clip" == spec.source else backbones.HOW_TO_GET[source]
@@ -202,22 +202,22 @@ def missing_inputs(data_root, checkpoint, experiment: str = "cifar-stl", source:
 def write_quick_inputs(folder, sweep: Sweep, weights_seed: int = 0) -> tuple[Path, Path]:
     """Inputs for ``sweep`` (its experiment, architecture, width and input size; typically :func:`smoke`), written
     into ``folder`` in the real formats: generated data (the format's ``write_synthetic``,
-    :mod:`lpft.scale.datasets`) and the backbone with random weights drawn from ``weights_seed``, saved as a
+    :mod:`lpft.scale.data`) and the backbone with random weights drawn from ``weights_seed``, saved as a
     checkpoint file of the sweep's source. Its BatchNorm statistics are set to those of the generated training images
     (pretraining would set them; left at their initial values, the random network's ``eval()``-mode features are
     nearly constant). Returns ``(data_root, checkpoint)``; the same call gives the same bytes."""
-    folder, data = Path(folder), Path(folder) / "data"
-    sweep = replace(sweep, data_root=str(data), device="cpu", cache="", max_train=None, max_eval=None)
-    datasets.format_of(sweep.experiment).write_synthetic(data)
+    folder, root = Path(folder), Path(folder) / "data"
+    sweep = replace(sweep, data_root=str(root), device="cpu", cache="", max_train=None, max_eval=None)
+    data.format_of(sweep.experiment).write_synthetic(root)
     torch.manual_seed(weights_seed)
     model = backbones.build_backbone(sweep.source, sweep.arch, sweep.width,
                                      **tower_options(sweep.source, sweep.image_size, sweep.tower))
-    task = datasets.build_task(data, sweep.experiment, n_val=sweep.n_val, image_size=sweep.image_size,
-                               load_size=sweep.load_size)
+    task = data.build_task(root, sweep.experiment, n_val=sweep.n_val, image_size=sweep.image_size,
+                           load_size=sweep.load_size)
     finetune.calibrate_batchnorm(model, task.train, sweep.runtime())
     checkpoint = folder / f"{sweep.source}-{sweep.arch}-width{sweep.width}-random.pt"
     backbones.save_checkpoint(model, checkpoint, sweep.source)
-    return data, checkpoint
+    return root, checkpoint
 
 
 def experiments_table() -> pd.DataFrame:

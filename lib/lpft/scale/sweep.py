@@ -30,10 +30,12 @@ import numpy as np
 import torch
 
 from lpft.records import code_fingerprint, record_path, run_once
-from lpft.scale import backbones, clip, datasets, filelists, finetune, imagedata
+from lpft.scale import backbones, clip, data, finetune, imagedata
+from lpft.scale.data.files import content_digest
 
-CODE_MODULES = ("scale.imagedata", "scale.filelists", "scale.imagenet", "scale.backbones", "scale.clip",
-                "scale.finetune", "scale.datasets", "scale.sweep", "finetune")
+CODE_MODULES = ("scale.imagedata", "scale.data.__init__", "scale.data.files", "scale.data.cifar", "scale.data.breeds",
+                "scale.data.domainnet", "scale.data.fmow", "scale.data.imagenet", "scale.backbones", "scale.clip",
+                "scale.finetune", "scale.sweep", "finetune")
 EXECUTORS = ("inline", "local", "debug", "slurm")
 LP_KINDS = ("logistic", "sgd")
 
@@ -103,11 +105,11 @@ def tower_options(source: str, image_size: int, tower: tuple = ()) -> dict:
 @functools.lru_cache(maxsize=2)
 def _task(data_root: str, experiment: str, n_val, image_size: int, load_size, max_train, max_eval, cache: str
           ) -> tuple[imagedata.ImageTask, str]:
-    task = datasets.build_task(data_root, experiment, n_val=n_val, image_size=image_size, load_size=load_size,
-                               max_train=max_train, max_eval=max_eval, cache=cache)
+    task = data.build_task(data_root, experiment, n_val=n_val, image_size=image_size, load_size=load_size,
+                           max_train=max_train, max_eval=max_eval, cache=cache)
     h = hashlib.sha256()
     for part in (task.train, task.val, task.test_id, *task.ood.values()):  # digests known since decoding are reused
-        h.update((part.digest or filelists.content_digest(part.x.numpy(), part.y.numpy())).encode())
+        h.update((part.digest or content_digest(part.x.numpy(), part.y.numpy())).encode())
     return task, h.hexdigest()[:16]
 
 
