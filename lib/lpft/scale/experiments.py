@@ -79,10 +79,12 @@ class Experiment:
 
     @property
     def source(self) -> str:
+        """The checkpoint format of the paper's backbone (a :data:`lpft.scale.backbones.SOURCES` entry)."""
         return self.paper.source
 
     @property
     def arch(self) -> str:
+        """The paper's backbone architecture."""
         return self.paper.arch
 
 
@@ -118,6 +120,7 @@ EXPERIMENTS = {e.name: e for e in (
 
 
 def experiment_of(name: str) -> Experiment:
+    """The registry entry of experiment ``name``; a ValueError names the known ones."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; known: {list(EXPERIMENTS)}")
     return EXPERIMENTS[name]

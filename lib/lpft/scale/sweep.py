@@ -83,6 +83,8 @@ class Sweep:
     slurm: dict = field(default_factory=dict, compare=False, hash=False)
 
     def runtime(self) -> finetune.Runtime:
+        """The training loop's runtime for this sweep: device, precision, batch, transforms and the input
+        normalisation (CLIP's for CLIP towers, else ImageNet's, with ``std`` where the paper's configs differ)."""
         options = {k: v for k, v in (("precision", self.precision), ("channels_last", self.channels_last))
                    if v is not None}
         mean, std = (clip.CLIP_MEAN, clip.CLIP_STD) if self.source == "clip" else \

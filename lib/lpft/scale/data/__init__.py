@@ -42,6 +42,7 @@ FORMATS = {
 
 
 def format_of(experiment: str) -> Format:
+    """The file format of ``experiment``; a ValueError names the known experiments."""
     if experiment not in FORMATS:
         raise ValueError(f"unknown experiment {experiment!r}; known: {list(FORMATS)}")
     return FORMATS[experiment]
