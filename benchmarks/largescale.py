@@ -35,7 +35,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from lpft.scale import backbones, clip, imagedata, finetune# noqa: E402
 from lpft.records import atomic_write_text, environment, git_revision  # noqa: E402
-from lpft.scale.launch import EXPERIMENTS  # noqa: E402
+from lpft.scale.experiments import EXPERIMENTS  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,9 @@ class Row:
 
 
 def row_of(experiment: str, title: str, n_train: int, n_val: int, n_eval: int) -> Row:
-    """A row with its image counts (reference 3.1) and the epochs and grids of ``launch.EXPERIMENTS[experiment]``."""
-    spec = EXPERIMENTS[experiment]
+    """A row with its image counts (reference 3.1) and the epochs and grids of ``EXPERIMENTS[experiment]``'s paper
+    settings (:mod:`lpft.scale.experiments`)."""
+    spec = EXPERIMENTS[experiment].paper
     return Row(title, n_train, n_val, n_eval, spec.epochs, len(spec.ft_lrs) + len(spec.lpft_lrs))
 
 
@@ -153,7 +154,7 @@ def main() -> None:
         crop = {"CIFAR (resize 32 px)": dict(stored=32, augment="none", centre_crop=False),
                 "BREEDS (random-resized-crop from 256 px)": dict(stored=256, augment="random-resized-crop",
                                                                  centre_crop=True)}
-    batch = EXPERIMENTS[args.row].batch_size
+    batch = EXPERIMENTS[args.row].paper.batch_size
     rows = []
     for data, c in crop.items():
         for name, options in settings.items():

@@ -20,16 +20,16 @@
 #
 # - **BREEDS Living-17 and Entity-30** {cite:p}`santurkar2021breeds` (subpopulation shift: each class is an ImageNet
 #   superclass, trained on some of its subclasses and tested on others), from a MoCo-v2 ResNet-50
-#   {cite:p}`chen2020improved`. OOD accuracy on Living-17: FT {glue:text}`bd_paper_ft_living17`%, LP
-#   {glue:text}`bd_paper_lp_living17`%, LP-FT {glue:text}`bd_paper_lpft_living17`%; on Entity-30: FT
-#   {glue:text}`bd_paper_ft_entity30`%, LP {glue:text}`bd_paper_lp_entity30`%, LP-FT
-#   {glue:text}`bd_paper_lpft_entity30`%.
+#   {cite:p}`chen2020improved`. OOD accuracy on Living-17: FT {glue:text}`bd_paper_ft_living17_ood`%, LP
+#   {glue:text}`bd_paper_lp_living17_ood`%, LP-FT {glue:text}`bd_paper_lpft_living17_ood`%; on Entity-30: FT
+#   {glue:text}`bd_paper_ft_entity30_ood`%, LP {glue:text}`bd_paper_lp_entity30_ood`%, LP-FT
+#   {glue:text}`bd_paper_lpft_entity30_ood`%.
 # - **DomainNet** {cite:p}`peng2019moment` (domain shift: trained on sketches, tested on real photos, paintings and
 #   clipart; the 40-class lists of {cite:t}`prabhu2021sentry`, which the official code reads, `version: 'sentry'` in
 #   `configs/adaptation/datasets_domainnet.yaml`; the submission says "We use the version of the dataset from Tan et al.
 #   (2020)"), from a CLIP ResNet-50 {cite:p}`radford2021learning`.
-#   Mean OOD accuracy: FT {glue:text}`bd_paper_ft_domainnet`%, LP {glue:text}`bd_paper_lp_domainnet`%, LP-FT
-#   {glue:text}`bd_paper_lpft_domainnet`%; here FT is worse than LP even in distribution
+#   Mean OOD accuracy: FT {glue:text}`bd_paper_ft_domainnet_ood`%, LP {glue:text}`bd_paper_lp_domainnet_ood`%, LP-FT
+#   {glue:text}`bd_paper_lpft_domainnet_ood`%; here FT is worse than LP even in distribution
 #   ({glue:text}`bd_paper_ft_domainnet_id`% against {glue:text}`bd_paper_lp_domainnet_id`%).
 #
 # These cells were checked against Tables 1-2 of the paper's ICLR 2022 submission.
@@ -50,32 +50,20 @@ checkpoint = ""  # full profile: MoCo-v2 ResNet-50 checkpoint for BREEDS (defaul
 clip_checkpoint = ""  # full profile: CLIP RN50 checkpoint for DomainNet (default: $LPFT_CLIP_CHECKPOINT)
 
 # %%
-import tempfile
-
-from lpft.book import glue, plotting, start_chapter
-import pandas as pd
-from lpft import paper, report
-from lpft.scale import launch
+from lpft.book import paperscale, start_chapter
 
 cfg = start_chapter("experiments-breeds-domainnet", profile=profile, seed=seed, device=device)
-scratch = tempfile.TemporaryDirectory()  # the quick profile's generated files; removed when the kernel exits
-inputs, sweeps = launch.chapter_sweeps(cfg, scratch.name, data_root=data_root,
-                                       checkpoints={"moco_v2": checkpoint, "clip_rn50": clip_checkpoint})
-ran = list(sweeps)
-print("\n\n".join(launch.describe(inputs[name], sweeps.get(name), cfg.profile) for name in cfg.experiments))
+chapter = paperscale.PaperScale(cfg, data_root=data_root,
+                                checkpoints={"moco_v2": checkpoint, "clip_rn50": clip_checkpoint})
+print(chapter.describe())
 
 # %%
-for name in cfg.experiments:
-    spec = launch.EXPERIMENTS[name]
-    for m in paper.METHODS:
-        key = m.replace("-", "").lower()
-        glue.number(f"bd_paper_{key}_{name}", paper.OOD_ACCURACY[spec.id_set][m][0], digits=3)
-        glue.number(f"bd_paper_{key}_{name}_id", paper.ID_ACCURACY[spec.id_set][m][0], digits=3)
+chapter.glue_paper("bd")
 
 # %% [markdown]
 # ## Data, backbones and protocol
 #
-# Everything is read from one `data_root` (layout in `lpft.scale.filelists`): an ImageNet folder (`imagenet/train/<wnid>/`,
+# Everything is read from one `data_root` (layouts in `lpft.scale.data.breeds` and `lpft.scale.data.domainnet`): an ImageNet folder (`imagenet/train/<wnid>/`,
 # `imagenet/val/<wnid>/`) with the BREEDS splits written as JSON (`breeds/living17.json`, `breeds/entity30.json`: for
 # each superclass, the ImageNet classes of its source and target subpopulations, as the `robustness` library makes
 # them; `scripts/breeds_splits.py` writes them), and DomainNet's domain folders with SENTRY's file lists
@@ -112,16 +100,10 @@ for name in cfg.experiments:
 # than from the full-size JPEG, so small crops are upsampled from fewer pixels.
 
 # %%
-if ran:
-    plan, sizes = launch.chapter_plan(sweeps)
-    print(plan)
-    display(sizes)  # noqa: F821 (IPython's display)
-else:
-    print("no data on this machine: nothing was loaded")
+chapter.plan()
 
 # %%
-fig = plotting.example_images(launch.example_rows(sweeps), px=48)
-plotting.finish(fig, "fig_bd_examples")
+chapter.examples("fig_bd_examples")
 
 # %% [markdown]
 # ```{glue:figure} fig_bd_examples
@@ -135,8 +117,7 @@ plotting.finish(fig, "fig_bd_examples")
 # ## Running the sweeps
 
 # %%
-records, summaries, runs, done = launch.chapter_runs(sweeps)  # runs what is missing; reads back what is finished
-print(done)
+chapter.run()  # runs what is missing; reads back what is finished
 
 # %% [markdown]
 # ## This run next to the paper
@@ -147,13 +128,10 @@ print(done)
 # painting and clipart (the submission's OOD set "contains 'real', 'clipart', and 'painting' images", Section 4).
 
 # %%
-compare = launch.chapter_compare(cfg.experiments, summaries)
-print(paper.SOURCE)
-compare.round(1)
+chapter.compare().round(1)
 
 # %%
-fig = plotting.paper_vs_run(compare, cfg.profile, ran=bool(ran))
-plotting.finish(fig, "fig_bd_compare")
+chapter.compare_figure("fig_bd_compare")
 
 # %% [markdown]
 # ```{glue:figure} fig_bd_compare
@@ -167,19 +145,14 @@ plotting.finish(fig, "fig_bd_compare")
 # model, and L2-SP, FT with a penalty towards the pretrained weights); the paper's tables have neither:
 
 # %%
-if ran:
-    display(pd.concat({name: launch.methods_table(summaries[name], name) for name in ran}))  # noqa: F821
-else:
-    print("not run on this machine")
+chapter.methods()
 
 # %% [markdown]
 # Does this run order the methods as the paper does? Each row is one of the paper's comparisons, with whether the
 # paper's tables show it and whether this run does:
 
 # %%
-orders, n_agree, n_made = launch.chapter_orderings(cfg.experiments, summaries)
-print(f"this run agrees with the paper on {n_agree} of {n_made} comparisons it could make")
-orders
+chapter.orderings()
 
 # %% [markdown]
 # ## Feature distortion
@@ -196,15 +169,7 @@ orders
 # book's quantity; they are not in the paper.
 
 # %%
-ratios = {name: summaries[name].loc["FT", "change ID"] / summaries[name].loc["LP-FT", "change ID"] for name in ran}
-print("".join(f"{name}: FT's feature change on ID inputs is {report.fmt(r)}× LP-FT's\n" for name, r in ratios.items()) +
-      f"for scale, Living-17 ({paper.FEATURE_CHANGE_METRIC}, mean ± 90% over 3 runs), outputs of the official "
-      f"code's notebook, not the paper's text: {paper.OFFICIAL_NOTEBOOK}")
-paper.feature_change_official_notebook()
-
-# %%
-fig = plotting.feature_change_panels({name: launch.feature_change_long(runs[name]) for name in ran})
-plotting.finish(fig, "fig_bd_change")
+chapter.feature_change("fig_bd_change", official=True)
 
 # %% [markdown]
 # ```{glue:figure} fig_bd_change
@@ -220,14 +185,7 @@ plotting.finish(fig, "fig_bd_change")
 # Every run of the grids, measured on ID and OOD test data (never used to select).
 
 # %%
-fig = plotting.lr_panels({name: (runs[name], summaries[name].loc["LP"], next(iter(launch.EXPERIMENTS[name].paper_ood)))
-                          for name in ran})
-if ran:
-    display(pd.concat({name: launch.lr_table(runs[name], name).set_axis(["val", "ID", "OOD"], axis=1)  # noqa: F821
-                       for name in ran}))
-else:
-    print("not run on this machine")
-plotting.finish(fig, "fig_bd_lr")
+chapter.learning_rates("fig_bd_lr")
 
 # %% [markdown]
 # ```{glue:figure} fig_bd_lr
@@ -238,17 +196,7 @@ plotting.finish(fig, "fig_bd_lr")
 # ```
 
 # %%
-for name in cfg.experiments:
-    col = next(iter(launch.EXPERIMENTS[name].paper_ood))
-    for m in paper.METHODS:
-        key = m.replace("-", "").lower()
-        done = name in ran
-        glue.number(f"bd_{key}_{name}_id", summaries[name].loc[m, "ID"] if done else "not run", digits=3)
-        glue.number(f"bd_{key}_{name}_ood", summaries[name].loc[m, col] if done else "not run", digits=3)
-    glue.number(f"bd_change_ratio_{name}", ratios.get(name, "not run"), digits=3)
-glue.number("bd_agree", f"{n_agree} of {n_made}" if n_made else "none (nothing ran)")
-glue.number("bd_mode", cfg.profile if ran else "full, without inputs")
-print(f"profile: {cfg.profile}; ran: {', '.join(ran) or 'nothing'}")
+chapter.glue_results("bd")
 
 # %% [markdown]
 # ## What we found
@@ -275,10 +223,10 @@ print(f"profile: {cfg.profile}; ran: {', '.join(ran) or 'nothing'}")
 #   there are no good pretrained features to distort. The quick run checks that the ImageNet-folder and file-list
 #   loaders, the BREEDS split files, the MoCo and CLIP checkpoint formats, the augmentation, LP per seed, FT and LP-FT
 #   with gradient accumulation and epoch checkpoints, selection, records and this comparison work end to end.
-# - **The paper** reports (ICLR 2022 submission, Table 2), out of distribution, FT {glue:text}`bd_paper_ft_living17`% against LP
-#   {glue:text}`bd_paper_lp_living17`% and LP-FT {glue:text}`bd_paper_lpft_living17`% on Living-17, FT
-#   {glue:text}`bd_paper_ft_entity30`% against LP {glue:text}`bd_paper_lp_entity30`% on Entity-30, and FT
-#   {glue:text}`bd_paper_ft_domainnet`% against LP {glue:text}`bd_paper_lp_domainnet`% on DomainNet.
+# - **The paper** reports (ICLR 2022 submission, Table 2), out of distribution, FT {glue:text}`bd_paper_ft_living17_ood`% against LP
+#   {glue:text}`bd_paper_lp_living17_ood`% and LP-FT {glue:text}`bd_paper_lpft_living17_ood`% on Living-17, FT
+#   {glue:text}`bd_paper_ft_entity30_ood`% against LP {glue:text}`bd_paper_lp_entity30_ood`% on Entity-30, and FT
+#   {glue:text}`bd_paper_ft_domainnet_ood`% against LP {glue:text}`bd_paper_lp_domainnet_ood`% on DomainNet.
 # - **To reproduce these columns** on a GPU machine, put the files where the first cell's messages say and run (or
 #   run each experiment's sweep first with `lpft-sweep --experiment <name>`, locally or on Slurm; the chapter then
 #   reads their records):

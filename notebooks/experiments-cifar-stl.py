@@ -39,27 +39,14 @@ checkpoint = ""  # full profile: MoCo-v2 ResNet-50 checkpoint file (default: $LP
 source = "moco_v2"  # checkpoint format: "moco_v2" (the paper's backbone) or "torchvision" (supervised ImageNet)
 
 # %%
-import tempfile
-
-from lpft.book import glue, paths, plotting, start_chapter
-import pandas as pd
-from lpft import paper, report
-from lpft.scale import launch
+from lpft.book import paperscale, start_chapter
 
 cfg = start_chapter("experiments-cifar-stl", profile=profile, seed=seed, device=device)
-scratch = tempfile.TemporaryDirectory()  # the quick profile's generated files; removed when the kernel exits
-inputs = launch.chapter_inputs("cifar-stl", vars(cfg), scratch.name, data_root=data_root, checkpoint=checkpoint,
-                               source=source)
-ran = inputs.ran
-sweep = launch.sweep_from_settings(vars(cfg), data_root=inputs.data_root, checkpoint=inputs.checkpoint, source=source,
-                                   folder=launch.records_folder("cifar-stl", cfg.profile), device=cfg.device,
-                                   seed=cfg.seed) if ran else None
-print(launch.describe(inputs, sweep, cfg.profile))
-for name, split, m in (("stl", "STL-10", "FT"), ("stl", "STL-10", "LP"), ("stl", "STL-10", "LP-FT"),
-                       ("c101", "CIFAR-10.1", "FT"), ("c101", "CIFAR-10.1", "LP"), ("c101", "CIFAR-10.1", "LP-FT"),
-                       ("id", "CIFAR-10", "FT"), ("id", "CIFAR-10", "LP"), ("id", "CIFAR-10", "LP-FT")):
-    table = paper.ID_ACCURACY if split == "CIFAR-10" else paper.OOD_ACCURACY
-    glue.number(f"cs_paper_{m.replace('-', '').lower()}_{name}", table[split][m][0], digits=3)
+chapter = paperscale.PaperScale(cfg, data_root=data_root, checkpoints={"moco_v2": checkpoint}, source=source)
+print(chapter.describe())
+OOD = {"stl": ("cifar-stl", "OOD STL-10"), "c101": ("cifar-stl", "OOD CIFAR-10.1")}  # glued names -> columns
+ID = {"id": "cifar-stl"}
+chapter.glue_paper("cs", OOD, ID)
 
 # %% [markdown]
 # ## Data, backbone and protocol
@@ -96,21 +83,10 @@ for name, split, m in (("stl", "STL-10", "FT"), ("stl", "STL-10", "LP"), ("stl",
 # interrupted sweep resumes where it stopped; on a cluster the same runs go through Slurm with `lpft-sweep`.
 
 # %%
-if ran:
-    task, _ = launch.load_task(sweep)
-    print(f"{len(launch.jobs(sweep))} runs: LP once, FT and LP-FT at {len(sweep.ft_lrs)} and {len(sweep.lpft_lrs)} "
-          f"learning rates × {len(sweep.seeds)} seeds")
-    display(pd.DataFrame({"images": task.sizes}))  # noqa: F821 (IPython's display)
-else:
-    print("no data on this machine: nothing was loaded")
+chapter.plan()
 
 # %%
-if ran:
-    fig = plotting.example_images([("CIFAR-10 (ID)", task.test_id), *((f"{k} (OOD)", v) for k, v in task.ood.items())])
-else:
-    fig, ax = plotting.figure(width=6.4, height=2.0)
-    plotting.placeholder(ax, "no data on this machine:\nthis page shows the paper's numbers only")
-plotting.finish(fig, "fig_cs_examples")
+chapter.examples("fig_cs_examples", px=64)
 
 # %% [markdown]
 # ```{glue:figure} fig_cs_examples
@@ -123,15 +99,7 @@ plotting.finish(fig, "fig_cs_examples")
 # ## Running the sweep
 
 # %%
-if ran:
-    records = launch.run_sweep(sweep)  # runs what is missing; finished runs are read back
-    trained = [r for r in records if r["config"]["method"] != "LP"]
-    print(f"{len(records)} records in {paths.relative(sweep.folder)}")
-    print(f"compute time summed over runs: elapsed: {sum(r['results']['seconds'] for r in records):.1f} s")
-    summary = launch.summarise(records)
-    runs = launch.runs_table(records)
-else:
-    records, summary, runs = [], None, None
+chapter.run()  # runs what is missing; finished runs are read back
 
 # %% [markdown]
 # ## This run next to the paper
@@ -141,14 +109,10 @@ else:
 # paper.
 
 # %%
-compare = launch.compare_with_paper(summary, "cifar-stl") if ran else paper.table(
-    [("CIFAR-10", "ID"), ("STL-10", "OOD"), ("CIFAR-10.1", "OOD")])
-print(paper.SOURCE)
-compare.round(1)
+chapter.compare().round(1)
 
 # %%
-fig = plotting.paper_vs_run(compare, cfg.profile, ran)
-plotting.finish(fig, "fig_cs_compare")
+chapter.compare_figure("fig_cs_compare")
 
 # %% [markdown]
 # ```{glue:figure} fig_cs_compare
@@ -169,7 +133,7 @@ plotting.finish(fig, "fig_cs_compare")
 # this run alone (mean ± 90% interval over seeds).
 
 # %%
-launch.methods_table(summary, "cifar-stl") if ran else print("not run on this machine")
+chapter.methods()
 
 # %% [markdown]
 #
@@ -188,28 +152,7 @@ launch.methods_table(summary, "cifar-stl") if ran else print("not run on this ma
 # quantity on Living-17 (printed below, labelled with their source); it is not part of the paper.
 
 # %%
-if ran:
-    change_cols = [c for c in summary.columns if c.startswith("change ") and not c.endswith("±")]
-    change = summary[change_cols].rename(columns=lambda c: c.removeprefix("change ") + " inputs")
-    change.index = ["pretrained (= LP)" if m == "LP" else m for m in change.index]
-    ratio = change.loc["FT", "ID inputs"] / change.loc["LP-FT", "ID inputs"]
-    print(f"FT's feature change is {report.fmt(ratio)}× LP-FT's on ID inputs, and "
-          f"{'larger' if change.loc['FT', 'ID inputs'] > change.loc['FT', 'STL-10 inputs'] else 'smaller'} on ID than "
-          f"on STL-10 inputs")
-else:
-    change, ratio = None, float("nan")
-print(f"for scale, Living-17 ({paper.FEATURE_CHANGE_METRIC}, mean ± 90% over 3 runs), outputs of the official "
-      f"code's notebook, not the paper's text: {paper.OFFICIAL_NOTEBOOK}")
-paper.feature_change_official_notebook()
-
-# %%
-if ran:
-    display(report.table(change.reset_index(names="model"), floor=0.0))  # noqa: F821 (IPython's display)
-    fig = plotting.feature_change(launch.feature_change_long(runs))
-else:
-    fig, ax = plotting.figure(width=6.0, height=3.6)
-    plotting.placeholder(ax, "not run on this machine")
-plotting.finish(fig, "fig_cs_change")
+chapter.feature_change("fig_cs_change", official=True)
 
 # %% [markdown]
 # ```{glue:figure} fig_cs_change
@@ -224,15 +167,7 @@ plotting.finish(fig, "fig_cs_change")
 # Every run of the grid, measured on ID and OOD test data (never used to select).
 
 # %%
-fig, axes = plotting.figure(ncols=2, width=9.0, height=3.6, sharex=False)
-if ran:
-    plotting.lr_sensitivity(runs, summary.loc["LP"], ("ID", "OOD STL-10"), axes)
-    display(launch.lr_table(runs, "cifar-stl"))  # noqa: F821 (IPython's display)
-else:
-    for ax in axes:
-        plotting.placeholder(ax, "not run on this machine")
-    print("not run on this machine")
-plotting.finish(fig, "fig_cs_lr")
+chapter.learning_rates("fig_cs_lr")
 
 # %% [markdown]
 # ```{glue:figure} fig_cs_lr
@@ -243,23 +178,7 @@ plotting.finish(fig, "fig_cs_lr")
 # ```
 
 # %%
-if ran:
-    for m in ("LP", "FT", "LP-FT"):
-        key = m.replace("-", "").lower()
-        glue.number(f"cs_{key}_id", summary.loc[m, "ID"], digits=3)
-        glue.number(f"cs_{key}_stl", summary.loc[m, "OOD STL-10"], digits=3)
-        glue.number(f"cs_{key}_c101", summary.loc[m, "OOD CIFAR-10.1"], digits=3)
-    glue.number("cs_change_ratio", ratio, digits=3)
-    glue.number("cs_lp_beats_ft_stl", "yes" if summary.loc["LP", "OOD STL-10"] > summary.loc["FT", "OOD STL-10"]
-                       else "no")
-else:
-    for m in ("lp", "ft", "lpft"):
-        for s in ("id", "stl", "c101"):
-            glue.number(f"cs_{m}_{s}", "not run")
-    glue.number("cs_change_ratio", "not run")
-    glue.number("cs_lp_beats_ft_stl", "not run")
-glue.number("cs_mode", cfg.profile if ran else "full, without inputs")
-print(f"profile: {cfg.profile}; ran: {ran}")
+chapter.glue_results("cs", OOD, ID)
 
 # %% [markdown]
 # ## What we found
@@ -269,7 +188,7 @@ print(f"profile: {cfg.profile}; ran: {ran}")
 # - **This run.** LP: {glue:text}`cs_lp_id`% ID, {glue:text}`cs_lp_stl`% STL-10, {glue:text}`cs_lp_c101`% CIFAR-10.1;
 #   FT: {glue:text}`cs_ft_id`%, {glue:text}`cs_ft_stl`%, {glue:text}`cs_ft_c101`%; LP-FT: {glue:text}`cs_lpft_id`%,
 #   {glue:text}`cs_lpft_stl`%, {glue:text}`cs_lpft_c101`%. LP beats FT on STL-10: {glue:text}`cs_lp_beats_ft_stl`.
-#   FT's feature change on ID inputs (mean squared difference) is {glue:text}`cs_change_ratio` times LP-FT's.
+#   FT's feature change on ID inputs (mean squared difference) is {glue:text}`cs_change_ratio_cifar_stl` times LP-FT's.
 # - **In the `quick` profile these numbers are not evidence** about the paper: the images are generated, the network is
 #   a small random-weight ResNet (only its BatchNorm statistics are set from the generated images), so there are no
 #   "good pretrained features" whose distortion the paper is about. The
@@ -287,5 +206,6 @@ print(f"profile: {cfg.profile}; ran: {ran}")
 #     .venv/bin/lpft-run experiments-cifar-stl --profile full --device cuda
 #   ```
 #
-#   On a Slurm cluster, run the same runs as job arrays first (`.venv/bin/lpft-sweep --profile full --executor slurm
-#   --slurm-partition <partition> --data-root ... --checkpoint ... --device cuda`); the chapter then reads their records.
+#   On a Slurm cluster, run the same runs as job arrays first, from the repository (`.venv/bin/lpft-sweep --profile full
+#   --executor slurm --slurm-partition <partition> --data-root ... --checkpoint ... --device cuda`); the chapter then
+#   reads their records.

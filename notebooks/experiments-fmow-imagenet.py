@@ -18,7 +18,7 @@
 #
 # - **FMoW geo-shift** {cite:p}`christie2018fmow,koh2021wilds` (satellite images of 62 kinds of building or land use),
 #   from a ResNet-50 pretrained with MoCo on FMoW itself ("MoCo-TP", {cite:t}`ayush2021geography`). OOD accuracy: FT
-#   {glue:text}`fi_paper_ft_fmow`%, LP {glue:text}`fi_paper_lp_fmow`%, LP-FT {glue:text}`fi_paper_lpft_fmow`%, although
+#   {glue:text}`fi_paper_ft_fmow_ood`%, LP {glue:text}`fi_paper_lp_fmow_ood`%, LP-FT {glue:text}`fi_paper_lpft_fmow_ood`%, although
 #   FT is the best in distribution ({glue:text}`fi_paper_ft_fmow_id`% against LP's {glue:text}`fi_paper_lp_fmow_id`%);
 #   checked against Tables 1-2 of the paper's ICLR 2022 submission. Which regions: the submission says "Our ID
 #   dataset contains images from North America, and the OOD dataset contains images from Africa and Europe"
@@ -26,19 +26,19 @@
 #   trains on WILDS region 3, the Americas (North and South: WILDS has no North America region), and evaluates
 #   region 2, Africa, and region 1, Europe, with `americas_val` and `africa_val` as its early-stopping sets (region
 #   codes in `unlabeled_extrapolation/datasets/fmow.py`). This chapter follows the code: ID is the Americas, OOD is
-#   Africa (`lpft.scale.filelists.fmow_task(ood_region="Europe")` gives the other set), since WILDS's regions cannot express
+#   Africa (`lpft.scale.data.fmow.fmow_task(ood_region="Europe")` gives the other set), since WILDS's regions cannot express
 #   the text's "North America" and the text does not say how its Africa and Europe numbers are combined.
 # - **ImageNet** → ImageNetV2, ImageNet-R, ImageNet-Sketch and ImageNet-A
 #   {cite:p}`recht2019imagenet,hendrycks2021many,wang2019learning,hendrycks2021natural`, from CLIP's ViT-B/16
 #   {cite:p}`radford2021learning`. These columns are only in the paper's final version, whose text this book could
 #   not retrieve: every ImageNet number below is **not checked against any text**. On ImageNet-R: FT
-#   {glue:text}`fi_paper_ft_imagenet_r`%, LP {glue:text}`fi_paper_lp_imagenet_r`%, LP-FT
-#   {glue:text}`fi_paper_lpft_imagenet_r`%; on ImageNet-A: FT {glue:text}`fi_paper_ft_imagenet_a`%, LP
-#   {glue:text}`fi_paper_lp_imagenet_a`%, LP-FT {glue:text}`fi_paper_lpft_imagenet_a`% (not checked against any text).
+#   {glue:text}`fi_paper_ft_imagenet_r_ood`%, LP {glue:text}`fi_paper_lp_imagenet_r_ood`%, LP-FT
+#   {glue:text}`fi_paper_lpft_imagenet_r_ood`%; on ImageNet-A: FT {glue:text}`fi_paper_ft_imagenet_a_ood`%, LP
+#   {glue:text}`fi_paper_lp_imagenet_a_ood`%, LP-FT {glue:text}`fi_paper_lpft_imagenet_a_ood`% (not checked against any text).
 #   ImageNetV2, collected like ImageNet's validation set, is a small shift, the case where the submission says "fine-tuning
 #   can do better than linear probing OOD if [...] the ID and OOD datasets are very close (e.g., CIFAR-10 and
-#   CIFAR-10.1)" (Section 1); there the values held here have FT ({glue:text}`fi_paper_ft_imagenet_v2`%) as good as
-#   LP-FT ({glue:text}`fi_paper_lpft_imagenet_v2`%) and better than LP ({glue:text}`fi_paper_lp_imagenet_v2`%), not
+#   CIFAR-10.1)" (Section 1); there the values held here have FT ({glue:text}`fi_paper_ft_imagenet_v2_ood`%) as good as
+#   LP-FT ({glue:text}`fi_paper_lpft_imagenet_v2_ood`%) and better than LP ({glue:text}`fi_paper_lp_imagenet_v2_ood`%), not
 #   checked against any text.
 #
 # The code is the other paper-scale chapters' ({ref}`ch-cifar-stl`, {ref}`ch-breeds-domainnet`) with what these two
@@ -58,36 +58,27 @@ mocotp_checkpoint = ""  # full profile: MoCo-TP ResNet-50 checkpoint for FMoW (d
 clip_vit_checkpoint = ""  # full profile: CLIP ViT-B/16 checkpoint for ImageNet (default: $LPFT_CLIP_VIT_CHECKPOINT)
 
 # %%
-import tempfile
-
-from lpft.book import glue, plotting, start_chapter
-from lpft import paper, report
-from lpft.scale import launch
+from lpft.book import paperscale, start_chapter
 
 cfg = start_chapter("experiments-fmow-imagenet", profile=profile, seed=seed, device=device)
-scratch = tempfile.TemporaryDirectory()  # the quick profile's generated files; removed when the kernel exits
-inputs, sweeps = launch.chapter_sweeps(cfg, scratch.name, data_root=data_root,
-                                       checkpoints={"moco_tp": mocotp_checkpoint, "clip_vit_b16": clip_vit_checkpoint})
-ran = list(sweeps)
-print("\n\n".join(launch.describe(inputs[name], sweeps.get(name), cfg.profile) for name in cfg.experiments))
+chapter = paperscale.PaperScale(cfg, data_root=data_root,
+                                checkpoints={"moco_tp": mocotp_checkpoint, "clip_vit_b16": clip_vit_checkpoint})
+print(chapter.describe())
 
 # %%
-PAPER_SETS = {"fmow": "FMoW", "imagenet_v2": "ImageNetV2", "imagenet_r": "ImageNet-R", "imagenet_sketch":
-              "ImageNet-Sketch", "imagenet_a": "ImageNet-A"}
-for key, column in PAPER_SETS.items():
-    for m in paper.METHODS:
-        glue.number(f"fi_paper_{m.replace('-', '').lower()}_{key}", paper.OOD_ACCURACY[column][m][0], digits=3)
-for m in paper.METHODS:
-    glue.number(f"fi_paper_{m.replace('-', '').lower()}_fmow_id", paper.ID_ACCURACY["FMoW"][m][0], digits=3)
+OOD = {"fmow_ood": ("fmow", "OOD Africa"), "imagenet_v2_ood": ("imagenet", "OOD ImageNetV2"),  # glued names
+       "imagenet_r_ood": ("imagenet", "OOD ImageNet-R"), "imagenet_sketch_ood": ("imagenet", "OOD ImageNet-Sketch"),
+       "imagenet_a_ood": ("imagenet", "OOD ImageNet-A")}
+chapter.glue_paper("fi", OOD)
 
 # %% [markdown]
 # ## Data, backbones and protocol
 #
 # Everything is read from one `data_root`: WILDS's FMoW folder (`fmow_v1.1/` with `rgb_metadata.csv`,
-# `country_code_mapping.csv` and `images/rgb_img_<row>.png`; layout in `lpft.scale.filelists`), and an ImageNet folder
+# `country_code_mapping.csv` and `images/rgb_img_<row>.png`; layout in `lpft.scale.data.fmow`), and an ImageNet folder
 # (`imagenet/train/<wnid>/`, `imagenet/val/<wnid>/`) beside the four test sets as their archives unpack
 # (`imagenetv2-matched-frequency-format-val/<class index>/`, `imagenet-r/<wnid>/`, `imagenet-sketch/<wnid>/`,
-# `imagenet-a/<wnid>/`; layout in `lpft.scale.imagenet`). Missing files are named, with where to get them.
+# `imagenet-a/<wnid>/`; layout in `lpft.scale.data.imagenet`). Missing files are named, with where to get them.
 #
 # | | FMoW geo-shift | ImageNet |
 # |---|---|---|
@@ -110,22 +101,16 @@ for m in paper.METHODS:
 #
 # - **Which WILDS "val".** The official code reads FMoW's `val` split through the `wilds` package, whose meaning
 #   changed: in WILDS 1.x it holds the images of 2013-2015 (out of the training years), in WILDS 2 the `val` split
-#   before 2013. This chapter uses the WILDS 1.x meaning (`lpft.scale.filelists.fmow_task(val="ood")`), the version that
+#   before 2013. This chapter uses the WILDS 1.x meaning (`lpft.scale.data.fmow.fmow_task(val="ood")`), the version that
 #   was current when the official code was written; `val="id"` gives the other.
 # - **ImageNet's images are decoded once into a disk cache** (`$LPFT_CACHE`, default `<repository>/cache/images`):
 #   its 1.28 million training images at 224 × 224 are about 193 GB as uint8, more than memory. FMoW stays in memory.
 
 # %%
-if ran:
-    plan, sizes = launch.chapter_plan(sweeps)
-    print(plan)
-    display(sizes)  # noqa: F821 (IPython's display)
-else:
-    print("no data on this machine: nothing was loaded")
+chapter.plan()
 
 # %%
-fig = plotting.example_images(launch.example_rows(sweeps), px=48)
-plotting.finish(fig, "fig_fi_examples")
+chapter.examples("fig_fi_examples")
 
 # %% [markdown]
 # ```{glue:figure} fig_fi_examples
@@ -139,8 +124,7 @@ plotting.finish(fig, "fig_fi_examples")
 # ## Running the sweeps
 
 # %%
-records, summaries, runs, done = launch.chapter_runs(sweeps)  # runs what is missing; reads back what is finished
-print(done)
+chapter.run()  # runs what is missing; reads back what is finished
 
 # %% [markdown]
 # ## This run next to the paper
@@ -151,15 +135,10 @@ print(done)
 # selected learning rate, and its 90% interval), and the difference is this run minus the paper.
 
 # %%
-compare = launch.chapter_compare(cfg.experiments, summaries)
-print(paper.SOURCE)
-compare.round(1)
+chapter.compare().round(1)
 
 # %%
-unchecked = compare["checked"] == paper.UNCHECKED_LABEL  # the x labels say which of the paper's cells are unchecked
-fig = plotting.paper_vs_run(compare.assign(split=compare["split"].where(~unchecked, compare["split"] + ", unchecked")),
-                            cfg.profile, ran=bool(ran))
-plotting.finish(fig, "fig_fi_compare")
+chapter.compare_figure("fig_fi_compare", mark_unchecked=True)  # x labels say which of the paper's cells are unchecked
 
 # %% [markdown]
 # ```{glue:figure} fig_fi_compare
@@ -174,10 +153,7 @@ plotting.finish(fig, "fig_fi_compare")
 # the pretrained weights); the paper's tables have neither:
 
 # %%
-for name in ran:  # one table per shift: their OOD columns differ
-    display(launch.methods_table(summaries[name], name).rename_axis(name))  # noqa: F821 (IPython's display)
-if not ran:
-    print("not run on this machine")
+chapter.methods()
 
 # %% [markdown]
 # Does this run order the methods as the paper does? Each row is one of the paper's comparisons, with whether the
@@ -185,11 +161,7 @@ if not ran:
 # this run does:
 
 # %%
-orders, n_agree, n_made = launch.chapter_orderings(cfg.experiments, summaries)
-print(f"this run agrees with the paper on {n_agree} of {n_made} comparisons it could make")
-orders.insert(3, "paper checked", ["yes" if (launch.EXPERIMENTS[e].id_set, "ID") in paper.CHECKED
-                                   else paper.UNCHECKED_LABEL for e in orders["experiment"]])
-orders
+chapter.orderings()
 
 # %% [markdown]
 # ## Feature distortion
@@ -201,11 +173,7 @@ orders
 # quoted in {ref}`ch-breeds-domainnet`), so there is nothing of the paper's to compare with here.
 
 # %%
-ratios = {name: summaries[name].loc["FT", "change ID"] / summaries[name].loc["LP-FT", "change ID"] for name in ran}
-print("".join(f"{name}: FT's feature change on ID inputs is {report.fmt(r)}× LP-FT's\n" for name, r in ratios.items())
-      or "not run on this machine")
-fig = plotting.feature_change_panels({name: launch.feature_change_long(runs[name]) for name in ran})
-plotting.finish(fig, "fig_fi_change")
+chapter.feature_change("fig_fi_change")
 
 # %% [markdown]
 # ```{glue:figure} fig_fi_change
@@ -222,13 +190,7 @@ plotting.finish(fig, "fig_fi_change")
 # ImageNet-R, the test set with the paper's largest gap between FT and LP.
 
 # %%
-OOD_SHOWN = {"fmow": "OOD Africa", "imagenet": "OOD ImageNet-R"}
-fig = plotting.lr_panels({name: (runs[name], summaries[name].loc["LP"], OOD_SHOWN[name]) for name in ran})
-for name in ran:
-    display(launch.lr_table(runs[name], name).rename_axis([f"{name}: method", "lr"]))  # noqa: F821
-if not ran:
-    print("not run on this machine")
-plotting.finish(fig, "fig_fi_lr")
+chapter.learning_rates("fig_fi_lr", shown={"fmow": "OOD Africa", "imagenet": "OOD ImageNet-R"})
 
 # %% [markdown]
 # ```{glue:figure} fig_fi_lr
@@ -239,21 +201,7 @@ plotting.finish(fig, "fig_fi_lr")
 # ```
 
 # %%
-COLUMNS = {"fmow": ("fmow", "OOD Africa"), "imagenet_v2": ("imagenet", "OOD ImageNetV2"),
-           "imagenet_r": ("imagenet", "OOD ImageNet-R"), "imagenet_sketch": ("imagenet", "OOD ImageNet-Sketch"),
-           "imagenet_a": ("imagenet", "OOD ImageNet-A")}
-for key, (name, col) in COLUMNS.items():
-    for m in paper.METHODS:
-        value = summaries[name].loc[m, col] if name in ran else "not run"
-        glue.number(f"fi_{m.replace('-', '').lower()}_{key}_ood", value, digits=3)
-for name in cfg.experiments:
-    for m in paper.METHODS:
-        value = summaries[name].loc[m, "ID"] if name in ran else "not run"
-        glue.number(f"fi_{m.replace('-', '').lower()}_{name}_id", value, digits=3)
-    glue.number(f"fi_change_ratio_{name}", ratios.get(name, "not run"), digits=3)
-glue.number("fi_agree", f"{n_agree} of {n_made}" if n_made else "none (nothing ran)")
-glue.number("fi_mode", cfg.profile if ran else "full, without inputs")
-print(f"profile: {cfg.profile}; ran: {', '.join(ran) or 'nothing'}")
+chapter.glue_results("fi", OOD)
 
 # %% [markdown]
 # ## What we found
@@ -279,10 +227,10 @@ print(f"profile: {cfg.profile}; ran: {', '.join(ran) or 'nothing'}")
 #   that WILDS's metadata tables, the ImageNet and test-set folders with their class mappings, the MoCo and CLIP ViT
 #   checkpoint formats, the SGD probe, FT and LP-FT with epoch checkpoints, the 200-class scoring, selection, records
 #   and this comparison work end to end.
-# - **The paper** reports, out of distribution, FT {glue:text}`fi_paper_ft_fmow`% against LP
-#   {glue:text}`fi_paper_lp_fmow`% and LP-FT {glue:text}`fi_paper_lpft_fmow`% on FMoW (ICLR 2022 submission, Table 2),
-#   and FT {glue:text}`fi_paper_ft_imagenet_r`% against LP {glue:text}`fi_paper_lp_imagenet_r`% and LP-FT
-#   {glue:text}`fi_paper_lpft_imagenet_r`% on ImageNet-R (final version only: not checked against any text).
+# - **The paper** reports, out of distribution, FT {glue:text}`fi_paper_ft_fmow_ood`% against LP
+#   {glue:text}`fi_paper_lp_fmow_ood`% and LP-FT {glue:text}`fi_paper_lpft_fmow_ood`% on FMoW (ICLR 2022 submission, Table 2),
+#   and FT {glue:text}`fi_paper_ft_imagenet_r_ood`% against LP {glue:text}`fi_paper_lp_imagenet_r_ood`% and LP-FT
+#   {glue:text}`fi_paper_lpft_imagenet_r_ood`% on ImageNet-R (final version only: not checked against any text).
 # - **To reproduce these columns** on a GPU machine, put the files where the first cell's messages say and run (or
 #   run each experiment's sweep first with `lpft-sweep --experiment fmow` or `--experiment imagenet`, locally or on
 #   Slurm; the chapter then reads their records):

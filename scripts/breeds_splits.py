@@ -8,7 +8,7 @@ is not a dependency of this project), pointing at the hierarchy files and your I
     python scripts/breeds_splits.py --info-dir /path/to/modified --imagenet /data/imagenet --out /data/breeds
 
 It writes ``living17.json`` and ``entity30.json`` (with the paper's settings: ``split="rand"``, the library's default
-random seed; the superclass names from its label map) through :func:`lpft.scale.filelists.breeds_split`, which maps ImageNet class indices to wnids in the sorted
+random seed; the superclass names from its label map) through :func:`lpft.scale.data.breeds.breeds_split`, which maps ImageNet class indices to wnids in the sorted
 order of the class folders of ``<imagenet>/train``.
 """
 import argparse
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-from lpft.scale.filelists import breeds_split  # noqa: E402
+from lpft.scale.data.breeds import breeds_split  # noqa: E402
 
 
 def main() -> int:

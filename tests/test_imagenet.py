@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from lpft.scale import filelists, imagedata, imagenet
+from lpft.scale import imagedata
+from lpft.scale.data import files, imagenet
 from lpft.scale.imagedata import MalformedData, MissingData
 
 torch.set_num_threads(1)
@@ -18,7 +19,7 @@ SIZE = 24
 
 
 def generated(root: Path, **kw) -> dict:
-    return imagenet.write_synthetic_imagenet(root, **({"n_train": 4, "n_val": 2, "n_ood": 2} | kw))
+    return imagenet.write_synthetic(root, **({"n_train": 4, "n_val": 2, "n_ood": 2} | kw))
 
 
 def expected(root: Path, folder: str, label_of) -> list[tuple[int, Path]]:
@@ -49,7 +50,7 @@ def test_generated_layout_round_trips(tmp_path):
         assert data.y.tolist() == [label for label, _ in items], name
         assert data.x.shape == (len(items), 3, SIZE, SIZE) and data.x.dtype == torch.uint8
         for i in (0, len(items) // 2, -1):  # each image sits next to its own label, transformed as the paper's
-            assert np.array_equal(data.x[i].numpy(), filelists.load_image(items[i][1], SIZE, "shorter-bicubic"))
+            assert np.array_equal(data.x[i].numpy(), files.load_image(items[i][1], SIZE, "shorter-bicubic"))
     # caps keep the same fixed subsets as ImageTask.capped, chosen before decoding
     capped = imagenet.imagenet_task(tmp_path, size=SIZE, workers=2, max_train=7, max_eval=3)
     reference = task.capped(7, 3)
@@ -72,7 +73,7 @@ def test_v2_folder_names_are_class_indices(tmp_path):
     assert v2.y.tolist() == [c for c in range(12) for _ in range(2)] and v2.classes is None
     for folder in ("2", "10", "11"):
         for path in sorted((tmp_path / imagenet.OOD_FOLDERS["ImageNetV2"] / folder).iterdir()):
-            image = filelists.load_image(path, SIZE, "shorter-bicubic")
+            image = files.load_image(path, SIZE, "shorter-bicubic")
             matches = [i for i in range(len(v2)) if np.array_equal(v2.x[i].numpy(), image)]
             assert matches and all(v2.y[i] == int(folder) for i in matches)
 
@@ -99,13 +100,13 @@ def test_r_and_a_are_scored_over_their_own_classes(tmp_path):
 
 def test_missing_and_malformed_folders(tmp_path):
     generated(tmp_path, n_train=1, n_val=1, n_ood=1)
-    assert imagenet.missing_imagenet(tmp_path) == []
+    assert imagenet.missing(tmp_path) == []
     with pytest.raises(ValueError, match="ImageNet-C.*ImageNet-Sketch"):
         imagenet.imagenet_task(tmp_path, size=SIZE, ood=("ImageNet-C",))
     train = re.escape(str(tmp_path / "nowhere" / "imagenet" / "train"))
     with pytest.raises(MissingData, match=f"{train}.*To obtain it.*ILSVRC"):
         imagenet.imagenet_task(tmp_path / "nowhere", size=SIZE)
-    lines = imagenet.missing_imagenet(tmp_path / "nowhere")
+    lines = imagenet.missing(tmp_path / "nowhere")
     assert len(lines) == 5 and "imagenet/train" in lines[0] and "imagenet/val" in lines[0]
     assert [name in line for name, line in zip(imagenet.IMAGENET_OOD, lines[1:])] == [True] * 4
 
@@ -113,10 +114,10 @@ def test_missing_and_malformed_folders(tmp_path):
     shutil.rmtree(tmp_path / "imagenet-a")
     wnid = imagenet.wnids(tmp_path)[1]
     shutil.move(tmp_path / "imagenet" / "val" / wnid, tmp_path / "aside")
-    absent_val, absent_a = imagenet.missing_imagenet(tmp_path)
+    absent_val, absent_a = imagenet.missing(tmp_path)
     assert "ImageNet val class folders: 1 missing" in absent_val and wnid in absent_val
     assert "imagenet-a" in absent_a and "natural-adv-examples" in absent_a
-    assert imagenet.missing_imagenet(tmp_path, ood=("ImageNet-R",)) == [absent_val]
+    assert imagenet.missing(tmp_path, ood=("ImageNet-R",)) == [absent_val]
     with pytest.raises(MalformedData, match=f"only in train: \\['{wnid}'\\]"):
         imagenet.imagenet_task(tmp_path, size=SIZE)
     shutil.move(tmp_path / "aside", tmp_path / "imagenet" / "val" / wnid)
@@ -155,12 +156,12 @@ def test_disk_cache_is_read_back_and_rebuilt_when_incomplete(tmp_path):
         first = sets(imagenet.imagenet_task(root, size=SIZE, workers=2, cache_dir=cache))
     for name, data in first.items():
         assert torch.equal(data.x, in_ram[name].x) and torch.equal(data.y, in_ram[name].y)
-        assert data.digest == in_ram[name].digest == filelists.content_digest(data.x.numpy(), data.y.numpy())
+        assert data.digest == in_ram[name].digest == files.content_digest(data.x.numpy(), data.y.numpy())
         assert data.classes == in_ram[name].classes
     assert len({d.digest for d in first.values()}) == len(first)
-    files = sorted(p.name for p in cache.iterdir())
-    stems = sorted({Path(f).stem for f in files})
-    assert files == sorted(f"{s}.{ext}" for s in stems for ext in ("json", "npy")) and len(stems) == len(first)
+    cached = sorted(p.name for p in cache.iterdir())
+    stems = sorted({Path(f).stem for f in cached})
+    assert cached == sorted(f"{s}.{ext}" for s in stems for ext in ("json", "npy")) and len(stems) == len(first)
 
     # writing into a loaded set changes neither the cache file nor a later load (copy-on-write mapping)
     first["train"].x[0] = 0
@@ -179,7 +180,7 @@ def test_disk_cache_is_read_back_and_rebuilt_when_incomplete(tmp_path):
 
     # every source image corrupted (same file sizes, so the same cache keys): only the cache can answer now
     for path in root.rglob("*"):
-        if path.suffix.lower() in filelists.IMAGE_SUFFIXES:
+        if path.suffix.lower() in files.IMAGE_SUFFIXES:
             path.write_bytes(b"\0" * path.stat().st_size)
     with pytest.raises(MalformedData, match="not a readable image"):
         imagenet.imagenet_task(root, size=SIZE, ood=(), workers=2)
@@ -195,19 +196,19 @@ def test_disk_cache_is_read_back_and_rebuilt_when_incomplete(tmp_path):
 
 
 def test_content_digest_is_sha256_of_the_image_bytes_then_the_int64_labels():
-    x = np.random.default_rng(0).integers(0, 256, (2 * filelists.CHUNK + 5, 3, 2, 2), dtype=np.uint8)
+    x = np.random.default_rng(0).integers(0, 256, (2 * files.CHUNK + 5, 3, 2, 2), dtype=np.uint8)
     y = np.arange(len(x)) % 7
     whole = hashlib.sha256(x.tobytes() + y.astype(np.int64).tobytes()).hexdigest()
-    assert filelists.content_digest(x, y) == whole == filelists.content_digest(x, y.astype(np.int32))
+    assert files.content_digest(x, y) == whole == files.content_digest(x, y.astype(np.int32))
     y[-1] += 1
-    assert filelists.content_digest(x, y) != whole
+    assert files.content_digest(x, y) != whole
 
 
 def test_synthetic_data_is_deterministic(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert generated(a) == generated(b)
-    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file()) and len(files) > 70
-    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    written = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert written == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file()) and len(written) > 70
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in written)
     generated(tmp_path / "c", seed=1)
-    assert (tmp_path / "c" / files[-1]).read_bytes() != (a / files[-1]).read_bytes()
+    assert (tmp_path / "c" / written[-1]).read_bytes() != (a / written[-1]).read_bytes()

@@ -13,14 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lib" / "lpft"
 # import name -> distribution name, where they differ
 DISTRIBUTION = {"sklearn": "scikit-learn", "PIL": "pillow", "myst_nb": "myst-nb", "pytest_notebook": "pytest-notebook",
-                "yaml": "pyyaml"}
+                "yaml": "pyyaml", "IPython": "ipython"}
 LAYERS = ("core", "scale", "book")
 ALLOWED = {"core": {"core"}, "scale": {"core", "scale"}, "book": {"core", "scale", "book"}}
 MAX_LINES = 450
 # Modules still over MAX_LINES; the list may only shrink (the issue "One library in three layers" empties it).
-TOO_LONG_TODAY = {"scale/filelists.py", "scale/imagedata.py", "scale/finetune.py", "scale/launch.py"}
+TOO_LONG_TODAY = {"scale/imagedata.py", "scale/finetune.py"}
 # Imports that still go the wrong way; the list may only shrink.
-WRONG_WAY_TODAY = {("lpft.scale.launch", "lpft.book.paths"), ("lpft.scale.launch", "lpft.book.profiles")}
+WRONG_WAY_TODAY = set()
 
 
 def module_name(path: Path) -> str:

@@ -36,7 +36,7 @@ def finish(fig, name: str):
 
 def paper_vs_run(compare, profile: str, ran: bool):
     """Accuracy bars per (set, split) and method: the paper's, and this run's beside them when it ran (``compare``
-    from :func:`lpft.scale.launch.compare_with_paper`, or the paper's table alone)."""
+    from :func:`lpft.scale.tables.compare_with_paper`, or the paper's table alone)."""
     long = compare.melt(id_vars=["set", "split", "method"], value_vars=["paper"] + (["this run"] if ran else []),
                         var_name="source", value_name="accuracy")
     long["column"] = long["set"] + "\n(" + long["split"] + ")"
@@ -104,7 +104,7 @@ def example_images(rows, n: int = 8, px: int = 64):
 
 def feature_change_panels(longs: dict):
     """:func:`feature_change` per experiment, one panel each (``longs``: experiment name → its long table from
-    :func:`lpft.scale.launch.feature_change_long`); one placeholder panel when nothing ran."""
+    :func:`lpft.scale.tables.feature_change_long`); one placeholder panel when nothing ran."""
     n = max(len(longs), 1)
     fig, axes = figure(ncols=n, width=3.4 * n + 0.6, height=3.6)
     axes = list(np.atleast_1d(axes))

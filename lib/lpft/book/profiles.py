@@ -64,54 +64,21 @@ CHAPTERS: dict[str, dict[str, dict]] = {
         "quick": dict(n_seeds=3, jobs=2, contrastive_epochs=10, p_invert=(0.5,), labels=(10,)),
         "full": dict(n_seeds=10, jobs=2, contrastive_epochs=30, p_invert=(0.5, 0.0), labels=(3, 10, 30)),
     },
+    # The paper-scale chapters: which experiments (lpft.scale.experiments.EXPERIMENTS) and how many seeds; every other
+    # setting is the experiment's. full: the paper's settings (override None); quick: their named "smoke" override
+    # (generated images in the real file formats, small random-weight networks saved in the real checkpoint formats,
+    # 3 epochs, small grids: a smoke test of the same code path on a CPU; lpft.scale.experiments.smoke).
     "experiments-cifar-stl": {
-        # quick: generated images in the real file formats and a random-weight ResNet-18 of width 8 in the MoCo
-        # checkpoint format (a smoke test of the same code path, on a CPU). full: the paper's CIFAR-10 -> STL-10 /
-        # CIFAR-10.1 run (the official code's settings: 20 epochs, batch 64, resize to 224, the April 2022 release's LR grids).
-        "quick": dict(synthetic=True, n_seeds=2, arch="resnet18", width=8, image_size=32, batch_size=32, epochs=3,
-                      n_val=80, Cs=(1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0), ft_lrs=(1e-2, 3e-2), lpft_lrs=(1e-3, 3e-3),
-                      wise_alphas=(0.5,), l2sp_lrs=(3e-2,), feature_n=100, progress=False),
-        "full": dict(synthetic=False, n_seeds=3, arch="resnet50", width=64, image_size=224, batch_size=64, epochs=20,
-                     n_val=None, Cs=tuple(float(c) for c in np.logspace(-7, 2, 50)),
-                     ft_lrs=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), lpft_lrs=(3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4),
-                     wise_alphas=(0.25, 0.5, 0.75), l2sp_lrs=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), feature_n=2000,
-                     progress=True),
+        "quick": dict(experiments=("cifar-stl",), n_seeds=2, override="smoke"),
+        "full": dict(experiments=("cifar-stl",), n_seeds=3, override=None),
     },
     "experiments-breeds-domainnet": {
-        # quick: generated images in the real layouts (ImageNet folders + BREEDS split files, DomainNet folders + file
-        # lists), random-weight networks of width 8 saved as MoCo-v2 / CLIP checkpoints, 32 px inputs cut from images
-        # stored at 40 px. full: the paper's runs; each experiment's backbone, epochs, batch, augmentation and stored
-        # size come from lpft.scale.launch.EXPERIMENTS (Living-17 / Entity-30: MoCo-v2 ResNet-50, 20 epochs, batch 64;
-        # DomainNet: CLIP RN50, 50 epochs, batch 32 as 2 x 16; None keeps those), the grids from the official code's
-        # April 2022 release.
-        "quick": dict(synthetic=True, experiments=("living17", "entity30", "domainnet"), n_seeds=2,
-                      archs={"moco_v2": "resnet18", "torchvision": "resnet18", "clip": "RN50"}, width=8,
-                      image_size=32, load_size=40, epochs=3, batch_size=32, Cs=(1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0),
-                      ft_lrs=(3e-3, 1e-2), lpft_lrs=(3e-4, 1e-3), wise_alphas=(0.5,), l2sp_lrs=(1e-2,),
-                      feature_n=100, progress=False),
-        "full": dict(synthetic=False, experiments=("living17", "entity30", "domainnet"), n_seeds=3, archs=None,
-                     width=None, image_size=224, load_size=None, epochs=None, batch_size=None,
-                     Cs=tuple(float(c) for c in np.logspace(-7, 2, 50)),
-                     ft_lrs=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), lpft_lrs=(3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4),
-                     wise_alphas=(0.25, 0.5, 0.75), l2sp_lrs=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2), feature_n=2000,
-                     progress=True),
+        "quick": dict(experiments=("living17", "entity30", "domainnet"), n_seeds=2, override="smoke"),
+        "full": dict(experiments=("living17", "entity30", "domainnet"), n_seeds=3, override=None),
     },
     "experiments-fmow-imagenet": {
-        # quick: generated images in WILDS FMoW's layout (metadata tables + PNGs) and in the ImageNet / V2 / R /
-        # Sketch / A folder layouts, a random-weight ResNet-18 of width 8 saved as a MoCo checkpoint and a tiny
-        # random-weight CLIP ViT (2 layers, width 16, 8-pixel patches) saved as a CLIP checkpoint, 32 px inputs.
-        # full: the paper's runs; each experiment's backbone, epochs, batch, LP (ImageNet: the SGD probe) and
-        # learning-rate grids come from lpft.scale.launch.EXPERIMENTS (None keeps them).
-        "quick": dict(synthetic=True, experiments=("fmow", "imagenet"), n_seeds=2,
-                      archs={"moco_v2": "resnet18", "torchvision": "resnet18", "clip": "ViT-B-16"}, width=16,
-                      towers={"ViT-B-16": {"layers": 2, "heads": 2, "patch_size": 8, "output_dim": 32}},
-                      image_size=32, load_size=None, epochs=3, batch_size=32, Cs=(1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0),
-                      ft_lrs=(3e-3, 1e-2), lpft_lrs=(3e-4, 1e-3), wise_alphas=(0.5,), l2sp_lrs=(1e-2,),
-                      feature_n=100, progress=False),
-        "full": dict(synthetic=False, experiments=("fmow", "imagenet"), n_seeds=3, archs=None, width=None, towers=None,
-                     image_size=224, load_size=None, epochs=None, batch_size=None,
-                     Cs=tuple(float(c) for c in np.logspace(-7, 2, 50)), ft_lrs=None, lpft_lrs=None,
-                     wise_alphas=(0.25, 0.5, 0.75), l2sp_lrs=None, feature_n=2000, progress=True),
+        "quick": dict(experiments=("fmow", "imagenet"), n_seeds=2, override="smoke"),
+        "full": dict(experiments=("fmow", "imagenet"), n_seeds=3, override=None),
     },
     "fixed-point": {
         # the models are the digit chapter's (same grids and seeds, from CHAPTERS["experiments-digits"])

@@ -23,7 +23,7 @@ though it sorts before "2"). Missing folders raise :class:`~lpft.scale.imagedata
 them; folders that do not fit the layout raise :class:`~lpft.scale.imagedata.MalformedData`.
 
 ImageNet train at 224 px is ~193 GB as uint8, more than memory holds: with ``cache_dir`` each set is decoded once, in
-chunks, into a ``.npy`` file that later loads memory-mapped (:func:`load_set`). :func:`write_synthetic_imagenet` writes
+chunks, into a ``.npy`` file that later loads memory-mapped (:func:`load_set`). :func:`write_synthetic` writes
 small generated images in this layout for the tests and the ``quick`` profile.
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lpft.scale import filelists, imagedata
+from lpft.scale import imagedata
+from lpft.scale.data.files import HOW_TO_GET_IMAGENET, IMAGE_SUFFIXES, LAYOUT, absent, decode_set, save_jpegs
 from lpft.scale.imagedata import ImageSet, ImageTask, MalformedData, MissingData
 
 IMAGENET_OOD = ("ImageNetV2", "ImageNet-R", "ImageNet-Sketch", "ImageNet-A")  # the paper's column names
@@ -41,7 +42,7 @@ OOD_FOLDERS = {"ImageNetV2": "imagenetv2-matched-frequency-format-val", "ImageNe
                "ImageNet-Sketch": "imagenet-sketch", "ImageNet-A": "imagenet-a"}
 RESIZE = "shorter-bicubic"  # datasets_imagenet.yaml: bicubic Resize(224) + CenterCrop(224), for every set
 HOW_TO_GET = {
-    "ImageNet": filelists.HOW_TO_GET["ImageNet"],
+    "ImageNet": HOW_TO_GET_IMAGENET,
     "ImageNetV2": "download imagenetv2-matched-frequency.tar.gz (linked from github.com/modestyachts/ImageNetV2) and "
                   "unpack it into data_root (it creates imagenetv2-matched-frequency-format-val/)",
     "ImageNet-R": "download imagenet-r.tar (linked from github.com/hendrycks/imagenet-r) and unpack it into data_root "
@@ -68,7 +69,7 @@ def _subfolders(path: Path, dataset: str) -> list[str]:
 def wnids(data_root) -> list[str]:
     """The ImageNet classes in index order: the sorted class folders of ``imagenet/train`` (ImageFolder's order; 1000
     in the real data). ``imagenet/val`` must hold the same wnids."""
-    imagenet = Path(data_root) / filelists.LAYOUT["imagenet"]
+    imagenet = Path(data_root) / LAYOUT["imagenet"]
     train, val = _subfolders(imagenet / "train", "ImageNet"), _subfolders(imagenet / "val", "ImageNet")
     if not train:
         raise MalformedData(f"ImageNet: {imagenet / 'train'} holds no class folders")
@@ -89,7 +90,7 @@ def _listing(folder: Path, dataset: str, label_of: Callable[[str], int]) -> List
     """Every image under ``folder/<class folder>/``, ordered by label, then by file name."""
     paths, labels = [], []
     for label, name in sorted((label_of(name), name) for name in _subfolders(folder, dataset)):
-        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in filelists.IMAGE_SUFFIXES)
+        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise MalformedData(f"{dataset}: {folder / name} holds no image files")
         paths += files
@@ -129,9 +130,9 @@ def _cap(listing: Listing, n: int | None) -> Listing:
 def load_set(data_root, name: str, listing: Listing, classes: tuple | None, size: int, *, cache_dir=None,
              workers: int = 8) -> ImageSet:
     """The images of ``listing`` with the paper's ImageNet transform (:data:`RESIZE`), in memory or, with
-    ``cache_dir``, decoded once into a memory-mapped disk cache (:func:`lpft.scale.filelists.decode_set`)."""
+    ``cache_dir``, decoded once into a memory-mapped disk cache (:func:`lpft.scale.data.decode_set`)."""
     paths, labels = listing
-    return filelists.decode_set(data_root, name, paths, labels, size, resize=RESIZE, classes=classes,
+    return decode_set(data_root, name, paths, labels, size, resize=RESIZE, classes=classes,
                                 cache_dir=cache_dir, workers=workers)
 
 
@@ -155,7 +156,7 @@ def imagenet_task(data_root, *, size: int = 224, ood=IMAGENET_OOD, cache_dir=Non
     root = Path(data_root)
     classes = wnids(root)
     index = {w: i for i, w in enumerate(classes)}
-    imagenet = root / filelists.LAYOUT["imagenet"]
+    imagenet = root / LAYOUT["imagenet"]
     listings = {"ImageNet train": _listing(imagenet / "train", "ImageNet", _by_wnid(index, imagenet / "train",
                                                                                    "ImageNet")),
                 "ImageNet val": _listing(imagenet / "val", "ImageNet", _by_wnid(index, imagenet / "val", "ImageNet"))}
@@ -177,21 +178,30 @@ def imagenet_task(data_root, *, size: int = 224, ood=IMAGENET_OOD, cache_dir=Non
     return ImageTask("imagenet", train, test, test, ood_sets, n_classes=len(classes), sizes=sizes)
 
 
-def missing_imagenet(data_root, ood=IMAGENET_OOD) -> list[str]:
+def load(data_root, *, n_val: int | None = None, image_size: int = 224, load_size: int | None = None, cache_dir=None,
+         max_train: int | None = None, max_eval: int | None = None) -> ImageTask:
+    """:func:`imagenet_task` at ``image_size`` (ImageNet's images are stored at the input size: ``load_size`` is not
+    used); ImageNet val is ID-val, so ``n_val`` must be None."""
+    if n_val is not None:
+        raise ValueError("imagenet uses ImageNet val as ID-val (the paper's early stopping): n_val must be None")
+    return imagenet_task(data_root, size=image_size, cache_dir=cache_dir, max_train=max_train, max_eval=max_eval)
+
+
+def missing(data_root, ood=IMAGENET_OOD) -> list[str]:
     """One line per kind of absent input (empty when all are there): the ImageNet train / val folders, ImageNet val
     class folders of train's wnids, and each OOD set's folder."""
     _check_ood(ood)
     root = Path(data_root)
-    imagenet = root / filelists.LAYOUT["imagenet"]
+    imagenet = root / LAYOUT["imagenet"]
     splits = [imagenet / s for s in ("train", "val") if not (imagenet / s).is_dir()]
-    lines = filelists._absent("ImageNet folders", splits, HOW_TO_GET["ImageNet"])
+    lines = absent("ImageNet folders", splits, HOW_TO_GET["ImageNet"])
     if not splits:
         val = [imagenet / "val" / w for w in _subfolders(imagenet / "train", "ImageNet")]
-        lines += filelists._absent("ImageNet val class folders", [f for f in val if not f.is_dir()],
+        lines += absent("ImageNet val class folders", [f for f in val if not f.is_dir()],
                                    HOW_TO_GET["ImageNet"])
     for name in ood:
         folder = root / OOD_FOLDERS[name]
-        lines += filelists._absent(f"{name} folder", [folder] if not folder.is_dir() else [], HOW_TO_GET[name])
+        lines += absent(f"{name} folder", [folder] if not folder.is_dir() else [], HOW_TO_GET[name])
     return lines
 
 
@@ -208,7 +218,7 @@ def _ood_style(images: np.ndarray, name: str) -> np.ndarray:
     return np.clip(x, 0, 255).round().astype(np.uint8)
 
 
-def write_synthetic_imagenet(data_root, *, n_classes: int = 6, n_train: int = 30, n_val: int = 10, n_ood: int = 10,
+def write_synthetic(data_root, *, n_classes: int = 6, n_train: int = 30, n_val: int = 10, n_ood: int = 10,
                              size: tuple[int, int] = (44, 52), seed: int = 0) -> dict:
     """An ImageNet-like task in the real layout under ``data_root`` (JPEG files; see the module docstring): made-up
     wnids ``n08000000, n08000001, ...`` (sorted = index order), each class a random coloured wave pattern
@@ -223,13 +233,13 @@ def write_synthetic_imagenet(data_root, *, n_classes: int = 6, n_train: int = 30
     rng = np.random.default_rng(seed)
     protos = imagedata.pattern_prototypes(n_classes, rng)
     names = [f"n{8_000_000 + k:08d}" for k in range(n_classes)]
-    imagenet = root / filelists.LAYOUT["imagenet"]
+    imagenet = root / LAYOUT["imagenet"]
     serial = 0
     for k, wnid in enumerate(names):
         train = imagedata.pattern_images(n_train, size, np.full(n_train, k), rng, protos, 0.0, 0.08)
-        filelists._save_jpegs(train, [imagenet / "train" / wnid / f"{wnid}_{i}.JPEG" for i in range(n_train)])
+        save_jpegs(train, [imagenet / "train" / wnid / f"{wnid}_{i}.JPEG" for i in range(n_train)])
         val = imagedata.pattern_images(n_val, size, np.full(n_val, k), rng, protos, 0.0, 0.08)
-        filelists._save_jpegs(val, [imagenet / "val" / wnid / f"ILSVRC2012_val_{serial + i + 1:08d}.JPEG"
+        save_jpegs(val, [imagenet / "val" / wnid / f"ILSVRC2012_val_{serial + i + 1:08d}.JPEG"
                                     for i in range(n_val)])
         serial += n_val
     kept = {"ImageNetV2": range(n_classes), "ImageNet-R": [k for k in range(n_classes) if k % 3 != 2],
@@ -242,7 +252,7 @@ def write_synthetic_imagenet(data_root, *, n_classes: int = 6, n_train: int = 30
         for k in kept[name]:
             images = imagedata.pattern_images(n_ood, size, np.full(n_ood, k), rng, protos, cast[name], noise[name])
             sub = str(k) if name == "ImageNetV2" else names[k]
-            filelists._save_jpegs(_ood_style(images, name),
+            save_jpegs(_ood_style(images, name),
                                   [folder / sub / f"{name.lower()}_{k}_{i}.{suffix[name]}" for i in range(n_ood)])
         if name in PARTIAL:  # the real archives carry a README next to the class folders
             (folder / "README.txt").write_text(f"generated stand-in for {name}: {len(kept[name])} classes\n")
