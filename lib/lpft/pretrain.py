@@ -107,31 +107,40 @@ def _cached(config: dict, cache_dir: Path, prefix: str, train) -> DigitNet:
     return model
 
 
-def _load_checkpoint(pt: Path, js: Path, config: dict) -> DigitNet:
+def load_checked(pt: Path, js: Path, model: nn.Module, matches, what: str) -> dict:
+    """Load the state_dict ``pt`` into ``model`` (in place) after checking it, and return the description ``js``
+    stored beside it. Refused with a ``RuntimeError`` that names the fix (delete both files): a description that cannot
+    be read or for which ``matches(description)`` is false, a file torch cannot read, parameter names other than
+    ``model``'s, a wrong shape or dtype, a non-finite value. ``what`` names the cache in the message."""
     def refuse(why: str):
-        return RuntimeError(f"pretraining checkpoint {pt} is corrupt or incomplete ({why}); "
-                            f"delete {pt} and {js} to retrain it")
+        return RuntimeError(f"{what} {pt} is corrupt or incomplete ({why}); delete {pt} and {js} to retrain it")
 
     try:
         saved = json.loads(js.read_text())
     except (OSError, ValueError) as e:
-        raise refuse(f"its config {js.name} cannot be read: {e}") from e
-    if saved != config:
-        raise refuse(f"its config {js.name} differs from the requested one")
+        raise refuse(f"its description {js.name} cannot be read: {e}") from e
+    if not matches(saved):
+        raise refuse(f"its description {js.name} differs from the requested one")
     try:
         state = torch.load(pt, weights_only=True, map_location="cpu")
     except Exception as e:  # torch raises several types for truncated or foreign files
         raise refuse(f"torch.load failed: {e}") from e
-    model = DigitNet(config["n_classes"], config["norm"])
     expected = model.state_dict()
     if not isinstance(state, dict) or state.keys() != expected.keys():
-        raise refuse("its parameter names differ from DigitNet's")
+        raise refuse(f"its parameter names differ from {type(model).__name__}'s")
     for name, value in state.items():
-        if not isinstance(value, torch.Tensor) or value.shape != expected[name].shape:
-            raise refuse(f"parameter {name} has the wrong shape")
-        if not torch.isfinite(value).all():
+        if not isinstance(value, torch.Tensor) or value.shape != expected[name].shape \
+                or value.dtype != expected[name].dtype:
+            raise refuse(f"parameter {name} has the wrong shape or type")
+        if value.is_floating_point() and not torch.isfinite(value).all():
             raise refuse(f"parameter {name} is not finite")
     model.load_state_dict(state)
+    return saved
+
+
+def _load_checkpoint(pt: Path, js: Path, config: dict) -> DigitNet:
+    model = DigitNet(config["n_classes"], config["norm"])
+    load_checked(pt, js, model, lambda saved: saved == config, "pretraining checkpoint")
     return model.eval()
 
 

@@ -94,32 +94,13 @@ def _model_paths(models: Path, key: dict) -> tuple[Path, Path]:
 
 
 def _load_selected(js: Path, pt: Path, key: dict, pretrained: digits.DigitNet, n_classes: int) -> tuple:
-    """The model, hp and table stored by :func:`_selected`; a file that cannot be read or does not match raises."""
-    def refuse(why: str):
-        return RuntimeError(f"selected-model cache {pt} is corrupt or incomplete ({why}); "
-                            f"delete {pt} and {js} to retrain it")
-
-    try:
-        saved = json.loads(js.read_text())
-    except (OSError, ValueError) as e:
-        raise refuse(f"its description {js.name} cannot be read: {e}") from e
-    if not isinstance(saved, dict) or saved.get("key") != json.loads(canonical(key)) \
-            or not {"hp", "table"} <= saved.keys():
-        raise refuse(f"its description {js.name} differs from the requested model")
-    try:
-        state = torch.load(pt, weights_only=True, map_location="cpu")
-    except Exception as e:  # torch raises several types for truncated or foreign files
-        raise refuse(f"torch.load failed: {e}") from e
+    """The model, hp and table stored by :func:`_selected`; a file that cannot be read or does not match raises
+    (:func:`lpft.pretrain.load_checked`)."""
     model = copy.deepcopy(pretrained)
     model.head = nn.utils.skip_init(nn.Linear, model.head.in_features, n_classes)  # draws nothing from torch's RNG
-    expected = model.state_dict()
-    if not isinstance(state, dict) or state.keys() != expected.keys():
-        raise refuse("its parameter names differ from DigitNet's")
-    for name, value in state.items():
-        if not isinstance(value, torch.Tensor) or value.shape != expected[name].shape \
-                or value.dtype != expected[name].dtype:
-            raise refuse(f"parameter {name} has the wrong shape or type")
-    model.load_state_dict(state)
+    wanted = json.loads(canonical(key))
+    saved = pretrain.load_checked(pt, js, model, lambda d: isinstance(d, dict) and d.get("key") == wanted
+                                  and {"hp", "table"} <= d.keys(), "selected-model cache")
     return model.eval(), saved["hp"], pd.DataFrame(saved["table"])
 
 
