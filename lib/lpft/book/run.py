@@ -37,9 +37,7 @@ class ChapterFailed(RuntimeError):
 def environment() -> dict:
     """:func:`lpft.records.environment` and the sha256 of the pinned package list the run was made with."""
     lock_sha = hashlib.sha256(paths.LOCK.read_bytes()).hexdigest()[:16] if paths.LOCK.exists() else None
-    env = records.environment()
-    return {**{k: env[k] for k in ("python", "torch", "numpy")}, "lock_sha256": lock_sha,
-            **{k: env[k] for k in ("scipy", "platform", "cpu_count", "gpu")}}
+    return {**records.environment(), "lock_sha256": lock_sha}
 
 
 def coalesce_streams(nb):
