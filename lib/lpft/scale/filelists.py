@@ -55,7 +55,8 @@ import numpy as np
 import torch
 
 from lpft.scale import imagedata
-from lpft.scale.imagedata import ImageSet, ImageTask, MalformedData, MissingData
+from lpft.scale.imagedata import ImageSet, MalformedData, MissingData
+from lpft.task import Task
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 DOMAINNET_OOD = ("real", "painting", "clipart")
@@ -268,7 +269,7 @@ def _breeds_set(root: Path, split: str, groups: list[list[str]], size: int, name
 
 
 def breeds_task(imagenet_root, split_file, *, name: str, size: int = 224, n_val: int | None = None,
-                split_seed: int = 0, cache_dir=None, workers: int = 8) -> ImageTask:
+                split_seed: int = 0, cache_dir=None, workers: int = 8) -> Task:
     """A BREEDS task (Living-17, Entity-30, ...): ID train = ImageNet-train of the source subclasses (minus a fixed
     ``n_val`` held out as ID-val, when given; otherwise the ID test set doubles as ID-val, which a report must
     state), ID test = ImageNet-val of the source subclasses, OOD = ImageNet-val of the target subclasses. Training
@@ -286,7 +287,7 @@ def breeds_task(imagenet_root, split_file, *, name: str, size: int = 224, n_val:
         val = test
     sizes = {"ID train (source, ImageNet train)": len(train), "ID-val": len(val),
              "ID test (source, ImageNet val)": len(test), f"OOD ({name} target, ImageNet val)": len(ood)}
-    return ImageTask(name, train, val, test, {f"{name} target": ood}, n_classes=len(split["names"]), sizes=sizes)
+    return Task(name, train, val, test, {f"{name} target": ood}, n_classes=len(split["names"]), sizes=sizes)
 
 
 # ---- DomainNet ----------------------------------------------------------------------------------------------------
@@ -313,7 +314,7 @@ def read_file_list(path) -> tuple[list[str], list[int]]:
 
 def domainnet_task(domainnet_root, lists_root, *, id_domain: str = "sketch", ood_domains=DOMAINNET_OOD,
                    size: int = 224, train_size: int | None = None, n_val: int | None = None, split_seed: int = 0,
-                   cache_dir=None, workers: int = 8) -> ImageTask:
+                   cache_dir=None, workers: int = 8) -> Task:
     """DomainNet sketch → real / painting / clipart (the paper's Section 4; its OOD number is the mean over the three):
     ID train / test from ``<id_domain>_{train,test}_mini.txt``, each OOD set from ``<domain>_test_mini.txt``. Labels
     are mapped to 0..K-1 by the sorted labels of the ID training list; a label absent from it is an error. Training
@@ -347,7 +348,7 @@ def domainnet_task(domainnet_root, lists_root, *, id_domain: str = "sketch", ood
     ood = {d: load((d, "test"), size) for d in ood_domains}
     sizes = {f"ID train ({id_domain})": len(train), "ID-val": len(val), f"ID test ({id_domain})": len(test),
              **{f"OOD ({d})": len(v) for d, v in ood.items()}}
-    return ImageTask("domainnet", train, val, test, ood, n_classes=len(classes), sizes=sizes)
+    return Task("domainnet", train, val, test, ood, n_classes=len(classes), sizes=sizes)
 
 
 # ---- FMoW (WILDS) -------------------------------------------------------------------------------------------------
@@ -414,7 +415,7 @@ def _fmow_rows(meta, split: str, years: tuple, region: str):
 
 def fmow_task(fmow_root, *, id_region: str = "Americas", ood_region: str = "Africa", val: str = "ood",
               size: int = 224, n_val: int | None = None, split_seed: int = 0, cache_dir=None, workers: int = 8
-              ) -> ImageTask:
+              ) -> Task:
     """FMoW geo-shift (as the official ``datasets_fmow.yaml``): ID train = WILDS's training images (before 2013)
     from ``id_region``; ID test and OOD test = the ``id_region`` and ``ood_region`` images of WILDS's "val" split, whose years ``val`` chooses:
     ``"ood"`` (2013-2015: WILDS 1.x's "val", which the official code read with ``get_subset('val')``) or ``"id"``
@@ -448,7 +449,7 @@ def fmow_task(fmow_root, *, id_region: str = "Americas", ood_region: str = "Afri
     train, val = train.hold_out(n_val, split_seed) if n_val else (train, test)
     sizes = {f"ID train (train, {id_region})": len(train), "ID-val": len(val),
              f"ID test (val, {id_region})": len(test), f"OOD (val, {ood_region})": len(ood)}
-    return ImageTask("fmow", train, val, test, {ood_region: ood}, n_classes=len(FMOW_CATEGORIES), sizes=sizes)
+    return Task("fmow", train, val, test, {ood_region: ood}, n_classes=len(FMOW_CATEGORIES), sizes=sizes)
 
 
 def breeds_split(names: list[str], source: list[list[int]], target: list[list[int]], wnids: list[str]) -> dict:
