@@ -33,7 +33,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from lpft.scale import backbones, clip, imagedata, finetune# noqa: E402
+from lpft.scale import backbones, clip, imagedata, finetune  # noqa: E402
+from lpft.task import Classifier  # noqa: E402
 from lpft.records import atomic_write_text, environment, git_revision  # noqa: E402
 from lpft.scale.experiments import EXPERIMENTS  # noqa: E402
 
@@ -99,7 +100,7 @@ def measure(rt: finetune.Runtime, model: torch.nn.Module, stored: int, steps: in
     def train_step():
         model.train()
         with rt.autocast():
-            loss = F.cross_entropy(model(rt.train_inputs(x, boxes)).float(), y)
+            loss = F.cross_entropy(model(rt.augmented(x, boxes)).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -125,8 +126,8 @@ def projected_seconds(m: dict, row: Row = ROWS["cifar-stl"]) -> dict:
 
 def model_for(row: str, args) -> torch.nn.Module:
     if row == "imagenet":
-        return backbones.Classifier(clip.build("ViT-B-16", width=args.width, image_size=args.image_size), 1000)
-    return backbones.Classifier(backbones.ResNet(args.arch, 64 if args.width is None else args.width), 10)
+        return Classifier(clip.build("ViT-B-16", width=args.width, image_size=args.image_size), 1000)
+    return Classifier(backbones.ResNet(args.arch, 64 if args.width is None else args.width), 10)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from lpft.scale import backbones, clip
+from lpft.task import Classifier
 from lpft.scale.backbones import CheckpointMismatch, MissingCheckpoint
 from lpft.scale.imagedata import IMAGENET_MEAN, IMAGENET_STD
 
@@ -243,9 +244,9 @@ def test_normalisation_constants_and_input_size():
 
 
 def test_towers_train_and_classify():
-    """A backbones.Classifier on a CLIP tower trains like on the ResNet: gradients reach every parameter."""
+    """A Classifier on a CLIP tower trains like on the ResNet: gradients reach every parameter."""
     for arch in TINY:
-        net = backbones.Classifier(tiny(arch), 3).train()
+        net = Classifier(tiny(arch), 3).train()
         x = image(net.backbone, n=4)
         loss = nn.functional.cross_entropy(net(x), torch.tensor([0, 1, 2, 0]))
         loss.backward()

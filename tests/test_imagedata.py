@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lpft.scale import imagedata
+from lpft.task import Task
 
 
 def _pattern(n, size, seed=0):
@@ -285,7 +286,7 @@ def test_the_evaluation_view_of_a_whole_photograph_is_its_centre_crop():
     shorter = torch.nn.functional.interpolate(photo.float(), size=(32, 48), mode="bilinear", antialias=True)
     reference = imagedata.prepare(shorter.round().to(torch.uint8)[..., 8:40], 28, mean=(0, 0, 0), std=(1, 1, 1),
                                   centre_crop=True)
-    assert (rt.train_inputs(data.x, box) - reference).abs().mean() < 0.01
+    assert (rt.augmented(data.x, box) - reference).abs().mean() < 0.01
     assert torch.equal(rt.crops(data, imagedata.augmentation_generator(0, 1)), box)  # no augmentation: the view
     assert rt.views(imagedata.ImageSet(data.x, data.y)) is None  # a set stored as its own view has none
     with pytest.raises(ValueError, match="whole photographs"):
@@ -309,8 +310,8 @@ def test_capped_task_keeps_an_id_val_that_is_the_id_test_set():
         return imagedata.ImageSet(torch.full((n, 3, 4, 4), value, dtype=torch.uint8), torch.arange(n) % 2)
 
     test = images(10, 1)
-    task = imagedata.ImageTask("t", images(20, 0), test, test, {"o": images(12, 2)}, 2,
-                               sizes={"train": 20, "val": 10, "test": 10, "ood": 12})
+    task = Task("t", images(20, 0), test, test, {"o": images(12, 2)}, 2,
+                sizes={"train": 20, "val": 10, "test": 10, "ood": 12})
     small = task.capped(5, 4)
     assert small.val is small.test_id and small.sizes == {"train": 5, "val": 4, "test": 4, "ood": 4}
     assert task.capped(None, None) is task

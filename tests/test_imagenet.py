@@ -13,6 +13,7 @@ import torch
 from lpft.scale import imagedata
 from lpft.scale.data import files, imagenet
 from lpft.scale.imagedata import MalformedData, MissingData
+from lpft.task import Task, predict
 
 torch.set_num_threads(1)
 SIZE = 24
@@ -51,7 +52,7 @@ def test_generated_layout_round_trips(tmp_path):
         assert data.x.shape == (len(items), 3, SIZE, SIZE) and data.x.dtype == torch.uint8
         for i in (0, len(items) // 2, -1):  # each image sits next to its own label, transformed as the paper's
             assert np.array_equal(data.x[i].numpy(), files.load_image(items[i][1], SIZE, "shorter-bicubic"))
-    # caps keep the same fixed subsets as ImageTask.capped, chosen before decoding
+    # caps keep the same fixed subsets as Task.capped, chosen before decoding
     capped = imagenet.imagenet_task(tmp_path, size=SIZE, workers=2, max_train=7, max_eval=3)
     reference = task.capped(7, 3)
     assert capped.sizes == reference.sizes and capped.val is capped.test_id
@@ -94,8 +95,8 @@ def test_r_and_a_are_scored_over_their_own_classes(tmp_path):
     logits[:, next(outside)] = 5.0  # the global argmax: not an ImageNet-R class
     logits[0, inside] = 3.0         # the best of R's classes
     logits[1, r[0]] = -1.0          # all of R's classes equal but one: the first remaining one wins
-    assert imagedata.predict(logits, r).tolist() == [inside, r[1]]
-    assert imagedata.predict(logits, None).tolist() == [logits[0].argmax().item()] * 2
+    assert predict(logits, r).tolist() == [inside, r[1]]
+    assert predict(logits, None).tolist() == [logits[0].argmax().item()] * 2
 
 
 def test_missing_and_malformed_folders(tmp_path):
@@ -143,7 +144,7 @@ def test_missing_and_malformed_folders(tmp_path):
         imagenet.imagenet_task(tmp_path, size=SIZE, ood=ood)
 
 
-def sets(task: imagedata.ImageTask) -> dict:
+def sets(task: Task) -> dict:
     return {"train": task.train, "val": task.test_id, **task.ood}
 
 

@@ -18,7 +18,7 @@ LAYERS = ("core", "scale", "book")
 ALLOWED = {"core": {"core"}, "scale": {"core", "scale"}, "book": {"core", "scale", "book"}}
 MAX_LINES = 450
 # Modules still over MAX_LINES; the list may only shrink (the issue "One library in three layers" empties it).
-TOO_LONG_TODAY = {"scale/imagedata.py", "scale/finetune.py"}
+TOO_LONG_TODAY = {"scale/imagedata.py"}
 # Imports that still go the wrong way; the list may only shrink.
 WRONG_WAY_TODAY = set()
 

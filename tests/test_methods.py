@@ -1,7 +1,7 @@
 """Unit tests of lpft.pretrain and lpft.finetune: LP, FT, LP-FT (as the paper, Sections 4.1-4.2 of its ICLR 2022
 submission, and its official code run them) and the later methods.
 
-The tasks here are synthetic (class-dependent blobs on 8×8 images in an lpft.digits.Task), so they run in seconds.
+The tasks here are synthetic (class-dependent blobs on 8×8 images in an lpft.task.Task), so they run in seconds.
 """
 import copy
 import time
@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from torch.utils.data import TensorDataset
 
 from lpft import finetune, pretrain
-from lpft.digits import Task
+from lpft.task import Task
 from lpft.finetune import fit
 
 torch.set_num_threads(1)
@@ -36,8 +36,8 @@ def blobs(n: int, seed: int, invert: bool = False) -> TensorDataset:
 
 @pytest.fixture(scope="module")
 def task():
-    return Task(train=blobs(240, 1), val=blobs(80, 2), test_id=blobs(80, 3), test_ood=blobs(80, 4, invert=True),
-                n_classes=N_CLASSES)
+    return Task("blobs", train=blobs(240, 1), val=blobs(80, 2), test_id=blobs(80, 3),
+                ood={"inverted": blobs(80, 4, invert=True)}, n_classes=N_CLASSES)
 
 
 @pytest.fixture(scope="module")
@@ -106,17 +106,19 @@ def test_training_keeps_the_best_val_epoch(pretrained, task, monkeypatch):
     seen = []  # (val accuracy, weights) after every epoch, as the loop measured them
     accuracy = finetune.accuracy
 
-    def spy(model, data):
-        acc = accuracy(model, data)
+    def spy(model, data, feed=finetune.PLAIN):
+        acc = accuracy(model, data, feed)
         if data is task.val:
             seen.append((acc, state(model)))
         return acc
 
     monkeypatch.setattr(finetune, "accuracy", spy)
-    model = finetune.train(finetune._fresh_head(pretrained, task, seed=0), task, lr=0.2, epochs=4, seed=0)
+    model, info = finetune.train(finetune.with_fresh_head(pretrained, task.n_classes, seed=0), task, lr=0.2, epochs=4,
+                                 seed=0)
     accs = [a for a, _ in seen]
     assert len(accs) == 4 and int(np.argmax(accs)) != 3  # the last epoch is not the best: the test can tell
     assert same(seen[int(np.argmax(accs))][1], state(model))
+    assert info["best_epoch"] == int(np.argmax(accs)) + 1 and info["best_val"] == max(accs)
 
 
 # ---- WiSE-FT, L2-SP, surgical --------------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lpft import paper
+from lpft import finetune, paper
 from lpft.book import paperscale, paths, start_chapter
-from lpft.scale import cli, experiments, finetune, tables
+from lpft.scale import cli, experiments, tables
 from lpft.scale import sweep as sweeps
 
 IGNORED = ("seconds", "paths", "device")
@@ -211,8 +211,8 @@ def tiny_sweep(tmp_path, experiment):
 def lp_ft_starts(monkeypatch) -> dict:
     """Record, per seed, the LP head each LP-FT run starts from (filled in as the sweep runs)."""
     starts, real = {}, finetune.lp_ft
-    monkeypatch.setattr(finetune, "lp_ft", lambda bb, probe, task, **k: starts.setdefault(k["seed"], probe.W) is None
-                        or real(bb, probe, task, **k))
+    monkeypatch.setattr(finetune, "lp_ft", lambda start, task, **k: starts.setdefault(
+        k["seed"], start.head.weight.detach().clone()) is None or real(start, task, **k))
     return starts
 
 
@@ -226,7 +226,7 @@ def test_augmented_experiments_probe_once_per_seed_and_lp_ft_starts_from_its_see
     records = {sweeps.job_name(r["config"]): r for r in sweeps.run_sweep(sweep)}
     lp = {s: sweeps.probe_of(records[f"LP-seed{s}"]).W for s in (0, 1)}
     assert not np.array_equal(lp[0], lp[1])  # each seed probes its own augmented view
-    assert all(np.array_equal(starts[s], lp[s]) for s in (0, 1))
+    assert all(torch.equal(starts[s], torch.from_numpy(lp[s]).float()) for s in (0, 1))  # the head, in float32
     assert records["LP-seed1"]["config"]["seed"] == 1
     summary = tables.summarise(list(records.values()))
     assert summary.loc["LP", "seeds"] == 2 and summary.loc["LP", "ID ±"] >= 0

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +26,8 @@ import torch.nn.functional as F
 from collections import OrderedDict
 from torch import nn
 from torch.utils.data import TensorDataset
+
+from lpft.task import Classifier, Task
 
 DOMAINS = ("mnist", "uci")
 SHIFTS = ("none", "invert", "rotate", "thicken", "thin", "blur")
@@ -218,26 +219,13 @@ def task_indices(id_domain: str = "mnist", ood_domain: str = "uci", n_train_per_
     return {"train": train, "val": val, "test_id": test_id, "test_ood": test_ood}
 
 
-@dataclass
-class Task:
-    """One downstream ID/OOD task: the contract between the data and the methods (LP, FT, LP-FT, ...).
-
-    Each split is a ``TensorDataset(x (N, 1, 8, 8) float32, y (N,) int64)``; ``config`` holds the arguments of
-    :func:`make_task` (plus the fixed pool split seed) that define the task.
-    """
-
-    train: TensorDataset
-    val: TensorDataset
-    test_id: TensorDataset
-    test_ood: TensorDataset
-    n_classes: int = N_CLASSES
-    config: dict = field(default_factory=dict)
-
-
 def make_task(id_domain: str = "mnist", ood_domain: str = "uci", shift: str = "invert", strength: float = 1.0,
               n_train_per_class: int | None = None, seed: int = 0) -> Task:
     """The paper's ID/OOD protocol on digits: train / ID-val / ID-test from the ID domain's half B, OOD test from the
-    OOD domain's half B under ``apply_shift(kind=shift, strength)`` (see :func:`task_indices`).
+    OOD domain's half B under ``apply_shift(kind=shift, strength)`` (see :func:`task_indices`), as a
+    :class:`~lpft.task.Task` named ``"digits"`` whose one OOD set (:attr:`~lpft.task.Task.test_ood`) is named after
+    the OOD domain. Each split is a ``TensorDataset(x (N, 1, 8, 8) float32, y (N,) int64)``; ``config`` holds the
+    arguments (plus the fixed pool split seed) that define the task.
 
     Reproducible: the same arguments give identical tensors; ``seed`` changes the downstream splits only, never
     half A (the pretraining pool).
@@ -257,8 +245,8 @@ def make_task(id_domain: str = "mnist", ood_domain: str = "uci", shift: str = "i
     ood = TensorDataset(apply_shift(ood.tensors[0], shift, strength), ood.tensors[1])
     config = dict(id_domain=id_domain, ood_domain=ood_domain, shift=shift, strength=strength,
                   n_train_per_class=n_train_per_class, seed=seed, pool_split_seed=POOL_SPLIT_SEED)
-    return Task(train=part(x_id, y_id, idx["train"]), val=part(x_id, y_id, idx["val"]),
-                test_id=part(x_id, y_id, idx["test_id"]), test_ood=ood, n_classes=N_CLASSES, config=config)
+    return Task("digits", train=part(x_id, y_id, idx["train"]), val=part(x_id, y_id, idx["val"]),
+                test_id=part(x_id, y_id, idx["test_id"]), ood={ood_domain: ood}, n_classes=N_CLASSES, config=config)
 
 
 def pretraining_pool(include_shifts=(("invert", 1.0),)) -> TensorDataset:
@@ -299,28 +287,30 @@ def _conv(c_in: int, c_out: int, norm: str) -> list[nn.Module]:
     return layers + [nn.ReLU()]
 
 
-class DigitNet(nn.Module):
-    """conv3(32)-conv3(32)-pool, conv3(64)×2-pool, conv3(128)-GAP → 128-d features → linear head (``n_classes``).
+class DigitBackbone(nn.Sequential):
+    """conv3(32)-conv3(32)-pool (``first``), conv3(64)×2-pool (``middle``), conv3(128)-GAP (``last``) → 128-d features.
 
     ``norm="group"`` puts a GroupNorm (8 groups) after every convolution; ``"none"`` has no normalisation layer
     (the ablation of the digit chapter). Without BatchNorm, ``train()`` and ``eval()`` compute the same function.
     """
+    feature_dim = FEATURE_DIM
 
-    def __init__(self, n_classes: int = 10, norm: str = "none"):
-        super().__init__()
+    def __init__(self, norm: str = "none"):
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
-        self.norm = norm
-        self.backbone = nn.Sequential(OrderedDict(
+        super().__init__(OrderedDict(
             first=nn.Sequential(*_conv(1, 32, norm), *_conv(32, 32, norm), nn.MaxPool2d(2)),      # 8×8 → 4×4
             middle=nn.Sequential(*_conv(32, 64, norm), *_conv(64, 64, norm), nn.MaxPool2d(2)),    # 4×4 → 2×2
             last=nn.Sequential(*_conv(64, FEATURE_DIM, norm), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
         ))
-        self.head = nn.Linear(FEATURE_DIM, n_classes)
+        self.norm = norm
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features (N, 128): what LP fits its head on and what feature change measures."""
-        return self.backbone(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+class DigitNet(Classifier):
+    """The digit chapters' network: a :class:`~lpft.task.Classifier` over the :class:`DigitBackbone` (norm ``norm``)
+    with a linear head to ``n_classes``; ``features`` are the 128-d penultimate features. State dict keys
+    ``backbone.{first,middle,last}.*`` and ``head.*``."""
+
+    def __init__(self, n_classes: int = 10, norm: str = "none"):
+        super().__init__(DigitBackbone(norm), n_classes)
+        self.norm = norm

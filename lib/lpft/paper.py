@@ -20,7 +20,7 @@ ImageNet cells (the values held here have none).
 
 The feature change: the submission (Section 4.3) measures the average *Euclidean distance* between each Living-17
 example's ResNet-50 features before and after fine-tuning (:data:`FEATURE_DISTANCE_QUOTE`); this book measures the
-*mean over examples and dimensions of the squared difference ×100* (:func:`lpft.scale.finetune.feature_change`), which is
+*mean over examples and dimensions of the squared difference ×100* (:func:`lpft.finetune.feature_change`), which is
 what a notebook of the official code computes (:data:`OFFICIAL_NOTEBOOK`); that notebook's Living-17 outputs are
 :data:`OFFICIAL_NOTEBOOK_CHANGE_LIVING17`, the only published numbers in the book's unit.
 """

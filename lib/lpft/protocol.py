@@ -63,7 +63,7 @@ def paper_conditions(cfg) -> dict:
 
 # The modules a seed record, and a selected model, depend on: editing any other module of the library does not
 # invalidate them.
-DEPENDS = ("digits", "pretrain", "finetune", "protocol")
+DEPENDS = ("digits", "pretrain", "task", "finetune", "protocol")
 # What each method's selected model depends on, beyond the task and the backbone: its own grid and the selections it
 # starts from (LP-FT from LP's chosen C; WiSE-FT from the LP and FT models; L2-SP and surgical from FT's chosen lr).
 MODEL_FIELDS = {"LP": ("lp_C",), "FT": ("ft_lr", "epochs"), "LP-FT": ("lp_C", "lpft_lr", "epochs"),

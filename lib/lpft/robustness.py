@@ -25,7 +25,7 @@ from lpft import digits, finetune, paper, pretrain, protocol
 from lpft.records import code_fingerprint, parallel_map, run_once
 
 # The modules a record depends on (see lpft.records.code_fingerprint).
-DEPENDS = ("digits", "pretrain", "finetune", "protocol", "robustness")
+DEPENDS = protocol.DEPENDS + ("robustness",)
 EVAL_SHIFTS = (("none", 0.0), ("invert", 1.0), ("rotate", 0.5), ("rotate", 1.0), ("thicken", 0.5),
                ("thicken", 1.0), ("thin", 0.5), ("thin", 1.0), ("blur", 0.5), ("blur", 1.0))
 MAIN_SHIFT = "invert@1"  # the digit chapter's large shift

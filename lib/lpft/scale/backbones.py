@@ -168,21 +168,6 @@ class ResNet(nn.Module):
         return torch.flatten(self.avgpool(x), 1)
 
 
-class Classifier(nn.Module):
-    """A backbone and a linear head: ``features`` are the penultimate features, ``forward`` the logits."""
-
-    def __init__(self, backbone: nn.Module, n_classes: int):
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(backbone.feature_dim, n_classes)
-
-    def features(self, x):
-        return self.backbone(x)
-
-    def forward(self, x):
-        return self.head(self.backbone(x))
-
-
 # ---- checkpoint files ---------------------------------------------------------------------------------------------
 
 def file_digest(path) -> str:

@@ -64,7 +64,7 @@ class Experiment:
     (``weights``: a :data:`WEIGHTS` name), and ``paper``, the :class:`~lpft.scale.sweep.Sweep` of the paper's settings
     (``load_size``: the size images are stored at before the transforms, None: the files' own; ``n_val`` None: the ID
     test set doubles as ID-val, as in all the paper's runs, whose code early-stops and selects on the ID test set;
-    ``lp``: :func:`~lpft.scale.finetune.linear_probe` ("logistic") or ImageNet's :func:`~lpft.scale.finetune.sgd_probe`
+    ``lp``: :func:`~lpft.finetune.logistic_probe` ("logistic") or ImageNet's :func:`~lpft.scale.finetune.sgd_probe`
     ("sgd"); ``std``: the input normalisation's std where the official configs differ from the backbone's usual one,
     :data:`PAPER_STD`). ``disk_cache``: decode the images once into a disk cache instead of RAM
     (:func:`lpft.scale.data.files.decode_set`; ImageNet's training set is about 193 GB as uint8 at 224 px, Entity-30's

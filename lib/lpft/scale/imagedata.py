@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import io
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from lpft.task import Task
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")  # labels 1..10
@@ -215,8 +217,8 @@ class ImageSet:
     """Images (uint8 ``(N, 3, H, W)``) and int64 labels of one split; indexable by a batch of indices.
 
     ``classes``: the labels the set can have, when it covers only some of the model's classes (ImageNet-R and -A:
-    200 of ImageNet's 1000); a prediction is then the argmax over those classes' logits (:func:`predict`), as the
-    paper evaluates them. ``digest``: a sha256 of ``x``, ``y`` (and ``photo_hw``) computed when the images were
+    200 of ImageNet's 1000); a prediction is then the argmax over those classes' logits
+    (:func:`lpft.task.predict`), as the paper evaluates them. ``digest``: a sha256 of ``x``, ``y`` (and ``photo_hw``) computed when the images were
     decoded (a disk cache of a large set stores it), so that a run need not hash them again; None: not known.
 
     ``photo_hw``: int64 ``(N, 2)``, each photograph's height and width, when ``x`` stores the *whole* photograph
@@ -272,43 +274,8 @@ def subset_index(size: int, n: int | None, seed: int = 0) -> torch.Tensor | None
     return torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n].sort().values
 
 
-def predict(logits, classes: tuple | None = None):
-    """Predicted labels from ``logits`` (N, K) (a tensor or an array): the argmax over all K classes, or, with
-    ``classes``, over those columns only (ImageNet-R / -A: the paper's argmax over their 200 valid classes)."""
-    if classes is None:
-        return logits.argmax(1)
-    index = list(classes)
-    columns = logits[:, index]
-    best = columns.argmax(1)
-    lookup = torch.tensor(index) if isinstance(logits, torch.Tensor) else np.asarray(index)
-    return lookup[best]
-
-
-@dataclass
-class ImageTask:
-    """ID train / ID-val / ID test and named OOD test sets of one shift, with the label count."""
-    name: str
-    train: ImageSet
-    val: ImageSet
-    test_id: ImageSet
-    ood: dict[str, ImageSet]
-    n_classes: int
-    sizes: dict = field(default_factory=dict)
-
-    def capped(self, max_train: int | None, max_eval: int | None, seed: int = 0) -> ImageTask:
-        """The same task on fixed random subsets (by ``seed``) of at most ``max_train`` training and ``max_eval``
-        images per evaluation set, for smoke runs; an ID-val that is the ID test set stays that set."""
-        if max_train is None and max_eval is None:
-            return self
-        train, test = self.train.subset(max_train, seed), self.test_id.subset(max_eval, seed)
-        val = test if self.val is self.test_id else self.val.subset(max_eval, seed)
-        ood = {k: v.subset(max_eval, seed) for k, v in self.ood.items()}
-        sizes = dict(zip(self.sizes, (len(s) for s in (train, val, test, *ood.values()))))
-        return ImageTask(self.name, train, val, test, ood, self.n_classes, sizes)
-
-
 def cifar_task(data_root, *, ood=("STL-10", "CIFAR-10.1"), n_val: int | None = None, split_seed: int = 0,
-               max_train: int | None = None, max_eval: int | None = None) -> ImageTask:
+               max_train: int | None = None, max_eval: int | None = None) -> Task:
     """CIFAR-10 → STL-10 / CIFAR-10.1 (the paper's Section 4). ID test is CIFAR-10's test batch. With ``n_val=None``
     (the official code: ``configs/adaptation/datasets_cifar_stl.yaml`` trains on all of CIFAR-10 train and early-stops
     on ``cifar10-test``) ID train is
@@ -328,7 +295,7 @@ def cifar_task(data_root, *, ood=("STL-10", "CIFAR-10.1"), n_val: int | None = N
     val_name = "ID-val (the ID test set, as the paper)" if n_val is None else "ID-val (held out of CIFAR-10 train)"
     sizes = {"ID train (CIFAR-10 train)": len(train), val_name: len(val),
              "ID test (CIFAR-10 test)": len(test), **{f"OOD ({k})": len(v) for k, v in ood_sets.items()}}
-    task = ImageTask("cifar10", train, val, test, ood_sets, n_classes=10, sizes=sizes)
+    task = Task("cifar10", train, val, test, ood_sets, n_classes=10, sizes=sizes)
     return task.capped(max_train, max_eval, split_seed)
 
 

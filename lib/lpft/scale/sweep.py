@@ -29,13 +29,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lpft import finetune
 from lpft.records import code_fingerprint, record_path, run_once
-from lpft.scale import backbones, clip, data, finetune, imagedata
+from lpft.scale import backbones, clip, data, imagedata
+from lpft.scale import finetune as scale_finetune
 from lpft.scale.data.files import content_digest
+from lpft.task import Task
 
 CODE_MODULES = ("scale.imagedata", "scale.data.__init__", "scale.data.files", "scale.data.cifar", "scale.data.breeds",
                 "scale.data.domainnet", "scale.data.fmow", "scale.data.imagenet", "scale.backbones", "scale.clip",
-                "scale.finetune", "scale.sweep", "finetune")
+                "scale.finetune", "scale.sweep", "finetune", "task")
 EXECUTORS = ("inline", "local", "debug", "slurm")
 LP_KINDS = ("logistic", "sgd")
 
@@ -82,7 +85,7 @@ class Sweep:
     progress: bool = False
     slurm: dict = field(default_factory=dict, compare=False, hash=False)
 
-    def runtime(self) -> finetune.Runtime:
+    def runtime(self) -> scale_finetune.Runtime:
         """The training loop's runtime for this sweep: device, precision, batch, transforms and the input
         normalisation (CLIP's for CLIP towers, else ImageNet's, with ``std`` where the paper's configs differ)."""
         options = {k: v for k, v in (("precision", self.precision), ("channels_last", self.channels_last))
@@ -90,7 +93,7 @@ class Sweep:
         mean, std = (clip.CLIP_MEAN, clip.CLIP_STD) if self.source == "clip" else \
             (imagedata.IMAGENET_MEAN, imagedata.IMAGENET_STD)
         std = self.std or std
-        return finetune.Runtime.for_device(
+        return scale_finetune.Runtime.for_device(
             self.device, image_size=self.image_size, batch_size=self.batch_size, accumulate=self.accumulate,
             augment=self.augment, centre_crop=self.centre_crop, mean=mean, std=std, progress=self.progress, **options)
 
@@ -106,7 +109,7 @@ def tower_options(source: str, image_size: int, tower: tuple = ()) -> dict:
 
 @functools.lru_cache(maxsize=2)
 def _task(data_root: str, experiment: str, n_val, image_size: int, load_size, max_train, max_eval, cache: str
-          ) -> tuple[imagedata.ImageTask, str]:
+          ) -> tuple[Task, str]:
     task = data.build_task(data_root, experiment, n_val=n_val, image_size=image_size, load_size=load_size,
                            max_train=max_train, max_eval=max_eval, cache=cache)
     h = hashlib.sha256()
@@ -115,7 +118,7 @@ def _task(data_root: str, experiment: str, n_val, image_size: int, load_size, ma
     return task, h.hexdigest()[:16]
 
 
-def load_task(sweep: Sweep) -> tuple[imagedata.ImageTask, str]:
+def load_task(sweep: Sweep) -> tuple[Task, str]:
     """The sweep's task and a digest of all its images and labels."""
     return _task(str(sweep.data_root), sweep.experiment, sweep.n_val, sweep.image_size, sweep.load_size,
                  sweep.max_train, sweep.max_eval, sweep.cache)
@@ -137,7 +140,7 @@ def _pretrained_features(sweep: Sweep) -> tuple[dict, dict]:
     task, _ = load_task(sweep)
     backbone, _ = load_backbone(sweep)
     rt = sweep.runtime()
-    sets = finetune.evaluation_sets(task, sweep.feature_n)
+    sets = scale_finetune.evaluation_sets(task, sweep.feature_n)
     return sets, {name: finetune.features(backbone, data, rt) for name, data in sets.items()}
 
 
@@ -173,7 +176,7 @@ def job_config(sweep: Sweep, job: dict) -> dict:
                             "mean": list(rt.mean), "std": list(rt.std)}}
     if sweep.lp not in LP_KINDS:
         raise ValueError(f"lp must be one of {LP_KINDS}; got {sweep.lp!r}")
-    lp = {"Cs": [float(c) for c in sweep.Cs], "max_iter": finetune.LP_MAX_ITER} if sweep.lp == "logistic" else \
+    lp = {"Cs": [float(c) for c in sweep.Cs], "max_iter": scale_finetune.LP_MAX_ITER} if sweep.lp == "logistic" else \
         {"kind": "sgd", "epochs": sweep.lp_epochs, "lr": float(sweep.lp_lr), "batch_size": sweep.batch_size}
     training = {"epochs": sweep.epochs, "batch_size": sweep.batch_size, "precision": rt.precision,
                 "accumulate": sweep.accumulate}
@@ -223,19 +226,19 @@ def run_job(sweep: Sweep, job: dict, on_epoch_end=None) -> dict:
                 return probe_of(run_job(sweep, lp_job(sweep, job["seed"])))
 
             sets, before = _pretrained_features(sweep)
-            options = {"lr": job["lr"], "epochs": sweep.epochs, "seed": job["seed"], "rt": rt,
+            options = {"lr": job["lr"], "epochs": sweep.epochs, "seed": job["seed"], "feed": rt,
                        "checkpoint": checkpoint, "on_epoch_end": on_epoch_end, "desc": name}
             if job["method"] == "FT":
                 model, info = finetune.fine_tune(backbone, task, **options)
             elif job["method"] == "L2-SP":
                 model, info = finetune.l2_sp(backbone, task, weight=sweep.l2sp_weight, **options)
             else:
-                model, info = finetune.lp_ft(backbone, seed_probe(), task, **options)
-            out = {**finetune.evaluate(model, task, rt, before, sets), **info}
+                model, info = finetune.lp_ft(finetune.with_probe_head(backbone, seed_probe()), task, **options)
+            out = {**scale_finetune.evaluate(model, task, rt, before, sets), **info}
             if job["method"] == "FT" and sweep.wise_alphas:
                 lp_model = finetune.with_probe_head(backbone, seed_probe())
-                out["wise"] = {f"{a:g}": finetune.evaluate(finetune.wise_ft(lp_model, model, a), task, rt, before,
-                                                             sets) for a in sweep.wise_alphas}
+                out["wise"] = {f"{a:g}": scale_finetune.evaluate(finetune.wise_ft(lp_model, model, a), task, rt,
+                                                                   before, sets) for a in sweep.wise_alphas}
         device = torch.cuda.get_device_name(0) if torch.device(sweep.device).type == "cuda" else "cpu"
         return {**out, "seconds": round(time.perf_counter() - start, 1), "device": device,
                 "paths": {"data_root": str(sweep.data_root), "checkpoint": str(sweep.checkpoint)}}
@@ -253,12 +256,12 @@ def _linear_probe(task, backbone, sweep: Sweep, rt, seed: int | None) -> dict:
     f.update({name: finetune.features(backbone, data, rt)
               for name, data in (("val", task.val), ("id", task.test_id), *task.ood.items())})
     if sweep.lp == "sgd":
-        probe = finetune.sgd_probe(f["train"], task.train.y, f["val"], task.val.y, task.n_classes,
-                                     epochs=sweep.lp_epochs, lr=sweep.lp_lr, batch_size=sweep.batch_size,
-                                     seed=seed or 0, device=rt.device, progress=rt.progress)
+        probe = scale_finetune.sgd_probe(f["train"], task.train.y, f["val"], task.val.y, task.n_classes,
+                                         epochs=sweep.lp_epochs, lr=sweep.lp_lr, batch_size=sweep.batch_size,
+                                         seed=seed or 0, device=rt.device, progress=rt.progress)
     else:
-        probe = finetune.linear_probe(f["train"], task.train.y, f["val"], task.val.y, sweep.Cs, task.n_classes,
-                                        progress=rt.progress)
+        probe = finetune.logistic_probe(f["train"], task.train.y, sweep.Cs, task.n_classes, f_val=f["val"],
+                                        y_val=task.val.y, max_iter=scale_finetune.LP_MAX_ITER, progress=rt.progress)
     return {"C": probe.C, "grid": probe.table, "val": probe.accuracy(f["val"], task.val.y),
             "id": probe.accuracy(f["id"], task.test_id.y),
             "ood": {name: probe.accuracy(f[name], data.y, data.classes) for name, data in task.ood.items()},

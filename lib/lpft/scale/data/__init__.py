@@ -2,7 +2,7 @@
 
 Each format module (:mod:`~lpft.scale.data.cifar`, :mod:`~lpft.scale.data.breeds`, :mod:`~lpft.scale.data.domainnet`,
 :mod:`~lpft.scale.data.fmow`, :mod:`~lpft.scale.data.imagenet`) exposes the same few things: ``load(data_root, ...)``
-(the :class:`~lpft.scale.imagedata.ImageTask`), ``missing(data_root)`` (one line per kind of absent file, with where
+(the :class:`~lpft.task.Task`), ``missing(data_root)`` (one line per kind of absent file, with where
 it was expected and how to get it), ``HOW_TO_GET`` and ``write_synthetic(data_root)`` (a small generated copy in the
 real format: the quick profile's inputs). :mod:`~lpft.scale.data.files` holds what they share (decoding, the disk
 cache, the layout under one data root). An experiment's format is found by its name (:func:`format_of`).
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from lpft.scale.data import breeds, cifar, domainnet, fmow, imagenet
-from lpft.scale.imagedata import ImageTask
+from lpft.task import Task
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ def format_of(experiment: str) -> Format:
 
 
 def build_task(data_root, experiment: str, *, n_val: int | None, image_size: int, load_size: int | None,
-               max_train: int | None = None, max_eval: int | None = None, cache: str = "") -> ImageTask:
-    """The :class:`~lpft.scale.imagedata.ImageTask` of ``experiment`` from its files under ``data_root``, capped to
+               max_train: int | None = None, max_eval: int | None = None, cache: str = "") -> Task:
+    """The :class:`~lpft.task.Task` of ``experiment`` from its files under ``data_root``, capped to
     ``max_train`` / ``max_eval`` images for smoke runs; with ``cache`` (a folder), images are decoded once into a
     memory-mapped disk cache there instead of RAM (:func:`lpft.scale.data.files.decode_set`)."""
     return format_of(experiment).load(data_root, n_val=n_val, image_size=image_size, load_size=load_size,

@@ -20,7 +20,8 @@ import numpy as np
 
 from lpft.scale import imagedata
 from lpft.scale.data.files import HOW_TO_GET_IMAGENET, IMAGE_SUFFIXES, LAYOUT, absent, decode_set, save_jpegs
-from lpft.scale.imagedata import ImageSet, ImageTask, MalformedData, MissingData
+from lpft.scale.imagedata import ImageSet, MalformedData, MissingData
+from lpft.task import Task
 
 NAMES = {"living17": "Living-17", "entity30": "Entity-30"}
 HOW_TO_GET = {"ImageNet": HOW_TO_GET_IMAGENET,
@@ -73,7 +74,7 @@ def _breeds_set(root: Path, split: str, groups: list[list[str]], size: int, name
 
 
 def breeds_task(imagenet_root, split_file, *, name: str, size: int = 224, n_val: int | None = None,
-                split_seed: int = 0, cache_dir=None, workers: int = 8) -> ImageTask:
+                split_seed: int = 0, cache_dir=None, workers: int = 8) -> Task:
     """A BREEDS task (Living-17, Entity-30, ...): ID train = ImageNet-train of the source subclasses (minus a fixed
     ``n_val`` held out as ID-val, when given; otherwise the ID test set doubles as ID-val, which a report must
     state), ID test = ImageNet-val of the source subclasses, OOD = ImageNet-val of the target subclasses. Training
@@ -91,7 +92,7 @@ def breeds_task(imagenet_root, split_file, *, name: str, size: int = 224, n_val:
         val = test
     sizes = {"ID train (source, ImageNet train)": len(train), "ID-val": len(val),
              "ID test (source, ImageNet val)": len(test), f"OOD ({name} target, ImageNet val)": len(ood)}
-    return ImageTask(name, train, val, test, {f"{name} target": ood}, n_classes=len(split["names"]), sizes=sizes)
+    return Task(name, train, val, test, {f"{name} target": ood}, n_classes=len(split["names"]), sizes=sizes)
 
 
 def breeds_split(names: list[str], source: list[list[int]], target: list[list[int]], wnids: list[str]) -> dict:
@@ -115,9 +116,9 @@ def breeds_paths(data_root, name: str) -> tuple[Path, Path]:
 
 
 def load(data_root, name: str, *, n_val: int | None = None, image_size: int = 224, load_size: int | None = None,
-         cache_dir=None, max_train: int | None = None, max_eval: int | None = None) -> ImageTask:
+         cache_dir=None, max_train: int | None = None, max_eval: int | None = None) -> Task:
     """BREEDS task ``name`` from ``data_root``: images stored at ``load_size`` (else ``image_size``), capped to
-    ``max_train`` / ``max_eval`` images for smoke runs (:meth:`~lpft.scale.imagedata.ImageTask.capped`)."""
+    ``max_train`` / ``max_eval`` images for smoke runs (:meth:`~lpft.task.Task.capped`)."""
     return breeds_task(*breeds_paths(data_root, name), name=NAMES[name], size=load_size or image_size, n_val=n_val,
                        cache_dir=cache_dir).capped(max_train, max_eval)
 

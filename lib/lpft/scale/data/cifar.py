@@ -8,14 +8,14 @@ interface (:mod:`lpft.scale.data`).
 from __future__ import annotations
 
 from lpft.scale import imagedata
-from lpft.scale.imagedata import ImageTask
+from lpft.task import Task
 
 OOD = ("STL-10", "CIFAR-10.1")
 HOW_TO_GET = imagedata.HOW_TO_GET
 
 
 def load(data_root, *, n_val: int | None = None, image_size: int = 224, load_size: int | None = None, cache_dir=None,
-         max_train: int | None = None, max_eval: int | None = None) -> ImageTask:
+         max_train: int | None = None, max_eval: int | None = None) -> Task:
     """CIFAR-10 → STL-10 / CIFAR-10.1 (:func:`lpft.scale.imagedata.cifar_task`; the images are small and held in
     memory as stored: ``image_size``, ``load_size`` and ``cache_dir`` are not used), capped to ``max_train`` /
     ``max_eval`` images for smoke runs."""

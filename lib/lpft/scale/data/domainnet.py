@@ -16,7 +16,8 @@ import numpy as np
 
 from lpft.scale import imagedata
 from lpft.scale.data.files import LAYOUT, absent, decode_set, save_jpegs
-from lpft.scale.imagedata import ImageSet, ImageTask, MalformedData, MissingData
+from lpft.scale.imagedata import ImageSet, MalformedData, MissingData
+from lpft.task import Task
 
 DOMAINNET_OOD = ("real", "painting", "clipart")
 HOW_TO_GET = {"DomainNet": "download DomainNet (http://ai.bu.edu/M3SDA/) and unpack its domains into data_root/domainnet/, and put "
@@ -46,7 +47,7 @@ def read_file_list(path) -> tuple[list[str], list[int]]:
 
 def domainnet_task(domainnet_root, lists_root, *, id_domain: str = "sketch", ood_domains=DOMAINNET_OOD,
                    size: int = 224, train_size: int | None = None, n_val: int | None = None, split_seed: int = 0,
-                   cache_dir=None, workers: int = 8) -> ImageTask:
+                   cache_dir=None, workers: int = 8) -> Task:
     """DomainNet sketch → real / painting / clipart (the paper's Section 4; its OOD number is the mean over the three):
     ID train / test from ``<id_domain>_{train,test}_mini.txt``, each OOD set from ``<domain>_test_mini.txt``. Labels
     are mapped to 0..K-1 by the sorted labels of the ID training list; a label absent from it is an error. Training
@@ -80,7 +81,7 @@ def domainnet_task(domainnet_root, lists_root, *, id_domain: str = "sketch", ood
     ood = {d: load((d, "test"), size) for d in ood_domains}
     sizes = {f"ID train ({id_domain})": len(train), "ID-val": len(val), f"ID test ({id_domain})": len(test),
              **{f"OOD ({d})": len(v) for d, v in ood.items()}}
-    return ImageTask("domainnet", train, val, test, ood, n_classes=len(classes), sizes=sizes)
+    return Task("domainnet", train, val, test, ood, n_classes=len(classes), sizes=sizes)
 
 
 def domainnet_paths(data_root) -> tuple[Path, Path]:
@@ -90,7 +91,7 @@ def domainnet_paths(data_root) -> tuple[Path, Path]:
 
 
 def load(data_root, *, n_val: int | None = None, image_size: int = 224, load_size: int | None = None, cache_dir=None,
-         max_train: int | None = None, max_eval: int | None = None) -> ImageTask:
+         max_train: int | None = None, max_eval: int | None = None) -> Task:
     """DomainNet from ``data_root``: evaluation images at ``image_size``, training images at ``load_size`` (else
     ``image_size``), capped to ``max_train`` / ``max_eval`` images for smoke runs."""
     return domainnet_task(*domainnet_paths(data_root), size=image_size, train_size=load_size, n_val=n_val,

@@ -18,7 +18,8 @@ import numpy as np
 
 from lpft.scale import imagedata
 from lpft.scale.data.files import LAYOUT, absent, decode_set
-from lpft.scale.imagedata import ImageSet, ImageTask, MalformedData, MissingData
+from lpft.scale.imagedata import ImageSet, MalformedData, MissingData
+from lpft.task import Task
 
 HOW_TO_GET = {"FMoW": "download WILDS FMoW v1.1 (fmow_v1.1.tar.gz, e.g. with the wilds package: python -c \"import wilds; "
             "wilds.get_dataset('fmow', version='1.1', root_dir='/path/to/data_root', download=True)\", or from "
@@ -87,7 +88,7 @@ def _fmow_rows(meta, split: str, years: tuple, region: str):
 
 def fmow_task(fmow_root, *, id_region: str = "Americas", ood_region: str = "Africa", val: str = "ood",
               size: int = 224, n_val: int | None = None, split_seed: int = 0, cache_dir=None, workers: int = 8
-              ) -> ImageTask:
+              ) -> Task:
     """FMoW geo-shift (as the official ``datasets_fmow.yaml``): ID train = WILDS's training images (before 2013)
     from ``id_region``; ID test and OOD test = the ``id_region`` and ``ood_region`` images of WILDS's "val" split, whose years ``val`` chooses:
     ``"ood"`` (2013-2015: WILDS 1.x's "val", which the official code read with ``get_subset('val')``) or ``"id"``
@@ -121,7 +122,7 @@ def fmow_task(fmow_root, *, id_region: str = "Americas", ood_region: str = "Afri
     train, val = train.hold_out(n_val, split_seed) if n_val else (train, test)
     sizes = {f"ID train (train, {id_region})": len(train), "ID-val": len(val),
              f"ID test (val, {id_region})": len(test), f"OOD (val, {ood_region})": len(ood)}
-    return ImageTask("fmow", train, val, test, {ood_region: ood}, n_classes=len(FMOW_CATEGORIES), sizes=sizes)
+    return Task("fmow", train, val, test, {ood_region: ood}, n_classes=len(FMOW_CATEGORIES), sizes=sizes)
 
 
 def fmow_path(data_root) -> Path:
@@ -130,7 +131,7 @@ def fmow_path(data_root) -> Path:
 
 
 def load(data_root, *, n_val: int | None = None, image_size: int = 224, load_size: int | None = None, cache_dir=None,
-         max_train: int | None = None, max_eval: int | None = None) -> ImageTask:
+         max_train: int | None = None, max_eval: int | None = None) -> Task:
     """FMoW geo-shift from ``data_root``: images at ``load_size`` (else ``image_size``), capped to ``max_train`` /
     ``max_eval`` images for smoke runs."""
     return fmow_task(fmow_path(data_root), size=load_size or image_size, n_val=n_val, cache_dir=cache_dir).capped(max_train, max_eval)

@@ -5,7 +5,7 @@ The ImageNet runs of the LP-FT paper's final version (Kumar et al., ICLR 2022), 
 is fine-tuned on ImageNet train and evaluated on ImageNet val (ID test; the official config also early-stops on it, so
 ImageNet val doubles as ID-val) and on four OOD test sets: ImageNetV2 (matched-frequency), ImageNet-R,
 ImageNet-Sketch and ImageNet-A. R and A hold only 200 of the 1000 classes; they are scored by the argmax over those
-200 classes' logits (:attr:`ImageSet.classes <lpft.scale.imagedata.ImageSet>`, :func:`lpft.scale.imagedata.predict`). Every set
+200 classes' logits (:attr:`ImageSet.classes <lpft.scale.imagedata.ImageSet>`, :func:`lpft.task.predict`). Every set
 is transformed as the official config's test transform: bicubic resize of the shorter side to 224, then a centre crop
 of 224 (no augmentation).
 
@@ -35,7 +35,8 @@ import numpy as np
 
 from lpft.scale import imagedata
 from lpft.scale.data.files import HOW_TO_GET_IMAGENET, IMAGE_SUFFIXES, LAYOUT, absent, decode_set, save_jpegs
-from lpft.scale.imagedata import ImageSet, ImageTask, MalformedData, MissingData
+from lpft.scale.imagedata import ImageSet, MalformedData, MissingData
+from lpft.task import Task
 
 IMAGENET_OOD = ("ImageNetV2", "ImageNet-R", "ImageNet-Sketch", "ImageNet-A")  # the paper's column names
 OOD_FOLDERS = {"ImageNetV2": "imagenetv2-matched-frequency-format-val", "ImageNet-R": "imagenet-r",
@@ -145,12 +146,12 @@ def _check_ood(ood) -> None:
 
 
 def imagenet_task(data_root, *, size: int = 224, ood=IMAGENET_OOD, cache_dir=None, workers: int = 8,
-                  max_train: int | None = None, max_eval: int | None = None) -> ImageTask:
+                  max_train: int | None = None, max_eval: int | None = None) -> Task:
     """ImageNet → ``ood`` (as the official ``datasets_imagenet.yaml``): ID train = ImageNet train, ID test =
     ImageNet val, which is also the ID-val set (``val is test_id``: the official config early-stops on ImageNet val), OOD = the named sets of :data:`IMAGENET_OOD`.
     ImageNet-R and -A carry ``classes`` (the indices of their wnids) and are scored over those only. All images get the
     paper's bicubic resize of the shorter side to ``size`` and a centre crop. ``max_train`` / ``max_eval`` keep fixed
-    random subsets (the same as :meth:`ImageTask.capped`), chosen before decoding; ``cache_dir``: see
+    random subsets (the same as :meth:`Task.capped`), chosen before decoding; ``cache_dir``: see
     :func:`load_set`. Every folder is listed before any image is decoded, so a missing one fails at once."""
     _check_ood(ood)
     root = Path(data_root)
@@ -175,11 +176,11 @@ def imagenet_task(data_root, *, size: int = 224, ood=IMAGENET_OOD, cache_dir=Non
     ood_sets = {name: load(name, max_eval) for name in ood}
     sizes = {"ID train (ImageNet train)": len(train), "ID-val (ImageNet val, the ID test set)": len(test),
              "ID test (ImageNet val)": len(test), **{f"OOD ({k})": len(v) for k, v in ood_sets.items()}}
-    return ImageTask("imagenet", train, test, test, ood_sets, n_classes=len(classes), sizes=sizes)
+    return Task("imagenet", train, test, test, ood_sets, n_classes=len(classes), sizes=sizes)
 
 
 def load(data_root, *, n_val: int | None = None, image_size: int = 224, load_size: int | None = None, cache_dir=None,
-         max_train: int | None = None, max_eval: int | None = None) -> ImageTask:
+         max_train: int | None = None, max_eval: int | None = None) -> Task:
     """:func:`imagenet_task` at ``image_size`` (ImageNet's images are stored at the input size: ``load_size`` is not
     used); ImageNet val is ID-val, so ``n_val`` must be None."""
     if n_val is not None:
