@@ -33,7 +33,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from lpft.scale import backbones, clip, imagedata, finetune  # noqa: E402
+from lpft.scale import backbones, clip, finetune, imagedata, transforms  # noqa: E402
 from lpft.task import Classifier  # noqa: E402
 from lpft.records import atomic_write_text, environment, git_revision  # noqa: E402
 from lpft.scale.experiments import EXPERIMENTS  # noqa: E402
@@ -95,7 +95,7 @@ def measure(rt: finetune.Runtime, model: torch.nn.Module, stored: int, steps: in
     x_eval = torch.randint(0, 256, (rt.eval_batch_size, 3, stored, stored), dtype=torch.uint8, generator=g)
     rt.place(model)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    boxes = rt.crops(imagedata.ImageSet(x, y.cpu()), imagedata.augmentation_generator(0, 1))
+    boxes = rt.crops(imagedata.ImageSet(x, y.cpu()), transforms.augmentation_generator(0, 1))
 
     def train_step():
         model.train()

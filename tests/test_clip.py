@@ -17,7 +17,7 @@ from torch import nn
 from lpft.scale import backbones, clip
 from lpft.task import Classifier
 from lpft.scale.backbones import CheckpointMismatch, MissingCheckpoint
-from lpft.scale.imagedata import IMAGENET_MEAN, IMAGENET_STD
+from lpft.scale.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY = {"RN50": {"width": 8, "layers": (1, 1, 1, 1), "image_size": 64, "output_dim": 16},

@@ -10,7 +10,8 @@ from sklearn.linear_model import LogisticRegression
 
 from lpft import finetune
 from lpft.scale import finetune as scale_finetune
-from lpft.scale import imagedata
+from lpft.scale import imagedata, transforms
+from lpft.scale.data import cifar
 from lpft.task import predict
 from lpft.scale.backbones import ResNet
 
@@ -20,8 +21,8 @@ RT = scale_finetune.Runtime(image_size=16, batch_size=16, eval_batch_size=64)
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    imagedata.write_synthetic_root(root, n_train=96, n_test=40, n_stl=30, n_c101=20, seed=2)
-    return imagedata.cifar_task(root, n_val=32)
+    cifar.write_synthetic_root(root, n_train=96, n_test=40, n_stl=30, n_c101=20, seed=2)
+    return cifar.cifar_task(root, n_val=32)
 
 
 def backbone(seed=0):
@@ -172,11 +173,11 @@ def test_calibrated_batchnorm_holds_the_statistics_of_the_data(task):
 
 def test_lp_features_of_an_augmented_view_are_fixed_by_the_seed(task):
     bb, rt = backbone(), replace(RT, augment="random-resized-crop")
-    draw = lambda seed: rt.crops(task.train, imagedata.augmentation_generator(seed, 2))  # noqa: E731
+    draw = lambda seed: rt.crops(task.train, transforms.augmentation_generator(seed, 2))  # noqa: E731
     plain = finetune.features(bb, task.train, rt)
     view0, again, view1 = (finetune.features(bb, task.train, rt, draw(s)) for s in (0, 0, 1))
     assert torch.equal(view0, again) and not torch.allclose(view0, view1) and not torch.allclose(view0, plain)
-    assert RT.crops(task.train, imagedata.augmentation_generator(0, 2)) is None  # no augmentation: no draws
+    assert RT.crops(task.train, transforms.augmentation_generator(0, 2)) is None  # no augmentation: no draws
 
 
 def test_l2_sp_without_weight_is_ft_and_with_weight_stays_closer_to_the_pretrained_backbone(task):

@@ -15,7 +15,7 @@ import torch
 
 from lpft import finetune, paper
 from lpft.book import paperscale, paths, start_chapter
-from lpft.scale import cli, experiments, tables
+from lpft.scale import cli, experiments, tables, transforms
 from lpft.scale import sweep as sweeps
 
 IGNORED = ("seconds", "paths", "device")
@@ -284,7 +284,7 @@ def test_each_experiments_full_profile_has_the_papers_settings():
     for name in ("cifar-stl", "living17", "entity30"):
         assert full(name).runtime().std == (0.228, 0.224, 0.225) == experiments.PAPER_STD
     assert all(full(name).n_val is None for name in experiments.EXPERIMENTS)  # the paper selects on the ID test set
-    assert f.runtime().std == sweeps.imagedata.IMAGENET_STD and i.runtime().std == sweeps.clip.CLIP_STD
+    assert f.runtime().std == sweeps.transforms.IMAGENET_STD and i.runtime().std == sweeps.clip.CLIP_STD
     assert experiments.experiments_table().loc["living17", "input std"] == "0.228 0.224 0.225"
 
 

@@ -87,13 +87,13 @@ def placeholder(ax, text: str) -> None:
 def example_images(rows, n: int = 8, px: int = 64):
     """One strip per ``(label, ImageSet)`` row: ``n`` images of the set (a fixed random subset), as stored, shown at
     ``px``×``px``; a placeholder when there are no rows (no data on this machine)."""
-    from lpft.scale import imagedata
+    from lpft.scale import transforms
 
     if not rows:
         fig, ax = figure(width=6.4, height=2.0)
         placeholder(ax, "no data on this machine:\nthis page shows the paper's numbers only")
         return fig
-    strips = [imagedata.prepare(data.subset(n).x, px, mean=(0, 0, 0), std=(1, 1, 1)) for _, data in rows]
+    strips = [transforms.prepare(data.subset(n).x, px, mean=(0, 0, 0), std=(1, 1, 1)) for _, data in rows]
     fig, ax = figure(width=6.4, height=0.75 * len(rows) + 0.6)
     ax.imshow(np.concatenate([np.concatenate(list(s.permute(0, 2, 3, 1).numpy()), axis=1) for s in strips], axis=0))
     ax.set(yticks=[px // 2 + px * i for i in range(len(rows))], yticklabels=[r[0] for r in rows], xticks=[],

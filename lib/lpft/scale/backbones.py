@@ -39,7 +39,7 @@ from torch import nn
 
 from lpft.scale import clip
 from lpft.records import atomic_write
-from lpft.scale.imagedata import IMAGENET_MEAN, IMAGENET_STD
+from lpft.scale.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 SOURCES = ("torchvision", "moco_v2", "clip")
 ARCHS = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)),

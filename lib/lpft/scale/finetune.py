@@ -28,7 +28,7 @@ from tqdm import tqdm  # plain tqdm: no ipywidgets needed inside kernels
 
 from lpft import finetune
 from lpft.finetune import MOMENTUM, Probe
-from lpft.scale import imagedata
+from lpft.scale import imagedata, transforms
 from lpft.task import BATCH_SIZE, Classifier, Feed, Task
 
 PRECISIONS = ("fp32", "bf16")
@@ -47,7 +47,7 @@ class Runtime(Feed):
     precision for training and accuracy (features for LP and feature change are always float32), channels-last memory
     format, batch sizes, progress bars, and how stored images become inputs (the official configs' transforms):
     ``image_size``, the evaluation ``centre_crop``, the training ``augment`` (one of
-    :data:`lpft.scale.imagedata.AUGMENTATIONS`, with a horizontal flip), the backbone's input normalisation
+    :data:`lpft.scale.transforms.AUGMENTATIONS`, with a horizontal flip), the backbone's input normalisation
     ``mean``/``std``, and ``accumulate`` micro-batches per SGD step (DomainNet: batch 32 as 2 × 16). Training batches
     follow :func:`batch_order` (fixed by (seed, epoch)); a batch too small for BatchNorm to train on is skipped."""
     device: str = "cpu"
@@ -60,14 +60,14 @@ class Runtime(Feed):
     augment: str = "none"
     centre_crop: bool = False
     accumulate: int = 1
-    mean: tuple = imagedata.IMAGENET_MEAN
-    std: tuple = imagedata.IMAGENET_STD
+    mean: tuple = transforms.IMAGENET_MEAN
+    std: tuple = transforms.IMAGENET_STD
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
-        if self.augment not in imagedata.AUGMENTATIONS:
-            raise ValueError(f"augment must be one of {imagedata.AUGMENTATIONS}; got {self.augment!r}")
+        if self.augment not in transforms.AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {transforms.AUGMENTATIONS}; got {self.augment!r}")
         if self.accumulate < 1 or self.batch_size % self.accumulate:
             raise ValueError(f"accumulate must divide batch_size; got {self.accumulate} and {self.batch_size}")
 
@@ -96,7 +96,7 @@ class Runtime(Feed):
         return batch_order(n, seed, epoch)
 
     def draws(self, data: imagedata.ImageSet, seed: int, epoch: int) -> torch.Tensor | None:
-        return self.crops(data, imagedata.augmentation_generator(seed, 1, epoch))
+        return self.crops(data, transforms.augmentation_generator(seed, 1, epoch))
 
     def skip(self, batch: int, eval_mode: bool, first: bool) -> bool:
         return batch < 2 * self.accumulate and not eval_mode and not first  # BatchNorm cannot train on one example
@@ -116,7 +116,7 @@ class Runtime(Feed):
     # -- the transforms
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Evaluation inputs of a uint8 batch (no randomness)."""
-        return imagedata.prepare(x, self.image_size, self.device, self.mean, self.std,
+        return transforms.prepare(x, self.image_size, self.device, self.mean, self.std,
                                  channels_last=self.channels_last, centre_crop=self.centre_crop)
 
     def crops(self, data: imagedata.ImageSet, generator: torch.Generator) -> torch.Tensor | None:
@@ -127,13 +127,13 @@ class Runtime(Feed):
             return self.views(data)
         stored = tuple(data.x.shape[-2:])
         if data.photo_hw is None:
-            return imagedata.crop_boxes(len(data), *stored, self.augment, self.image_size, generator)
+            return transforms.crop_boxes(len(data), *stored, self.augment, self.image_size, generator)
         if self.augment != "random-resized-crop":
             raise ValueError(f"{self.augment} crops the stored image; a set stored as whole photographs (photo_hw) is "
                              f"augmented with random-resized-crop")
         height, width = data.photo_hw.T
-        boxes = imagedata.crop_boxes(len(data), height, width, self.augment, self.image_size, generator)
-        return imagedata.onto_stored(boxes, data.photo_hw, stored)
+        boxes = transforms.crop_boxes(len(data), height, width, self.augment, self.image_size, generator)
+        return transforms.onto_stored(boxes, data.photo_hw, stored)
 
     def views(self, data: imagedata.ImageSet) -> torch.Tensor | None:
         """The evaluation view's boxes of a set stored as whole photographs: each photograph's centre, as
@@ -143,7 +143,7 @@ class Runtime(Feed):
             return None
         stored = tuple(data.x.shape[-2:])
         fraction = self.image_size / min(stored) if self.centre_crop and min(stored) > self.image_size else 1.0
-        return imagedata.onto_stored(imagedata.centre_boxes(data.photo_hw, fraction), data.photo_hw, stored)
+        return transforms.onto_stored(transforms.centre_boxes(data.photo_hw, fraction), data.photo_hw, stored)
 
     def view_inputs(self, data: imagedata.ImageSet, part, boxes: torch.Tensor | None) -> torch.Tensor:
         """Inputs of ``data``'s images ``part`` without randomness of their own: cut by ``boxes`` (a set's
@@ -154,9 +154,9 @@ class Runtime(Feed):
     def augmented(self, x: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
         """Training inputs of a uint8 batch with its images' draws from :meth:`crops` (plain inputs when None)."""
         if boxes is None:
-            return imagedata.prepare(x, self.image_size, self.device, self.mean, self.std,
+            return transforms.prepare(x, self.image_size, self.device, self.mean, self.std,
                                      channels_last=self.channels_last)
-        return imagedata.augment(x, boxes, self.image_size, self.device, self.mean, self.std,
+        return transforms.augment(x, boxes, self.image_size, self.device, self.mean, self.std,
                                  channels_last=self.channels_last)
 
 

@@ -31,14 +31,14 @@ import torch
 
 from lpft import finetune
 from lpft.records import code_fingerprint, record_path, run_once
-from lpft.scale import backbones, clip, data, imagedata
+from lpft.scale import backbones, clip, data, transforms
 from lpft.scale import finetune as scale_finetune
 from lpft.scale.data.files import content_digest
 from lpft.task import Task
 
-CODE_MODULES = ("scale.imagedata", "scale.data.__init__", "scale.data.files", "scale.data.cifar", "scale.data.breeds",
-                "scale.data.domainnet", "scale.data.fmow", "scale.data.imagenet", "scale.backbones", "scale.clip",
-                "scale.finetune", "scale.sweep", "finetune", "task")
+CODE_MODULES = ("scale.imagedata", "scale.transforms", "scale.data.__init__", "scale.data.files", "scale.data.cifar",
+                "scale.data.breeds", "scale.data.domainnet", "scale.data.fmow", "scale.data.imagenet", "scale.backbones",
+                "scale.clip", "scale.finetune", "scale.sweep", "finetune", "task")
 EXECUTORS = ("inline", "local", "debug", "slurm")
 LP_KINDS = ("logistic", "sgd")
 
@@ -91,7 +91,7 @@ class Sweep:
         options = {k: v for k, v in (("precision", self.precision), ("channels_last", self.channels_last))
                    if v is not None}
         mean, std = (clip.CLIP_MEAN, clip.CLIP_STD) if self.source == "clip" else \
-            (imagedata.IMAGENET_MEAN, imagedata.IMAGENET_STD)
+            (transforms.IMAGENET_MEAN, transforms.IMAGENET_STD)
         std = self.std or std
         return scale_finetune.Runtime.for_device(
             self.device, image_size=self.image_size, batch_size=self.batch_size, accumulate=self.accumulate,
@@ -251,7 +251,7 @@ def run_job(sweep: Sweep, job: dict, on_epoch_end=None) -> dict:
 def _linear_probe(task, backbone, sweep: Sweep, rt, seed: int | None) -> dict:
     """LP's run: features of ID train (one augmented view per image, drawn from ``seed``, when the experiment
     augments), ID-val, ID test and OOD sets; the C sweep (or the SGD probe of ``seed``); accuracies and the head."""
-    boxes = None if seed is None else rt.crops(task.train, imagedata.augmentation_generator(seed, 2))
+    boxes = None if seed is None else rt.crops(task.train, transforms.augmentation_generator(seed, 2))
     f = {"train": finetune.features(backbone, task.train, rt, boxes)}
     f.update({name: finetune.features(backbone, data, rt)
               for name, data in (("val", task.val), ("id", task.test_id), *task.ood.items())})

@@ -17,8 +17,8 @@ true sizes kept (RandomResizedCrop boxes are drawn on the photograph and mapped 
 bicubic; random 224 crops are drawn from it) and to 224×224 (evaluation, bicubic); FMoW's images are stored at
 224×224 already and used as they are. Every loader takes a ``cache_dir``: sets too large for memory (Entity-30's
 training images are about 30 GB) are then decoded once into a memory-mapped disk cache (:func:`decode_set`). The random
-parts of the transforms run per batch on the training device (:func:`lpft.scale.imagedata.augment`). Missing files raise
-:class:`~lpft.scale.imagedata.MissingData` naming them; malformed lists raise :class:`~lpft.scale.imagedata.MalformedData`.
+parts of the transforms run per batch on the training device (:func:`lpft.scale.transforms.augment`). Missing files
+raise :class:`~lpft.scale.imagedata.MissingData` naming them; malformed lists raise :class:`~lpft.scale.imagedata.MalformedData`.
 """
 from __future__ import annotations
 
