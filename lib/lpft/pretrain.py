@@ -16,14 +16,13 @@ augmentation that links a digit to its inverted copy. Without it nothing in a la
 inverted 3 and a 3 are the same thing, while supervised pretraining learns that from the labels; with it the features
 are pushed towards invariance to exactly the shift the OOD test applies. Both are measured in the extra digit chapter.
 
-Each cached backbone is ``<key>.json`` (its config) and ``<key>.pt`` (its state_dict), both written atomically, key =
-sha256 of the config, which includes a digest of the pool's tensors and the recipe's version. A checkpoint that exists
-but cannot be read, or whose config or parameters do not match, raises ``RuntimeError``: it is never silently
-retrained over or partly loaded.
+Each cached backbone is ``<key>.json`` (its config) and ``<key>.pt`` (its state_dict), stored and checked by
+:mod:`lpft.checkpoints`; key = sha256 of the config, which includes a digest of the pool's tensors and the recipe's
+version. A checkpoint that exists but cannot be read, or whose config or parameters do not match, raises
+``RuntimeError``: it is never silently retrained over or partly loaded.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -33,8 +32,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 from tqdm import tqdm  # plain tqdm: no ipywidgets needed inside kernels
 
+from lpft import checkpoints
 from lpft.digits import FEATURE_DIM, NORMS, DigitNet
-from lpft.records import atomic_write, canonical, digest
+from lpft.records import canonical, digest
 
 # Bump when a recipe changes: the version is part of the cache key, so stale weights are never read back.
 PRETRAIN_VERSION = 1         # supervised: the architecture or the recipe
@@ -72,15 +72,6 @@ def _train_supervised(pool: TensorDataset, config: dict, progress: bool) -> Digi
     return model.eval()
 
 
-def dataset_digest(data: TensorDataset) -> str:
-    """sha256 of a dataset's tensors (dtype, shape and bytes): the pool's content enters the cache key."""
-    chunks = []
-    for t in data.tensors:
-        t = t.detach().contiguous().cpu()
-        chunks += [f"{t.dtype}{tuple(t.shape)}", t.numpy().tobytes()]
-    return digest(*chunks, length=None)
-
-
 def supervised(pool: TensorDataset, *, epochs: int, lr: float, seed: int, norm: str, cache_dir: Path,
                batch_size: int = 128, progress: bool = False) -> DigitNet:
     """A ``DigitNet`` pretrained on ``pool`` (labels = digit classes), read from ``cache_dir`` when already computed
@@ -89,59 +80,22 @@ def supervised(pool: TensorDataset, *, epochs: int, lr: float, seed: int, norm: 
         raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
     y = pool.tensors[1]
     config = {"version": PRETRAIN_VERSION, "epochs": int(epochs), "lr": float(lr), "seed": int(seed), "norm": norm,
-              "batch_size": int(batch_size), "n_classes": int(y.max()) + 1, "pool": dataset_digest(pool)}
+              "batch_size": int(batch_size), "n_classes": int(y.max()) + 1, "pool": checkpoints.tensors_digest(pool.tensors)}
     return _cached(config, Path(cache_dir), "", lambda: _train_supervised(pool, config, progress))
 
 
 def _cached(config: dict, cache_dir: Path, prefix: str, train) -> DigitNet:
-    """The backbone of ``config`` from ``cache_dir`` (``<prefix><key>.pt`` / ``.json``), else ``train()`` it and
-    store it: the ``.json`` first, so that a ``.pt`` never exists without its config."""
+    """The backbone of ``config`` from ``cache_dir`` (``<prefix><key>.pt`` / ``.json``, :mod:`lpft.checkpoints`), else
+    ``train()`` it and store it."""
     key = digest(canonical(config))
     pt, js = cache_dir / f"{prefix}{key}.pt", cache_dir / f"{prefix}{key}.json"
     if pt.exists():
-        return _load_checkpoint(pt, js, config)
+        model = DigitNet(config["n_classes"], config["norm"])
+        checkpoints.load(js, pt, model, lambda saved: saved == config, "pretraining checkpoint")
+        return model.eval()
     model = train()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(js, lambda p: Path(p).write_text(json.dumps(config, indent=2, sort_keys=True)))
-    atomic_write(pt, lambda p: torch.save(model.state_dict(), p))
+    checkpoints.save(js, config, pt, model)
     return model
-
-
-def load_checked(pt: Path, js: Path, model: nn.Module, matches, what: str) -> dict:
-    """Load the state_dict ``pt`` into ``model`` (in place) after checking it, and return the description ``js``
-    stored beside it. Refused with a ``RuntimeError`` that names the fix (delete both files): a description that cannot
-    be read or for which ``matches(description)`` is false, a file torch cannot read, parameter names other than
-    ``model``'s, a wrong shape or dtype, a non-finite value. ``what`` names the cache in the message."""
-    def refuse(why: str):
-        return RuntimeError(f"{what} {pt} is corrupt or incomplete ({why}); delete {pt} and {js} to retrain it")
-
-    try:
-        saved = json.loads(js.read_text())
-    except (OSError, ValueError) as e:
-        raise refuse(f"its description {js.name} cannot be read: {e}") from e
-    if not matches(saved):
-        raise refuse(f"its description {js.name} differs from the requested one")
-    try:
-        state = torch.load(pt, weights_only=True, map_location="cpu")
-    except Exception as e:  # torch raises several types for truncated or foreign files
-        raise refuse(f"torch.load failed: {e}") from e
-    expected = model.state_dict()
-    if not isinstance(state, dict) or state.keys() != expected.keys():
-        raise refuse(f"its parameter names differ from {type(model).__name__}'s")
-    for name, value in state.items():
-        if not isinstance(value, torch.Tensor) or value.shape != expected[name].shape \
-                or value.dtype != expected[name].dtype:
-            raise refuse(f"parameter {name} has the wrong shape or type")
-        if value.is_floating_point() and not torch.isfinite(value).all():
-            raise refuse(f"parameter {name} is not finite")
-    model.load_state_dict(state)
-    return saved
-
-
-def _load_checkpoint(pt: Path, js: Path, config: dict) -> DigitNet:
-    model = DigitNet(config["n_classes"], config["norm"])
-    load_checked(pt, js, model, lambda saved: saved == config, "pretraining checkpoint")
-    return model.eval()
 
 
 # ---- contrastive (SimCLR-style) ----
@@ -247,7 +201,7 @@ def contrastive_config(pool: TensorDataset, **options) -> dict:
         if not math.isfinite(c[k]):
             raise ValueError(f"{k} must be finite; got {c[k]!r}")
     return {**c, "kind": "contrastive", "version": CONTRASTIVE_VERSION, "projection_dim": PROJECTION_DIM,
-            "n_classes": int(pool.tensors[1].max()) + 1, "pool": dataset_digest(pool)}
+            "n_classes": int(pool.tensors[1].max()) + 1, "pool": checkpoints.tensors_digest(pool.tensors)}
 
 
 def contrastive(pool: TensorDataset, *, cache_dir: Path, progress: bool = False, **options) -> DigitNet:

@@ -22,8 +22,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lpft import digits, finetune, pretrain
-from lpft.records import atomic_write, atomic_write_text, canonical, code_fingerprint, digest, parallel_map, run_once
+from lpft import checkpoints, digits, finetune, pretrain
+from lpft.records import canonical, code_fingerprint, digest, parallel_map, run_once
 
 
 def pretrained_model(setup: dict, cache: Path) -> digits.DigitNet:
@@ -63,7 +63,7 @@ def paper_conditions(cfg) -> dict:
 
 # The modules a seed record, and a selected model, depend on: editing any other module of the library does not
 # invalidate them.
-DEPENDS = ("digits", "pretrain", "task", "finetune", "protocol")
+DEPENDS = ("digits", "pretrain", "checkpoints", "task", "finetune", "protocol")
 # What each method's selected model depends on, beyond the task and the backbone: its own grid and the selections it
 # starts from (LP-FT from LP's chosen C; WiSE-FT from the LP and FT models; L2-SP and surgical from FT's chosen lr).
 MODEL_FIELDS = {"LP": ("lp_C",), "FT": ("ft_lr", "epochs"), "LP-FT": ("lp_C", "lpft_lr", "epochs"),
@@ -80,9 +80,7 @@ def model_key(setup: dict, seed: int, method: str, pretrained: digits.DigitNet) 
     backbones, or any other pretraining, never share a key), the seed, the method and the fingerprint of the code that
     trains and selects (:data:`DEPENDS`). Fields that only change the evaluation (``strengths``, ``eval_shifts``,
     labels) are not in it."""
-    state = pretrained.state_dict()
-    backbone = digest(*(f"{name}{tuple(t.shape)}".encode() + t.detach().contiguous().cpu().numpy().tobytes()
-                        for name, t in sorted(state.items())))
+    backbone = checkpoints.tensors_digest(pretrained.state_dict())
     return {"method": method, "seed": int(seed), "task": {f: setup.get(f) for f in TASK_FIELDS},
             "grids": {f: setup[f] for f in MODEL_FIELDS[method]}, "backbone": backbone,
             "code": code_fingerprint(DEPENDS)}
@@ -95,30 +93,26 @@ def _model_paths(models: Path, key: dict) -> tuple[Path, Path]:
 
 def _load_selected(js: Path, pt: Path, key: dict, pretrained: digits.DigitNet, n_classes: int) -> tuple:
     """The model, hp and table stored by :func:`_selected`; a file that cannot be read or does not match raises
-    (:func:`lpft.pretrain.load_checked`)."""
+    (:func:`lpft.checkpoints.load`)."""
     model = copy.deepcopy(pretrained)
     model.head = nn.utils.skip_init(nn.Linear, model.head.in_features, n_classes)  # draws nothing from torch's RNG
     wanted = json.loads(canonical(key))
-    saved = pretrain.load_checked(pt, js, model, lambda d: isinstance(d, dict) and d.get("key") == wanted
+    saved = checkpoints.load(js, pt, model, lambda d: isinstance(d, dict) and d.get("key") == wanted
                                   and {"hp", "table"} <= d.keys(), "selected-model cache")
     return model.eval(), saved["hp"], pd.DataFrame(saved["table"])
 
 
 def _selected(models: Path | None, key: dict, pretrained: digits.DigitNet, n_classes: int, select) -> tuple:
     """``select()`` (a ``(model, hp, table)``), or what an earlier call with the same ``key`` stored in the folder
-    ``models`` (None: no cache). Stored as ``<method>-seed<seed>-<digest of key>.json`` (key, hp, selection table),
-    written first, and ``.pt`` (the state_dict), each atomically: parallel workers that compute the same model write
-    the same content, and a reader never sees half a file."""
+    ``models`` (None: no cache). Stored as ``<method>-seed<seed>-<digest of key>.json`` (key, hp, selection table) and
+    ``.pt`` (the state_dict) by :func:`lpft.checkpoints.save`."""
     if models is None:
         return select()
     js, pt = _model_paths(models, key)
     if pt.exists():
         return _load_selected(js, pt, key, pretrained, n_classes)
     model, hp, table = select()
-    # not sorted: the table's columns keep their order
-    atomic_write_text(js, json.dumps({"key": key, "hp": hp, "table": table.to_dict(orient="records")}, indent=2,
-                                     default=str))
-    atomic_write(pt, lambda tmp: torch.save(model.state_dict(), tmp))
+    checkpoints.save(js, {"key": key, "hp": hp, "table": table.to_dict(orient="records")}, pt, model)
     return model, hp, table
 
 

@@ -104,7 +104,7 @@ def canonical(obj) -> bytes:
 def digest(*chunks: bytes | str, length: int | None = 16) -> str:
     """sha256 of ``chunks`` concatenated (``str`` as UTF-8), as its first ``length`` hex digits (None: all 64): the one
     hash behind record keys (:func:`record_key`), code fingerprints, cache keys and content digests
-    (:func:`lpft.pretrain.dataset_digest`)."""
+    (:func:`lpft.checkpoints.tensors_digest`)."""
     h = hashlib.sha256()
     for chunk in chunks:
         h.update(chunk.encode() if isinstance(chunk, str) else chunk)
