@@ -193,18 +193,16 @@ class PaperScale:
         """Print, per experiment, FT's feature change against LP-FT's and whether it is larger on ID than on each OOD
         set; show the feature change of every method; with ``official``, the official code's Living-17 notebook
         outputs in the same unit; glue under ``name`` the figure of every selected run's change."""
+        changes = {exp: _changes(s) for exp, s in self.summaries.items()}
         lines = []
-        for exp, s in self.summaries.items():
-            ood = [c.removeprefix("change ") for c in s.columns if c.startswith("change ") and not c.endswith("±")
-                   and c != "change ID"]
-            side = ", ".join(f"{'larger' if s.loc['FT', 'change ID'] > s.loc['FT', f'change {o}'] else 'smaller'} on "
-                             f"ID than on {o} inputs" for o in ood)
+        for exp, change in changes.items():
+            side = ", ".join(f"{'larger' if change.loc['FT', 'ID'] > change.loc['FT', o] else 'smaller'} on ID than on "
+                             f"{o} inputs" for o in change.columns if o != "ID")
             lines.append(f"{exp}: FT's feature change on ID inputs is {report.fmt(self.ratios()[exp])}× LP-FT's; "
                          f"FT's is {side}")
         print("\n".join(lines) or "not run on this machine")
-        for exp, s in self.summaries.items():
-            cols = [c for c in s.columns if c.startswith("change ") and not c.endswith("±")]
-            change = s[cols].rename(columns=lambda c: c.removeprefix("change ") + " inputs")
+        for exp, change in changes.items():
+            change = change.rename(columns=lambda c: f"{c} inputs")
             change.index = ["pretrained (= LP)" if m == "LP" else m for m in change.index]
             display(report.table(change.reset_index(names=f"{exp}: model"), floor=0.0))
         if official:
@@ -271,3 +269,8 @@ class PaperScale:
         glue.number(f"{prefix}_mode", self.cfg.profile if self.ran else "full, without inputs")
         print(f"profile: {self.cfg.profile}; ran: {', '.join(self.ran) or 'nothing'}")
 
+
+def _changes(summary: pd.DataFrame) -> pd.DataFrame:
+    """The feature-change columns of a summary (means, not their ± columns), named by their input set (ID first)."""
+    cols = [c for c in summary.columns if c.startswith("change ") and not c.endswith("±")]
+    return summary[cols].rename(columns=lambda c: c.removeprefix("change "))
