@@ -20,7 +20,6 @@ executors.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from lpft import finetune
-from lpft.records import code_fingerprint, record_path, run_once
+from lpft.records import code_fingerprint, digest, record_path, run_once
 from lpft.scale import backbones, clip, data, transforms
 from lpft.scale import finetune as scale_finetune
 from lpft.scale.data.files import content_digest
@@ -112,10 +111,8 @@ def _task(data_root: str, experiment: str, n_val, image_size: int, load_size, ma
           ) -> tuple[Task, str]:
     task = data.build_task(data_root, experiment, n_val=n_val, image_size=image_size, load_size=load_size,
                            max_train=max_train, max_eval=max_eval, cache=cache)
-    h = hashlib.sha256()
-    for part in (task.train, task.val, task.test_id, *task.ood.values()):  # digests known since decoding are reused
-        h.update((part.digest or content_digest(part.x.numpy(), part.y.numpy())).encode())
-    return task, h.hexdigest()[:16]
+    parts = (task.train, task.val, task.test_id, *task.ood.values())  # digests known since decoding are reused
+    return task, digest(*(part.digest or content_digest(part.x.numpy(), part.y.numpy()) for part in parts))
 
 
 def load_task(sweep: Sweep) -> tuple[Task, str]:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lpft.records import atomic_write_text
 from lpft.scale.imagedata import ImageSet, MalformedData
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -130,12 +131,6 @@ def cache_key(root, paths: list[Path], labels: list[int], size: int, resize: str
     return h.hexdigest()[:16]
 
 
-def _write_json(path: Path, content: dict) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(content))
-    os.replace(tmp, path)
-
-
 def _write_cache(npy: Path, paths: list[Path], labels: list[int], size: int, resize: str, workers: int,
                  photo_hw: torch.Tensor | None) -> str:
     """Decode ``paths`` into ``npy`` through a temporary file, ``CHUNK`` images at a time; returns the digest."""
@@ -176,9 +171,10 @@ def decode_set(root, name: str, paths: list[Path], labels: list[int], size: int,
     if not (sidecar.is_file() and npy.is_file()):
         photo_hw = photo_sizes(paths, resize, workers)
         digest = _write_cache(npy, paths, labels, size, resize, workers, photo_hw)
-        _write_json(sidecar, {"set": name, "size": size, "resize": resize, "labels": list(labels),
-                              "classes": None if classes is None else list(classes), "digest": digest,
-                              "photo_hw": None if photo_hw is None else photo_hw.tolist()})
+        atomic_write_text(sidecar, json.dumps({"set": name, "size": size, "resize": resize, "labels": list(labels),
+                                               "classes": None if classes is None else list(classes),
+                                               "digest": digest,
+                                               "photo_hw": None if photo_hw is None else photo_hw.tolist()}))
     meta = json.loads(sidecar.read_text())
     x = torch.from_numpy(np.load(npy, mmap_mode="c"))
     if tuple(x.shape) != (len(meta["labels"]), 3, size, size):
