@@ -1,5 +1,7 @@
 import os
 
-# One BLAS/OpenMP thread in the test process and in every kernel pytest-notebook starts (they inherit this).
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from lpft import numeric
+
+# The book's numeric environment (lpft.numeric: kernel paths, one thread) for every process the tests start: the
+# pytest-xdist workers, the kernels pytest-notebook starts and the workers they spawn inherit it.
+numeric.pin()

@@ -10,18 +10,19 @@ Three layers; imports go one way only (``lpft.book`` -> ``lpft.scale`` -> ``lpft
   and contrastive pretraining, cached), :mod:`lpft.finetune` (LP, FT, LP-FT and later methods),
   :mod:`lpft.protocol` (the paper's protocol: selection on ID validation, claims), :mod:`lpft.robustness`,
   :mod:`lpft.fixedpoint` (F8Net-style integer inference: ``qformat``, ``kernel``, ``network``, ``deploy``),
-  :mod:`lpft.records` (one record per run, provenance, digests, archives),
+  :mod:`lpft.records` (one record per run, provenance, digests, archives), :mod:`lpft.checkpoints` (cached weights),
+  :mod:`lpft.numeric` (the pinned numeric environment),
   :mod:`lpft.paper` (the paper's numbers and settings), :mod:`lpft.report` (numbers as the book prints them).
 * :mod:`lpft.scale`: the paper-scale runs (image datasets in their published formats, backbones and checkpoint
   readers, CLIP, the GPU training loop, sweeps); ``pip install "lpft[scale]"``.
 * :mod:`lpft.book`: what exists because this is a book (chapter profiles, repository paths, the ``lpft-run``
   papermill runner, the figure style, the Sphinx extensions); ``pip install "lpft[book]"``.
 """
-import os
+from lpft import numeric as _numeric
 
-# One BLAS/OpenMP thread per process: on 2-core machines a second thread made small SVDs ~30x slower under load.
-# (Effective when lpft is imported before NumPy, as every chapter does; lpft-run and the tests also set it.)
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+# One BLAS/OpenMP thread per process unless the caller chose otherwise: on 2-core machines a second thread made small
+# SVDs ~30x slower under load (effective when lpft is imported before NumPy). The book's processes get the whole
+# pinned numeric environment (lpft.numeric) from lpft-run and the tests.
+_numeric.default_threads()
 
 __version__ = "0.1.0"

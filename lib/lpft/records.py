@@ -59,14 +59,19 @@ def git_revision(folder: Path = PACKAGE) -> str:
 
 
 def environment() -> dict:
-    """Versions of what computes the book's numbers, and the machine."""
+    """Versions of what computes the book's numbers, the machine, and its numeric environment (the pinned variables'
+    values and the CPU kernels PyTorch uses, :mod:`lpft.numeric`)."""
     import numpy
     import scipy
     import torch
 
+    from lpft import numeric
+
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
             "scipy": scipy.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "numeric": {"variables": {k: os.environ.get(k) for k in numeric.PINNED},
+                        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}}
 
 
 def _code_only(source: bytes) -> bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -133,13 +134,19 @@ def settings(chapter: str, profile: str) -> SimpleNamespace:
 
 
 def start_chapter(chapter: str, *, profile: str, seed: int, device: str) -> SimpleNamespace:
-    """The first call of every chapter: validate parameters, seed, set the figure style, return the config.
+    """The first call of every chapter: warn when the kernel is not in the book's numeric environment
+    (:mod:`lpft.numeric`), validate parameters, seed, set the figure style, return the config.
 
     The returned namespace holds the chapter's settings for ``profile`` plus ``profile``, ``seed`` and the resolved
     ``device``.
     """
+    from lpft import numeric
     from lpft.book import plotting
 
+    problems = numeric.problems()
+    if problems:  # shown in the chapter's output, so a notebook regression test fails on it too
+        warnings.warn("this kernel does not run in the book's numeric environment, so its numbers may differ from "
+                      "the book's: " + "; ".join(problems) + ". To fix: " + numeric.fix(), stacklevel=2)
     resolved = check_parameters(chapter, profile, seed, device)
     seed_everything(int(seed))
     plotting.set_style()

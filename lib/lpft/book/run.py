@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from lpft import records
+from lpft import numeric, records
 from lpft.book import paths
 from lpft.book.profiles import CHAPTERS, DEVICES, PROFILES, resolve_device
 from lpft.records import atomic_write_text, git_revision
@@ -102,7 +102,18 @@ def describe_environment(env: dict) -> str:
     """One line naming the versions and machine of a run's :func:`environment`."""
     return (f"Python {env['python']}, torch {env['torch']}, NumPy {env['numpy']}, SciPy {env['scipy']} on "
             f"{env['platform']} ({env['cpu_count']} CPUs{', GPU ' + env['gpu'] if env.get('gpu') else ''}); "
-            f"requirements-lock.txt sha256 `{env.get('lock_sha256')}`")
+            f"requirements-lock.txt sha256 `{env.get('lock_sha256')}`; {describe_numeric(env.get('numeric'))}")
+
+
+def describe_numeric(numeric_env: dict | None) -> str:
+    """How a run's numeric environment compares with the book's pinned one (:mod:`lpft.numeric`)."""
+    if numeric_env is None:
+        return "numeric environment not recorded"
+    differ = {k: v for k, v in numeric_env["variables"].items() if v != numeric.PINNED.get(k)}
+    if not differ and numeric_env["torch_cpu_capability"] == "AVX2":
+        return "numeric environment pinned (AVX2 kernels, one thread per process)"
+    return (f"numeric environment NOT the book's (PyTorch {numeric_env['torch_cpu_capability']} kernels; "
+            + ", ".join(f"{k}={v}" for k, v in differ.items()) + ")")
 
 
 def rerun_command(name: str, rec: dict) -> str:
@@ -197,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="chapters executed at once (one CPU each)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    numeric.pin()  # the kernels this starts, and the workers they spawn, inherit the book's numeric environment
     try:
         run(args.chapters or list(CHAPTERS), args.profile, args.seed, args.device, args.out, args.jobs,
             progress=not args.no_progress)

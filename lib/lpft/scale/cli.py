@@ -18,6 +18,7 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
+from lpft import numeric
 from lpft.scale import backbones, experiments, tables
 from lpft.scale.sweep import EXECUTORS, Sweep, run_sweep
 
@@ -102,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
         if device == "cuda" and not torch.cuda.is_available():
             raise SystemExit("lpft-sweep: --device cuda was requested but torch sees no GPU")
+    if device == "cpu":  # the book's CPU kernels and one thread per process, for this process and its workers
+        numeric.pin()
+        for problem in numeric.problems():
+            print(f"lpft-sweep: {problem}", file=sys.stderr)
     override = PROFILES[args.profile]
     n_seeds = args.seeds or len(experiments.settings(args.experiment, override).seeds)
     folder = args.folder or records_folder(os.environ.get(ENV_RESULTS) or "results", args.experiment, args.profile)
