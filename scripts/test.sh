@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -c requirements-lock.txt -e ".[dev]"
-# The browser test (tests/test_browser.py) needs Chromium: install Debian's package when it is missing and we can.
+# The browser test (tests/test_browser.py) drives the system's Chromium with Playwright (which downloads no browser):
+# install Debian's package when it is missing and we can.
 if ! command -v chromium >/dev/null && [ -z "${LPFT_CHROMIUM:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     t=$(date +%s)

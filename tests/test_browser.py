@@ -3,56 +3,43 @@
 Checked on every page of the TOC (_build/html, written by scripts/build.sh): the title, every equation typeset by the
 MathJax the book serves itself (no raw TeX left, no MathJax errors), every image loaded, no JavaScript errors, every
 local link, script, style sheet and image answers 200 (and its #fragment exists), and no request left 127.0.0.1.
-Chapter pages must also show the provenance box of the notebook they render. Chromium is driven over the DevTools
-protocol on a pipe (--remote-debugging-pipe), so no debugging port is opened. Screenshots of the chapter pages are
+Chapter pages must also show the provenance box of the notebook they render. Screenshots of the chapter pages are
 saved under _build/test-artifacts/.
 
+The browser is the system's Chromium (LPFT_CHROMIUM, else `chromium` on the PATH), driven by Playwright
+(`executable_path`: Playwright downloads no browser). Every request a page makes passes through Playwright's
+interception: requests to the local server go on, any other is recorded and refused, and the test fails on it.
 Skipped only when the book has not been built; a missing Chromium is a failure (CI installs it in .ci/run).
 """
 from __future__ import annotations
 
-import base64
-import fcntl
 import functools
 import http.server
 import json
 import os
 import re
-import selectors
 import shutil
-import subprocess
-import tempfile
 import threading
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from playwright.sync_api import sync_playwright
 
 from lpft.book import sphinx_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 ARTIFACTS = ROOT / "_build" / "test-artifacts"
-TIMEOUT = 60.0
-
-# Everything that could reach the network is off; what is not loopback goes to a proxy that does not exist.
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--remote-debugging-pipe",
-    "--no-first-run", "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--disable-default-apps", "--disable-extensions", "--disable-domain-reliability",
-    "--disable-client-side-phishing-detection", "--safebrowsing-disable-auto-update", "--metrics-recording-only",
-    "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication,"
-    "CertificateTransparencyComponentUpdater",
-    "--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-    "--window-size=1280,900", "--hide-scrollbars", "--mute-audio",
-]
+TIMEOUT_MS = 60_000
+# Playwright's launch switches already turn the browser's background networking off; in case the browser still makes
+# a request of its own (one Playwright's interception does not see), no name resolves but 127.0.0.1 and everything
+# else goes to a proxy that does not exist.
+OFFLINE = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--proxy-server=http://127.0.0.1:9"]
 
 # What the page reports once MathJax has finished and every image has loaded or failed.
-INSPECT = r"""(async () => {
+INSPECT = r"""async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
   await Promise.all([...document.images].map(img => img.complete ? null
       : new Promise(done => { img.addEventListener('load', done); img.addEventListener('error', done); })));
@@ -81,145 +68,7 @@ INSPECT = r"""(async () => {
     broken: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
     urls: urls, provenance: box ? box.textContent.trim() : null,
   };
-})()"""
-
-
-def chromium_binary() -> str | None:
-    return os.environ.get("LPFT_CHROMIUM") or next(
-        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-
-
-def _above_9(fd: int) -> int:
-    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
-    os.close(fd)
-    return high
-
-
-class Chromium:
-    """Headless Chromium driven over the DevTools protocol on a pipe (NUL-separated JSON messages)."""
-
-    def __init__(self, binary: str):
-        self.profile = tempfile.mkdtemp(prefix="lpft-chromium-")
-        to_chrome_r, self._out = os.pipe()
-        self._in, from_chrome_w = os.pipe()
-        # the DevTools pipe is fd 3 (commands in) and fd 4 (replies out) in the browser; bash moves the pipe's ends
-        # there (from numbers above 9, so that the two moves cannot overwrite each other)
-        to_chrome_r, from_chrome_w = (_above_9(fd) for fd in (to_chrome_r, from_chrome_w))
-        shell = f'exec "$0" "$@" 3<&{to_chrome_r} 4>&{from_chrome_w} {to_chrome_r}<&- {from_chrome_w}>&-'
-        self.proc = subprocess.Popen(["bash", "-c", shell, binary, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}",
-                                      "about:blank"], pass_fds=(to_chrome_r, from_chrome_w),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._in, selectors.EVENT_READ)
-        self._buffer = b""
-        self._next_id = 0
-        self.events: list[dict] = []
-        target = self.send("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            self.send(f"{domain}.enable", session=self.session)
-        self.send("Page.setLifecycleEventsEnabled", session=self.session, enabled=True)
-
-    def _read(self, deadline: float) -> dict:
-        while b"\0" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._selector.select(left):
-                raise TimeoutError("Chromium did not answer in time")
-            chunk = os.read(self._in, 1 << 16)
-            if not chunk:
-                raise RuntimeError(f"Chromium exited (code {self.proc.poll()})")
-            self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def send(self, method: str, session: str | None = None, timeout: float = TIMEOUT, **params) -> dict:
-        self._next_id += 1
-        message = {"id": self._next_id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        os.write(self._out, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self._read(deadline)
-            if reply.get("id") == self._next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-            if "method" in reply:
-                self.events.append(reply)
-
-    def wait_for(self, method: str, timeout: float = TIMEOUT, **params) -> dict:
-        """The first event ``method`` received whose parameters include ``params``."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while True:
-            for e in self.events[seen:]:
-                if e["method"] == method and params.items() <= e.get("params", {}).items():
-                    return e
-            seen = len(self.events)
-            reply = self._read(deadline)
-            if "method" in reply:
-                self.events.append(reply)
-
-    def open(self, url: str) -> dict:
-        """Navigate to ``url`` and wait for the load event of that navigation; returns Page.navigate's result."""
-        self.events.clear()
-        result = self.send("Page.navigate", session=self.session, url=url)
-        if not result.get("errorText"):
-            self.wait_for("Page.lifecycleEvent", name="load", loaderId=result["loaderId"])
-        return result
-
-    def evaluate(self, expression: str):
-        result = self.send("Runtime.evaluate", session=self.session, expression=expression, awaitPromise=True,
-                           returnByValue=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
-        return result["result"]["value"]
-
-    def errors(self) -> list[str]:
-        """JavaScript console errors, uncaught exceptions and browser-logged errors since the last :meth:`open`."""
-        out = []
-        for e in self.events:
-            p = e.get("params", {})
-            if e["method"] == "Runtime.exceptionThrown":
-                details = p["exceptionDetails"]
-                out.append(details.get("exception", {}).get("description") or details.get("text"))
-            elif e["method"] == "Runtime.consoleAPICalled" and p["type"] in ("error", "assert"):
-                out.append(" ".join(str(a.get("value", a.get("description"))) for a in p["args"]))
-            elif e["method"] == "Log.entryAdded" and p["entry"]["level"] == "error" and \
-                    not p["entry"].get("url", "").endswith("/favicon.ico"):  # the browser's own request
-                out.append(f"{p['entry']['text']} ({p['entry'].get('url', '')})")
-        return out
-
-    def requested(self) -> list[str]:
-        return [e["params"]["request"]["url"] for e in self.events if e["method"] == "Network.requestWillBeSent"]
-
-    def screenshot(self, path: Path) -> None:
-        data = self.send("Page.captureScreenshot", session=self.session, format="png")["data"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(data))
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close", timeout=10)
-        except (OSError, RuntimeError, TimeoutError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._selector.close()
-        os.close(self._in)
-        os.close(self._out)
-        shutil.rmtree(self.profile, ignore_errors=True)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+}"""
 
 
 def toc_pages() -> list[str]:
@@ -235,70 +84,100 @@ def toc_pages() -> list[str]:
     return [f"{f}.html" for f in files(yaml.safe_load((ROOT / "_toc.yml").read_text()))]
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class Site:
+    """One browser tab on the book served at ``base``; what went wrong since the last :meth:`open` is in ``errors``
+    (JavaScript exceptions, console errors, resources that failed to load) and ``elsewhere`` (requests for other
+    hosts, refused)."""
+
+    def __init__(self, page, base: str):
+        self.page, self.base = page, base
+        self.errors: list[str] = []
+        self.elsewhere: list[str] = []
+        page.on("pageerror", lambda exc: self.errors.append(exc.stack or f"{exc.name}: {exc.message}"))
+        page.on("console", self._console)  # console.error() and the browser's own errors (failed loads)
+        # Only requests for other hosts are intercepted: Playwright's driver matches the pattern, so requests to the
+        # local server do not wait on Python. (Interception turns the browser's HTTP cache off.)
+        page.context.route(re.compile(f"^(?!{re.escape(base)})"), self._refuse)
+        # (status, HTML) of a local URL, fetched by Playwright's HTTP client rather than the browser; once per URL
+        self.fetch = functools.cache(self._fetch)
+
+    def _console(self, msg) -> None:
+        if msg.type in ("error", "assert"):
+            self.errors.append(f"{msg.text} ({msg.location.get('url', '')})")
+
+    def _refuse(self, route) -> None:
+        self.elsewhere.append(route.request.url)
+        route.abort("internetdisconnected")
+
+    def _fetch(self, url: str) -> tuple[int, str]:
+        response = self.page.context.request.get(url, fail_on_status_code=False)
+        return response.status, response.text() if url.endswith(".html") else ""
+
+    def open(self, url: str):
+        """Navigate to ``url`` and wait for its load event; returns the response (Playwright raises if it fails)."""
+        self.errors.clear()
+        self.elsewhere.clear()
+        return self.page.goto(url, wait_until="load")
+
+
 @pytest.fixture(scope="module")
 def site():
-    """(browser, base URL, URL checker) for the built book served on 127.0.0.1."""
+    """The built book served on 127.0.0.1, in a Chromium tab (:class:`Site`)."""
     if not (HTML / "index.html").exists():
         pytest.skip("the book is not built (no _build/html/index.html): run `bash scripts/build.sh` first")
-    binary = chromium_binary()
+    binary = os.environ.get("LPFT_CHROMIUM") or shutil.which("chromium")
     if binary is None:
         pytest.fail("Chromium is needed for the browser test and was not found: install it (Debian/Ubuntu: "
                     "`apt-get install -y chromium`; .ci/run does this) or set LPFT_CHROMIUM to its path")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=HTML))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/"
-    no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    @functools.cache
-    def fetch(url: str) -> tuple[int, str]:
-        try:
-            with no_proxy.open(url, timeout=10) as response:
-                body = response.read()
-                return response.status, body.decode("utf-8", "replace") if url.endswith(".html") else ""
-        except urllib.error.HTTPError as err:
-            return err.code, ""
-
-    browser = Chromium(binary)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield browser, base, fetch
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=binary, args=OFFLINE)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(TIMEOUT_MS)
+            yield Site(page, f"http://127.0.0.1:{server.server_address[1]}/")
     finally:
-        browser.close()
         server.shutdown()
         server.server_close()
 
 
 def test_the_browser_has_no_network(site):
-    """The offline checks below mean something only if the browser cannot fetch from anywhere else."""
-    browser, _, _ = site
-    result = browser.open("https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js")
-    assert result.get("errorText"), "the test browser reached the network; the offline checks would prove nothing"
+    """The offline checks below mean something only if the browser cannot fetch from anywhere else: a page's request
+    for another host is refused and recorded, and one let through fails all the same (the OFFLINE flags)."""
+    cdn = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"
+    fetch = f"fetch({cdn!r}).then(() => 'fetched', () => 'failed')"
+    site.open(urllib.parse.urljoin(site.base, "genindex.html"))
+    assert site.page.evaluate(fetch) == "failed" and site.elsewhere == [cdn], "a request to another host went out"
+    site.page.context.route(cdn, lambda route: route.continue_())  # the newest route is asked first
+    try:
+        with site.page.expect_event("requestfailed") as failed:
+            assert site.page.evaluate(fetch) == "failed", "the test browser reached the network"
+    finally:
+        site.page.context.unroute(cdn)
+    assert site.elsewhere == [cdn] and failed.value.failure.startswith("net::ERR_") and \
+        failed.value.failure != "net::ERR_INTERNET_DISCONNECTED", failed.value.failure  # not refused by _refuse
 
 
 def test_index_opens_the_book(site):
     """_build/html/index.html (what a reader opens) leads to the book's root page."""
-    browser, base, _ = site
-    root = toc_pages()[0]
-    browser.open(urllib.parse.urljoin(base, "index.html"))
-    deadline, where = time.monotonic() + 10, None
-    while time.monotonic() < deadline and where != urllib.parse.urljoin(base, root):
-        try:
-            where = browser.evaluate("document.readyState === 'complete' ? location.href : null")
-        except RuntimeError:  # the page navigated away while we asked
-            pass
-        time.sleep(0.1)
-    assert where == urllib.parse.urljoin(base, root), f"index.html should open {root}; the browser is at {where}"
-    assert not browser.errors(), browser.errors()
+    root = urllib.parse.urljoin(site.base, toc_pages()[0])
+    site.open(urllib.parse.urljoin(site.base, "index.html"))
+    site.page.wait_for_url(root, timeout=10_000)
+    assert not site.errors, site.errors
 
 
 @pytest.mark.parametrize("page", toc_pages())
 def test_page_renders_offline(site, page):
-    browser, base, fetch = site
     assert (HTML / page).exists(), f"{page} is in the TOC but was not built"
-    url = urllib.parse.urljoin(base, page)
-    result = browser.open(url)
-    assert not result.get("errorText"), f"{page}: {result['errorText']}"
-    info = browser.evaluate(INSPECT)
+    response = site.open(urllib.parse.urljoin(site.base, page))
+    assert response.status == 200, f"{page}: HTTP {response.status}"
+    info = site.page.evaluate(INSPECT)
 
     book_title = yaml.safe_load((ROOT / "_config.yml").read_text())["title"]
     assert info["heading"] and info["heading"] in info["title"] and book_title in info["title"], \
@@ -312,20 +191,18 @@ def test_page_renders_offline(site, page):
     assert not raw, f"{page}: raw TeX in the visible text: {raw[:5]}"
 
     assert not info["broken"], f"{page}: images that did not load: {info['broken']}"
-    assert not browser.errors(), f"{page}: JavaScript console errors: {browser.errors()}"
-    elsewhere = [u for u in browser.requested() if not u.startswith((base, "data:", "blob:", "about:"))]
-    assert not elsewhere, f"{page}: requests that left the local server: {elsewhere}"
+    assert not site.elsewhere, f"{page}: requests for other hosts (refused): {site.elsewhere}"
+    assert not site.errors, f"{page}: JavaScript errors: {site.errors}"
 
     bad = []
     for link in sorted(set(info["urls"])):
-        if not link.startswith(base):
+        if not link.startswith(site.base):
             continue
         target, _, fragment = link.partition("#")
-        status, body = fetch(target)
+        status, body = site.fetch(target)
         if status != 200:
             bad.append(f"{link} -> {status}")
-        elif fragment and target.endswith(".html") and \
-                f'id="{urllib.parse.unquote(fragment)}"' not in body:
+        elif fragment and target.endswith(".html") and f'id="{urllib.parse.unquote(fragment)}"' not in body:
             bad.append(f"{link} -> no element with id {fragment!r}")
     assert not bad, f"{page}: broken local links: {bad}"
 
@@ -336,9 +213,9 @@ def test_page_renders_offline(site, page):
         assert info["provenance"] == sphinx_provenance.summary(stamp), \
             f"{page}: provenance box {info['provenance']!r} does not match the notebook's stamp"
         for suffix in (".ipynb", ".py"):  # the downloads (their links answered 200 above)
-            assert any(u.startswith(base) and u.endswith(f"/{chapter}{suffix}") for u in info["urls"]), \
+            assert any(u.startswith(site.base) and u.endswith(f"/{chapter}{suffix}") for u in info["urls"]), \
                 f"{page}: no download link for {chapter}{suffix}"
         notebook = json.loads((ROOT / "executed" / f"{chapter}.ipynb").read_text())
         if any("image/png" in o.get("data", {}) for c in notebook["cells"] for o in c.get("outputs", [])):
             assert info["images"] > 0, f"{page}: the notebook has figures but the page shows none"
-        browser.screenshot(ARTIFACTS / f"{chapter}.png")
+        site.page.screenshot(path=ARTIFACTS / f"{chapter}.png")

@@ -12,7 +12,8 @@ Three layers; imports go one way only (``lpft.book`` -> ``lpft.scale`` -> ``lpft
   :mod:`lpft.fixedpoint` (F8Net-style integer inference: ``qformat``, ``kernel``, ``network``, ``deploy``),
   :mod:`lpft.records` (one record per run, provenance, digests, archives), :mod:`lpft.checkpoints` (cached weights),
   :mod:`lpft.numeric` (the pinned numeric environment),
-  :mod:`lpft.paper` (the paper's numbers and settings), :mod:`lpft.report` (numbers as the book prints them).
+  :mod:`lpft.paper` (the paper's numbers and settings), :mod:`lpft.report` (numbers as the book prints them),
+  :mod:`lpft.prose` (numbers inside sentences).
 * :mod:`lpft.scale`: the paper-scale runs (image datasets in their published formats, backbones and checkpoint
   readers, CLIP, the GPU training loop, sweeps); ``pip install "lpft[scale]"``.
 * :mod:`lpft.book`: what exists because this is a book (chapter profiles, repository paths, the ``lpft-run``

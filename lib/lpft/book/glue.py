@@ -1,13 +1,37 @@
-"""Numbers glued into a chapter's prose (``{glue:text}`name```), formatted as :mod:`lpft.report` prints them."""
+"""Words and numbers glued into a chapter's prose (``{glue:text}`name```).
+
+:func:`number` glues a value as :mod:`lpft.report` prints it (with the rules of :mod:`lpft.prose` for an exact zero
+and for -0.0); :func:`text` glues words a chapter formatted itself, usually with :mod:`lpft.prose`::
+
+    glue.text("dig_change_ratio", prose.ratio(found["ratio"]))          # "145×", or "about as large as"
+    glue.text("dig_ft_vs_lp_id", prose.compare(ft_id, lp_id))           # "97.2% vs 96.8%", or "97.2% for both"
+    glue.text("fxp_kernel_mismatch", prose.count(n, zero="no"))          # "no mismatches", not "<1e-12 mismatches"
+"""
 from __future__ import annotations
+
+import math
 
 from myst_nb import glue
 
-from lpft.report import FLOOR, fmt
+from lpft import prose
+from lpft.report import FLOOR
+
+
+def text(name: str, words: str) -> str:
+    """Glue ``words`` (a string) under ``name`` for ``{glue:text}`` in the chapter's prose; returns it."""
+    if not isinstance(words, str):
+        raise TypeError(f"glue.text({name!r}, ...) takes a string, got {words!r}: format it first with lpft.prose "
+                        f"(number, significant, fixed, percent, interval, compare, ratio, count)")
+    glue(name, words, display=False)
+    return words
 
 
 def number(name: str, x, digits: int = 3, floor: float = FLOOR) -> str:
-    """Glue the formatted value of ``x`` under ``name`` for ``{glue:text}`` in the chapter's prose; returns it."""
-    text = fmt(x, digits, floor)
-    glue(name, text, display=False)
-    return text
+    """Glue ``x`` under ``name`` as :func:`lpft.prose.number` prints it (``digits`` significant digits, ``<floor``
+    for a nonzero value below ``floor``, ``"0"`` for an exact zero or -0.0); returns it. A string is glued as it is,
+    and NaN or None as ``"—"`` (as :func:`lpft.report.fmt` prints a missing value in a table)."""
+    if isinstance(x, str):
+        return text(name, x)
+    if x is None or math.isnan(x):
+        return text(name, "—")
+    return text(name, prose.number(x, digits, floor))
