@@ -27,6 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ELSEWHERE = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE",
              "OPENBLAS_CORETYPE": "Sandybridge", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
              "OPENBLAS_NUM_THREADS": "2"}
+# Three starting environments for the pipeline test: each kind of kernel choice alone, then all of them at once.
+STARTS = {"PyTorch's scalar kernels": {"ATEN_CPU_CAPABILITY": "default"},
+          "oneDNN at SSE4.1, MKL compatible": {"ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"},
+          "all of them, two threads": ELSEWHERE}
 HAS_AVX2 = "avx2" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
 
 # A small pretrain + LP / FT / LP-FT pipeline of the digit chapter; prints a digest of everything it measured.
@@ -82,11 +86,12 @@ def test_problems_name_each_difference():
 @pytest.mark.skipif(not HAS_AVX2, reason="this CPU has no AVX2: the pinned kernels cannot run here")
 def test_pinned_results_do_not_depend_on_the_environment_a_process_starts_from():
     here = pipeline_digest(dict(os.environ), "as-is")  # this test process's environment, pinned by conftest.py
-    elsewhere = {**os.environ, **ELSEWHERE}
-    assert pipeline_digest(elsewhere, "pin") == here
-    # the control: the same starting environment, not pinned, changes the results (so the pins are needed and this
+    for name, start in STARTS.items():
+        assert pipeline_digest({**os.environ, **start}, "pin") == here, name
+    # the control: the same starting environments, not pinned, change the results (so the pins are needed and this
     # test can fail)
-    assert pipeline_digest({**elsewhere, numeric.OPT_OUT: "native"}, "as-is") != here
+    for name in ("PyTorch's scalar kernels", "all of them, two threads"):
+        assert pipeline_digest({**os.environ, **STARTS[name], numeric.OPT_OUT: "native"}, "as-is") != here, name
 
 
 def _text_diff(nb_regression, baseline, executed) -> str:
