@@ -33,7 +33,7 @@ from lpft.book import glue, paths, plotting, start_chapter
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from lpft import digits, finetune, protocol, report
+from lpft import digits, finetune, protocol, prose, report
 from lpft.records import archive, load_archive
 
 cfg = start_chapter("experiments-digits", profile=profile, seed=seed, device=device)
@@ -131,6 +131,8 @@ for m in ("LP", "FT", "LP-FT"):
     key = m.replace("-", "").lower()
     glue.number(f"dig_{key}_id", main.loc[m, "ID"], digits=3)
     glue.number(f"dig_{key}_ood", main.loc[m, "OOD"], digits=3)
+glue.text("dig_id_compare", prose.compare(main.loc["FT", "ID"] / 100, main.loc["LP", "ID"] / 100,
+                                          both="{} for FT and LP alike", versus="{} for FT against {} for LP"))
 glue.number("dig_lp_ood_pm", main.loc["LP", "OOD ±"], digits=2)
 glue.number("dig_lpft_verdict", "within or above" if found["lpft_in_lp_interval"] else "below")
 print(f"LP > FT OOD in {lp_beats_ft_ood}/{n} seeds; FT > LP ID in {ft_beats_lp_id}/{n} seeds; "
@@ -154,7 +156,7 @@ plotting.finish(fig, "fig_digits_scatter")
 # Up and to the right is better.
 # ```
 #
-# Over {glue:text}`dig_n` seeds, FT reaches {glue:text}`dig_ft_id`% ID against LP's {glue:text}`dig_lp_id`% but only
+# Over {glue:text}`dig_n` seeds, ID accuracy is {glue:text}`dig_id_compare`, but FT reaches only
 # {glue:text}`dig_ft_ood`% OOD against LP's {glue:text}`dig_lp_ood`%: LP beats FT out of distribution in
 # {glue:text}`dig_lp_ood_wins` of {glue:text}`dig_n` seeds, FT beats LP in distribution in {glue:text}`dig_ft_id_wins`.
 # LP-FT reaches {glue:text}`dig_lpft_id`% ID and {glue:text}`dig_lpft_ood`% OOD, {glue:text}`dig_lpft_verdict` LP's
@@ -210,13 +212,13 @@ gap_at
 
 # %%
 change_mean = pd.DataFrame(found["change"]).T.rename(columns={"id": "ID inputs", "ood": "OOD inputs"})
-glue.number("dig_change_ratio", found["ratio"], digits=3)
+glue.text("dig_change_ratio", prose.ratio(found["ratio"], unit="× as much as", same="about as much as"))
 glue.number("dig_change_ft_id", change_mean.loc["FT", "ID inputs"])
 glue.number("dig_change_ft_ood", change_mean.loc["FT", "OOD inputs"])
 report.table(change_mean.reset_index(names="method"))
 
 # %% [markdown]
-# FT changes the features {glue:text}`dig_change_ratio` times more than LP-FT on ID inputs. On FT, the change is
+# FT changes the features {glue:text}`dig_change_ratio` LP-FT on ID inputs. On FT, the change is
 # {glue:text}`dig_change_ft_id` on ID inputs and {glue:text}`dig_change_ft_ood` on OOD inputs.
 #
 # ## Learning-rate sensitivity
@@ -345,7 +347,7 @@ arch_claims
 #   and {glue:text}`dig_arch_lpft_ood`% OOD.
 # - **LP vs FT.** With features pretrained on both collections and their inverted copies and a large shift, LP beats FT out of distribution in {glue:text}`dig_lp_ood_wins` of {glue:text}`dig_n` seeds
 #   ({glue:text}`dig_lp_ood`% vs {glue:text}`dig_ft_ood`%), and FT beats LP in distribution in
-#   {glue:text}`dig_ft_id_wins` of {glue:text}`dig_n` ({glue:text}`dig_ft_id`% vs {glue:text}`dig_lp_id`%).
+#   {glue:text}`dig_ft_id_wins` of {glue:text}`dig_n` ({glue:text}`dig_id_compare`).
 # - **LP-FT** reaches {glue:text}`dig_lpft_id`% ID and {glue:text}`dig_lpft_ood`% OOD: {glue:text}`dig_lpft_verdict`
 #   LP's 90% interval out of distribution; whether it also keeps FT's ID accuracy is in the table.
 # - **Learning rates.** Across its grid, LP-FT's mean OOD accuracy goes from {glue:text}`dig_lpft_small_lr_ood`% at
@@ -358,7 +360,7 @@ arch_claims
 #   {glue:text}`dig_nat_lp_ood`%, FT {glue:text}`dig_nat_ft_ood`%, LP-FT {glue:text}`dig_nat_lpft_ood`%.
 # - **The preconditions matter.** Without inverted digits in the pretraining pool, LP gets
 #   {glue:text}`dig_abl_pool_lp`% and FT {glue:text}`dig_abl_pool_ft`% OOD (see the ablations).
-# - **Feature distortion.** FT changes the penultimate features {glue:text}`dig_change_ratio` times more than LP-FT
+# - **Feature distortion.** FT changes the penultimate features {glue:text}`dig_change_ratio` LP-FT
 #   (on ID inputs; {glue:text}`dig_change_ft_id` on ID vs {glue:text}`dig_change_ft_ood` on OOD inputs for FT). On
 #   Living-17 the paper reports that "the average distance for ID examples (0.019) is more than for OOD examples
 #   (0.017)" (ICLR 2022 submission, Section 4.3; Euclidean distances, another quantity than this page's); the table

@@ -38,7 +38,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 from lpft.fixedpoint import deploy, kernel, network, qformat
-from lpft import protocol
+from lpft import prose, protocol
 from lpft.records import archive, load_archive
 
 cfg = start_chapter("fixed-point", profile=profile, seed=seed, device=device)
@@ -143,7 +143,7 @@ for i in range(cfg.n_kernel_cases):
     mismatches["eager"] += not torch.equal(eager, expected)
     mismatches["compiled"] += not torch.equal(compiled_linear(x_q, w_q, b_q, shift, out_signed=out_signed), expected)
 glue.number("fxp_kernel_cases", cfg.n_kernel_cases)
-glue.number("fxp_kernel_mismatch", sum(mismatches.values()), floor=0)  # a count: 0 prints as "0"
+glue.text("fxp_kernel_mismatch", prose.count(sum(mismatches.values()), zero="no"))
 print(f"{cfg.n_kernel_cases} random cases: mismatches with the reference {mismatches}")
 
 # %% [markdown]

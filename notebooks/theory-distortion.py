@@ -48,7 +48,7 @@ device = "auto"  # "auto" | "cpu" | "cuda" (this chapter computes on the CPU in 
 from lpft.book import glue, plotting, start_chapter
 import numpy as np
 import pandas as pd
-from lpft import paper, report, sweeps, theory
+from lpft import paper, prose, report, sweeps, theory
 from lpft.book.plotting import METHOD_COLORS
 from lpft.theory import Setting
 
@@ -158,7 +158,8 @@ glue.number("dist_a_flip_phi", flip["phi"].max(), floor=1e-6)
 glue.number("dist_a_flip_bound", flip["bound"].max())
 glue.number("dist_a_headdist_hi", flip["head_dist"].mean())
 glue.number("dist_a_bound_sq_max", angle["bound_sq"].max())
-glue.number("dist_a_bound_gap", (angle["ood"] / angle["bound_sq"]).replace(np.inf, np.nan).min())
+glue.text("dist_a_bound_gap", prose.ratio((angle["ood"] / angle["bound_sq"]).replace(np.inf, np.nan).min(),
+                                         unit=" times", same="as large as"))
 glue.number("dist_a_n_violations", int((np.sqrt(angle["ood"]) < angle["bound"]).sum()), digits=9, floor=0)
 glue.number("dist_a_n_runs", len(angle))
 print(f"θ={a_lo}: FT OOD / LP-FT OOD per instance in [{report.fmt(zero_vs_lpft.min())}, "
@@ -213,8 +214,8 @@ plotting.finish(fig, "fig_dist_angle")
 # $4\|P_{S^\perp}w_\star\|^2$ = {glue:text}`dist_a_flip_ref` on average; per instance FT's error exceeds it by a
 # relative {glue:text}`dist_a_flip_rel_min` to {glue:text}`dist_a_flip_rel_max`. Theorem 3.1's bound is violated on
 # {glue:text}`dist_a_n_violations` of {glue:text}`dist_a_n_runs` runs, and it is loose: its square is at most
-# {glue:text}`dist_a_bound_sq_max`, and where it is positive the error is at least {glue:text}`dist_a_bound_gap` times
-# the squared bound.
+# {glue:text}`dist_a_bound_sq_max`, and where it is positive the error is at least {glue:text}`dist_a_bound_gap` the
+# squared bound.
 #
 # ## Sweep 2: the scale of a random head
 #
@@ -362,7 +363,8 @@ glue.number("dist_m_lp_range_lo", d_ood["LP"].min())
 glue.number("dist_m_lp_range_hi", d_ood["LP"].max())
 glue.number("dist_m_lp_at_lo", d_ood.loc[min(cfg.dims), "LP"])
 glue.number("dist_m_lpft_max", d_ood["LP-FT"].max())
-glue.number("dist_m_lp_ft_ratio", (d_ood.loc[finite, "FT"] / d_ood.loc[finite, "LP"]).min())
+glue.text("dist_m_lp_ft_ratio", prose.ratio((d_ood.loc[finite, "FT"] / d_ood.loc[finite, "LP"]).min(), unit=" times",
+                                           same="as large as"))
 ft_dim = dim[(dim["method"] == "FT") & dim["cos_theta_max"].notna()]
 _ = glue.number("dist_m_corr", np.corrcoef(ft_dim["cos_theta_max"], np.log(ft_dim["ood"]))[0, 1])
 
@@ -393,7 +395,7 @@ plotting.finish(fig, "fig_dist_dim")
 # $\cos\theta_{\max}$ with $\log L_{\mathrm{ood}}$ over instances {glue:text}`dist_m_corr`). When $S$ is all of
 # $\mathbb R^d$ there is nothing left to distort: FT's OOD error is {glue:text}`dist_m_ft_full` (round-off) on
 # every instance, and FT beats LP ({glue:text}`dist_m_lp_full`). Elsewhere FT's OOD error is at least
-# {glue:text}`dist_m_lp_ft_ratio` times LP's. LP's OOD error stays between {glue:text}`dist_m_lp_range_lo` and
+# {glue:text}`dist_m_lp_ft_ratio` LP's. LP's OOD error stays between {glue:text}`dist_m_lp_range_lo` and
 # {glue:text}`dist_m_lp_range_hi` and LP-FT's at or below {glue:text}`dist_m_lpft_max`; the largest LP value,
 # {glue:text}`dist_m_lp_at_lo` at $m$ = {glue:text}`dist_m_lo`, is not distortion but conditioning: with $m \le k$
 # the probe determines $k$ head coefficients from features restricted to an $m$-dimensional $S$, so the
@@ -481,7 +483,7 @@ assert max_loss <= 1.01e-20, "a gradient-flow run stopped before fitting the tra
 #   nothing, while FT's error matches $4\|P_{S^\perp}w_\star\|^2$ to a relative {glue:text}`dist_a_flip_rel_min` to
 #   {glue:text}`dist_a_flip_rel_max`: the features on $S$ turn around instead of the head. The bound had
 #   {glue:text}`dist_a_n_violations` violations in {glue:text}`dist_a_n_runs` runs; where it is not vacuous the
-#   squared error exceeds it by a factor of at least {glue:text}`dist_a_bound_gap`.
+#   squared error is at least {glue:text}`dist_a_bound_gap` the squared bound.
 # - **Random head scale.** Small random heads give FT an OOD error of {glue:text}`dist_s_ood_lo`, nearly independent
 #   of $\sigma$; large ones make it grow roughly like $\sigma^2$ (slope {glue:text}`dist_s_slope`), up to
 #   {glue:text}`dist_s_ood_hi`.

@@ -56,7 +56,7 @@ from lpft.book import glue, plotting, start_chapter
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from lpft import dynamics, paper, report, theory
+from lpft import dynamics, paper, prose, report, theory
 from lpft.theory import Setting
 
 cfg = start_chapter("theory-features", profile=profile, seed=seed, device=device)
@@ -158,13 +158,13 @@ early = pd.DataFrame({"FT final OOD": ft["OOD"], "FT min over t": ft["min OOD ov
 early["min / final"] = early["FT min over t"] / early["FT final OOD"]
 ratio_min = early["min / final"].min()
 beats_lp = (early["FT min over t"] > early["LP OOD"]).mean()
-glue.number("feat_early_ratio", ratio_min)
+glue.text("feat_early_ratio", prose.percent(ratio_min))
 glue.number("feat_early_beats", 100 * beats_lp, digits=3)
 report.table(early.groupby("eps").mean().reset_index().loc[lambda d: d["eps"].isin(cfg.eps_grid)])
 
 # %% [markdown]
 # Over all instances and every $\varepsilon$, the best OOD error along FT's trajectory is at least
-# {glue:text}`feat_early_ratio` times its final value, and it is above LP's OOD error in {glue:text}`feat_early_beats`%
+# {glue:text}`feat_early_ratio` of its final value, and it is above LP's OOD error in {glue:text}`feat_early_beats`%
 # of the instances.
 #
 # ## Features move far less under LP-FT
@@ -199,7 +199,7 @@ print(f"LP-FT OOD ≤ LP OOD in {100 * lpft_le_lp.mean():.0f}% of (ε, instance)
 #   log-log slopes {glue:text}`feat_slope_LP` and {glue:text}`feat_slope_LPFT` (an $O(\varepsilon)$ error in norm
 #   gives 2; the paper states no rate); FT's slope is {glue:text}`feat_slope_FT`.
 # - **Early stopping does not help.** The best OOD error along FT's trajectory is never below
-#   {glue:text}`feat_early_ratio` times its final value, and it stays above LP's in {glue:text}`feat_early_beats`% of
+#   {glue:text}`feat_early_ratio` of its final value, and it stays above LP's in {glue:text}`feat_early_beats`% of
 #   instances.
 # - **FT wins in distribution.** FT and LP-FT fit the ID data (largest ID error {glue:text}`feat_ft_id_max`, the
 #   solver's tolerance), while LP's ID error at $\varepsilon = 0.1$ is {glue:text}`feat_lp_id01`.
