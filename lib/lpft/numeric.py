@@ -23,8 +23,10 @@ inherit it, as do the worker processes they spawn), by the tests' ``conftest.py`
 :func:`state` reads back what the libraries actually use, :func:`problems` says where that differs from the pins
 (every chapter's first cell warns then, and the provenance box shows it). ``LPFT_NUMERIC=native`` opts out: the
 machine's own, possibly faster, kernels, with numbers that may differ from the book's in the last bits (and, after
-training, in more). On this book's 2-core AMD machine, which has no AVX-512, the pinned kernels are the ones it uses
-by default, so pinning costs nothing there; on an AVX-512 machine it trades their speed for the book's numbers.
+training, in more). On the AMD machine the baselines were made on, which has AVX2 but no AVX-512, PyTorch, oneDNN and
+OpenBLAS take the pinned kernels by default, but MKL's default path is not its AVX2 reproducibility path: pinning
+changed the numbers of one chapter there (a paper-scale smoke run). On an AVX-512 machine the pins trade the wider
+kernels' speed for the book's numbers.
 """
 from __future__ import annotations
 
