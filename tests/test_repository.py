@@ -54,6 +54,25 @@ def test_no_committed_notebooks_outside_baselines():
     assert all(p.startswith("tests/baselines/") for p in tracked), tracked
 
 
+def test_no_merge_conflict_markers_in_tracked_text():
+    """A merge resolved by hand leaves no ``<<<<<<<`` / ``>>>>>>>`` lines behind (one did, in README.md)."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    marked = []
+    for name in tracked:
+        path = ROOT / name
+        if path.suffix in (".ipynb", ".json", ".png", ".pt") or not path.is_file():
+            continue
+        try:
+            lines = path.read_text().splitlines()
+        except UnicodeDecodeError:
+            continue
+        if any(line.startswith(("<<<<<<< ", ">>>>>>> ")) for line in lines):
+            marked.append(name)
+    assert not marked, f"merge-conflict markers left in {marked}"
+
+
 def test_environment_yml_wraps_the_pins():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))

@@ -133,7 +133,9 @@ def train(model: Classifier, task: Task, *, lr: float, epochs: int, seed: int, f
     state = {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "history": []}
     best = None
     if checkpoint is not None and Path(checkpoint).exists():
-        saved = torch.load(checkpoint, map_location=feed.device, weights_only=True)
+        # read onto the CPU: the order generator's state must stay a CPU ByteTensor (torch.set_rng_state refuses a CUDA
+        # one); load_state_dict puts the weights and the optimizer's state back on the model's device
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if saved.get("meta") != meta:
             raise RuntimeError(f"checkpoint {checkpoint} belongs to another run ({saved.get('meta')} vs {meta}); "
                                f"delete it to start this run afresh")
