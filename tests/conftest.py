@@ -1,5 +1,3 @@
-import os
-
 from lpft import numeric
 
 # The book's numeric environment (lpft.numeric: kernel paths, one thread) for every process the tests start: the

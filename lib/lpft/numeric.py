@@ -67,14 +67,16 @@ def default_threads() -> None:
         os.environ.setdefault(var, PINNED[var])
 
 
-def state() -> dict:
+def state(blas: bool = True) -> dict:
     """What this process's libraries use: PyTorch's CPU kernel level, OpenBLAS's kernels and threads (via
-    threadpoolctl, when NumPy is loaded), and the values of the pinned variables in the environment."""
+    threadpoolctl, when NumPy is loaded and ``blas``), and the values of the pinned variables in the environment.
+    Records store it with ``blas=False`` (:func:`lpft.records.environment`): a launcher such as ``lpft-run`` loads NumPy
+    before it pins, so its own OpenBLAS says nothing about the kernels of the processes it starts."""
     import torch
 
     out = {"torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "openblas": None,
            "variables": {k: os.environ.get(k) for k in PINNED}}
-    if "numpy" in sys.modules:
+    if blas and "numpy" in sys.modules:
         from threadpoolctl import threadpool_info
 
         blas = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
@@ -83,11 +85,12 @@ def state() -> dict:
 
 
 def problems(current: dict | None = None) -> list[str]:
-    """Where this process differs from the pinned environment (empty when it does not; :func:`fix` says how to get
-    it); nothing is checked under ``LPFT_NUMERIC=native``."""
-    if os.environ.get(OPT_OUT) == "native":
-        return []
-    current = state() if current is None else current
+    """Where a :func:`state` (default: this process's, where nothing is checked under ``LPFT_NUMERIC=native``) differs
+    from the pinned environment; empty when it does not (:func:`fix` says how to get it)."""
+    if current is None:
+        if os.environ.get(OPT_OUT) == "native":
+            return []
+        current = state()
     out = [f"{k} is {v!r}, not {PINNED[k]!r}" for k, v in current["variables"].items() if v != PINNED[k]]
     if current["torch_cpu_capability"] != "AVX2":
         out.append(f"PyTorch uses {current['torch_cpu_capability']} kernels, not AVX2"

@@ -80,7 +80,8 @@ def supervised(pool: TensorDataset, *, epochs: int, lr: float, seed: int, norm: 
         raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
     y = pool.tensors[1]
     config = {"version": PRETRAIN_VERSION, "epochs": int(epochs), "lr": float(lr), "seed": int(seed), "norm": norm,
-              "batch_size": int(batch_size), "n_classes": int(y.max()) + 1, "pool": checkpoints.tensors_digest(pool.tensors)}
+              "batch_size": int(batch_size), "n_classes": int(y.max()) + 1,
+              "pool": checkpoints.tensors_digest(pool.tensors)}
     return _cached(config, Path(cache_dir), "", lambda: _train_supervised(pool, config, progress))
 
 

@@ -98,7 +98,7 @@ def _load_selected(js: Path, pt: Path, key: dict, pretrained: digits.DigitNet, n
     model.head = nn.utils.skip_init(nn.Linear, model.head.in_features, n_classes)  # draws nothing from torch's RNG
     wanted = json.loads(canonical(key))
     saved = checkpoints.load(js, pt, model, lambda d: isinstance(d, dict) and d.get("key") == wanted
-                                  and {"hp", "table"} <= d.keys(), "selected-model cache")
+                             and {"hp", "table"} <= d.keys(), "selected-model cache")
     return model.eval(), saved["hp"], pd.DataFrame(saved["table"])
 
 

@@ -70,8 +70,7 @@ def environment() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
             "scipy": scipy.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "numeric": {"variables": {k: os.environ.get(k) for k in numeric.PINNED},
-                        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}}
+            "numeric": numeric.state(blas=False)}
 
 
 def _code_only(source: bytes) -> bytes:

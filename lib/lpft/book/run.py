@@ -109,11 +109,10 @@ def describe_numeric(numeric_env: dict | None) -> str:
     """How a run's numeric environment compares with the book's pinned one (:mod:`lpft.numeric`)."""
     if numeric_env is None:
         return "numeric environment not recorded"
-    differ = {k: v for k, v in numeric_env["variables"].items() if v != numeric.PINNED.get(k)}
-    if not differ and numeric_env["torch_cpu_capability"] == "AVX2":
+    differ = numeric.problems(numeric_env)
+    if not differ:
         return "numeric environment pinned (AVX2 kernels, one thread per process)"
-    return (f"numeric environment NOT the book's (PyTorch {numeric_env['torch_cpu_capability']} kernels; "
-            + ", ".join(f"{k}={v}" for k, v in differ.items()) + ")")
+    return "numeric environment NOT the book's (" + "; ".join(differ) + ")"
 
 
 def rerun_command(name: str, rec: dict) -> str:
