@@ -411,3 +411,28 @@ def test_deviations_compare_each_variant_with_the_faithful_network():
     assert 0 < out["pooled_codes_differ"]["id"] < 0.5            # the two poolings do differ, on a minority of codes
     assert "natural" not in out["variants"]["image: σ-rule FL"]
     assert 0 <= out["batch_fls_differ"] <= 1
+
+
+def test_deploy_all_deploys_the_reported_models(tmp_path):
+    """The deployment of a tiny digit experiment: one record per seed, holding exactly the methods and hyperparameters
+    the experiment reports (chosen over seeds), whose float accuracy is the experiment's own ID-test accuracy."""
+    from lpft import protocol
+    from lpft.records import archive
+
+    setup = dict(id_domain="mnist", ood_domain="uci", shift="invert", strength=1.0, n_train_per_class=8,
+                 pool_shifts=[["invert", 1.0]], norm="group", pretraining="supervised", contrastive=None,
+                 pretrain_epochs=1, pretrain_lr=1e-3, pretrain_seed=0, epochs=1, lp_C=[0.1, 1.0],
+                 ft_lr=[1e-2, 3e-2], lpft_lr=[1e-3], wise_alpha=[0.5], l2sp_weight=[0.01], surgical=["last"],
+                 eval_shifts=[["none", 0.0], ["invert", 1.0]], methods=["LP", "FT", "LP-FT"])
+    records = deploy.deploy_all(setup, [0], tmp_path / "fxp", experiment_folder=tmp_path / "exp",
+                                cache=tmp_path / "c", models=tmp_path / "m", n_calibration=deploy.BATCH, jobs=1)
+    experiment = protocol.run_all(setup, [0], tmp_path / "exp", cache=tmp_path / "c", jobs=1)  # read back
+    for record in records:
+        seed = record["config"]["seed"]
+        rows = {r["method"]: r for r in protocol.selected_rows(experiment) if r["seed"] == seed}
+        assert set(record["results"]) == {"LP", "FT", "LP-FT", "seconds"}
+        for method, row in rows.items():
+            assert record["results"][method]["hp"] == row["hp"] == record["config"]["reported"][method]
+            assert record["results"][method]["id"]["float"] == pytest.approx(row["id"])
+    archive(records, tmp_path / "x", deploy.archive_name)
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["seed0.json"]

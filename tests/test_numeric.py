@@ -43,10 +43,10 @@ from types import SimpleNamespace
 from lpft import protocol
 from lpft.book.profiles import CHAPTERS
 cfg = SimpleNamespace(**CHAPTERS["experiments-digits"]["quick"])
-setup = {**protocol.paper_conditions(cfg), "pretrain_epochs": 2, "epochs": 3, "lp_C": (0.1,), "ft_lr": (1e-2,),
-         "lpft_lr": (1e-4,), "methods": ("LP", "FT", "LP-FT"), "strengths": (1.0,)}
+setup = {**protocol.labelled_pool_conditions(cfg), "pretrain_epochs": 2, "epochs": 3, "lp_C": (0.1,), "ft_lr": (1e-2,),
+         "lpft_lr": (1e-4,), "methods": ("LP", "FT", "LP-FT"), "eval_shifts": (("invert", 1.0),)}
 with tempfile.TemporaryDirectory() as cache:
-    out = protocol.run_seed(setup, 0, cache=cache)
+    out = protocol.fit_seed(setup, 0, 0, {}, cache=cache)
 out.pop("seconds")
 print(hashlib.sha256(json.dumps(out, sort_keys=True, default=str).encode()).hexdigest())
 """

@@ -1,14 +1,22 @@
-"""The experiment protocol of the paper (Section 4 of its ICLR 2022 submission) on the CPU-scale digit task.
+"""The experiment protocol of the paper (Section 4.1 of its ICLR 2022 submission) on the CPU-scale digit task.
 
-For one downstream seed: draw the task (ID train / ID-val / ID-test, OOD test), take the pretrained backbone, and run
-every method with its hyperparameters selected on **ID validation only**: LP (C), FT (lr), LP-FT (lr, from the
-selected LP head), WiSE-FT (α), L2-SP (weight), surgical fine-tuning (which block). Each selected model is then
-evaluated on the ID test set and on the OOD test set at every shift strength (training never sees the OOD domain, so
-one trained model serves every strength), and the feature change of FT and LP-FT is measured on ID and OOD inputs.
-Each seed's result is one record (:mod:`lpft.records`); seeds run in parallel processes, one thread each. Each
-seed's selected models are trained once and kept in a folder the caller passes (:func:`select_models`): the
-chapters that deploy or re-evaluate the same models (fixed point, the supervised variant of the robustness study)
-read them back instead of retraining them.
+For each downstream seed: draw the task (ID train / ID-val / ID-test from the ID domain, OOD test from the other
+domain), take the pretrained backbone, and fit every method at **every** setting of its grid. Each fitted model is
+evaluated on ID-val, ID-test and every OOD set of ``setup["eval_shifts"]``; the feature change of every fine-tuned
+model is measured on ID-test and on the main OOD set. Then hyperparameters are chosen the way the official code's
+summary scripts chose them, on ID validation only:
+
+* every run keeps its epoch with the best ID-val accuracy (early stopping, :func:`lpft.finetune.train`);
+* LP's ``C`` is chosen per seed by ID-val accuracy (the official ``log_reg_sk.py`` sweeps ``C`` inside a run), and
+  LP-FT starts from that seed's LP head;
+* every other hyperparameter (FT's and LP-FT's learning rate, WiSE-FT's α, L2-SP's weight, surgical's block) is the
+  setting with the best ID-val accuracy **averaged over seeds** (first in grid order on ties); each seed then reports
+  its run at that setting.
+
+The methods run in two stages: WiSE-FT, L2-SP and surgical fine-tuning start from FT's chosen learning rate, which is
+known only once every seed's FT runs are in. Each (seed, stage) is one record (:mod:`lpft.records`); seeds run in
+parallel processes, one thread each. Every fitted model is trained once and kept in a folder the caller passes
+(:func:`fitted`): the later stage and the chapters that deploy the chosen models read them back.
 """
 from __future__ import annotations
 
@@ -25,191 +33,302 @@ from torch import nn
 from lpft import checkpoints, digits, finetune, pretrain
 from lpft.records import canonical, code_fingerprint, digest, parallel_map, run_once
 
+# The modules a record, and a fitted model, depend on: editing any other module of the library does not invalidate
+# them.
+DEPENDS = ("digits", "pretrain", "checkpoints", "task", "finetune", "protocol")
+STAGES = (("LP", "FT", "LP-FT"), ("WiSE-FT", "L2-SP", "surgical"))
+# The hyperparameter each method chooses by mean ID-val over seeds (LP chooses C per seed).
+CHOSEN_OVER_SEEDS = {"FT": "lr", "LP-FT": "lr", "WiSE-FT": "alpha", "L2-SP": "weight", "surgical": "blocks"}
+# The fields of a setup that fix the task a model trains on, and the backbone it starts from.
+TASK_FIELDS = ("id_domain", "ood_domain", "shift", "strength", "n_train_per_class")
+BACKBONE_FIELDS = ("pretraining", "pool_shifts", "norm", "pretrain_epochs", "pretrain_lr", "pretrain_seed",
+                   "contrastive")
+
+
+# ---- the setups -----------------------------------------------------------------------------------------------
+
+def _common(cfg) -> dict:
+    shifts = [["none", 0.0]] + [["invert", float(s)] for s in cfg.strengths if s > 0]
+    return dict(id_domain="mnist", ood_domain="uci", shift="invert", strength=1.0, n_train_per_class=None,
+                pool_shifts=[["invert", 1.0]], norm="group", pretrain_seed=0, epochs=cfg.epochs,
+                lp_C=list(cfg.lp_C), ft_lr=list(cfg.ft_lr), lpft_lr=list(cfg.lpft_lr),
+                wise_alpha=list(cfg.wise_alpha), l2sp_weight=list(cfg.l2sp_weight), surgical=list(cfg.surgical),
+                eval_shifts=shifts)
+
+
+def primary_conditions(cfg) -> dict:
+    """The digit chapter's main setup, with the sizes and grids of a profile's settings ``cfg``: a backbone
+    pretrained **without labels** (SimCLR-style, :func:`lpft.pretrain.contrastive`) on the pool of both collections
+    and their inverted copies; ID = MNIST, OOD = UCI inverted (strength 1). Like MoCo-v2 or CLIP in the paper, the
+    backbone saw images of the OOD domain but never a label of the downstream task."""
+    return {**_common(cfg), "pretraining": "contrastive", "pretrain_epochs": cfg.contrastive_epochs,
+            "pretrain_lr": 1e-3, "contrastive": {"p_invert": 0.5}}
+
+
+def labelled_pool_conditions(cfg) -> dict:
+    """The ablation "features too good": the same pool, but pretrained **with** the digit labels (supervised,
+    :func:`lpft.pretrain.supervised`), so the backbone saw labelled OOD-domain images of the downstream classes."""
+    return {**_common(cfg), "pretraining": "supervised", "pretrain_epochs": cfg.pretrain_epochs,
+            "pretrain_lr": 1e-3, "contrastive": None}
+
 
 def pretrained_model(setup: dict, cache: Path) -> digits.DigitNet:
     """The pretrained backbone of ``setup`` (trained once on the pool, then read back from the folder ``cache``)."""
     pool = digits.pretraining_pool(include_shifts=tuple(tuple(s) for s in setup["pool_shifts"]))
-    return pretrain.supervised(pool, epochs=setup["pretrain_epochs"], lr=setup["pretrain_lr"],
-                               seed=setup["pretrain_seed"], norm=setup["norm"], cache_dir=cache)
+    if setup["pretraining"] == "supervised":
+        return pretrain.supervised(pool, epochs=setup["pretrain_epochs"], lr=setup["pretrain_lr"],
+                                   seed=setup["pretrain_seed"], norm=setup["norm"], cache_dir=cache)
+    if setup["pretraining"] == "contrastive":
+        return pretrain.contrastive(pool, cache_dir=cache, seed=setup["pretrain_seed"], norm=setup["norm"],
+                                    epochs=setup["pretrain_epochs"], lr=setup["pretrain_lr"], **setup["contrastive"])
+    raise ValueError(f"pretraining must be 'supervised' or 'contrastive'; got {setup['pretraining']!r}")
 
 
-def make_task(setup: dict, seed: int, strength: float | None = None) -> digits.Task:
-    return digits.make_task(id_domain=setup["id_domain"], ood_domain=setup["ood_domain"], shift=setup["shift"],
+def make_task(setup: dict, seed: int, shift: str | None = None, strength: float | None = None) -> digits.Task:
+    """The task of ``seed``; its OOD set under ``shift``@``strength`` (default: the setup's main shift)."""
+    return digits.make_task(id_domain=setup["id_domain"], ood_domain=setup["ood_domain"],
+                            shift=setup["shift"] if shift is None else shift,
                             strength=setup["strength"] if strength is None else strength,
                             n_train_per_class=setup["n_train_per_class"], seed=seed)
 
 
-def _grid(name: str, values) -> list[dict]:
-    return [{name: v} for v in values]
+def shift_key(kind: str, strength: float) -> str:
+    return f"{kind}@{float(strength):g}"
 
 
-def select_wise(lp_model, ft_model, task: digits.Task, alphas) -> tuple:
-    """WiSE-FT between the selected LP and FT models: α chosen on ID-val (same return as :func:`finetune.select`)."""
-    return finetune.best_by_val((({"alpha": a}, finetune.wise_ft(lp_model, ft_model, a)) for a in alphas), task)
+def main_shift(setup: dict) -> str:
+    return shift_key(setup["shift"], setup["strength"])
 
 
-def paper_conditions(cfg) -> dict:
-    """The setup the digit chapter presents as "the paper's conditions" (good features, large shift), with the
-    sizes and grids of a profile's settings ``cfg`` (``profiles.CHAPTERS["experiments-digits"][profile]``)."""
-    return dict(
-        id_domain="mnist", ood_domain="uci", shift="invert", strength=1.0, n_train_per_class=None,
-        pool_shifts=[["invert", 1.0]],  # the pool covers both collections and their inverted copies: "good features"
-        norm="group", pretrain_epochs=cfg.pretrain_epochs, pretrain_lr=1e-3, pretrain_seed=0,
-        epochs=cfg.epochs, lp_C=list(cfg.lp_C), ft_lr=list(cfg.ft_lr), lpft_lr=list(cfg.lpft_lr),
-        wise_alpha=list(cfg.wise_alpha), l2sp_weight=list(cfg.l2sp_weight), surgical=list(cfg.surgical),
-        strengths=list(cfg.strengths),
-    )
+def methods(setup: dict, stage: int) -> list[str]:
+    return [m for m in STAGES[stage] if m in setup.get("methods", finetune.METHODS)]
 
 
-# The modules a seed record, and a selected model, depend on: editing any other module of the library does not
-# invalidate them.
-DEPENDS = ("digits", "pretrain", "checkpoints", "task", "finetune", "protocol")
-# What each method's selected model depends on, beyond the task and the backbone: its own grid and the selections it
-# starts from (LP-FT from LP's chosen C; WiSE-FT from the LP and FT models; L2-SP and surgical from FT's chosen lr).
-MODEL_FIELDS = {"LP": ("lp_C",), "FT": ("ft_lr", "epochs"), "LP-FT": ("lp_C", "lpft_lr", "epochs"),
-                "WiSE-FT": ("lp_C", "ft_lr", "epochs", "wise_alpha"), "L2-SP": ("ft_lr", "epochs", "l2sp_weight"),
-                "surgical": ("ft_lr", "epochs", "surgical")}
-# The fields of a setup that fix the task a model trains and is selected on (the OOD fields enter the selection
-# tables, which measure OOD accuracy).
-TASK_FIELDS = ("id_domain", "ood_domain", "shift", "strength", "n_train_per_class")
+# ---- fitted models, trained once -----------------------------------------------------------------------------------
+
+def model_key(setup: dict, seed: int, method: str, hp: dict, pretrained: digits.DigitNet) -> dict:
+    """What determines a fitted model: the task's fields of ``setup``, the method and its hyperparameters, the seed, a
+    digest of the pretrained backbone's parameters (so that two pretrainings never share a key) and the fingerprint of
+    the code that trains (:data:`DEPENDS`). Fields that only change the evaluation are not in it."""
+    return {"method": method, "hp": hp, "seed": int(seed), "task": {f: setup.get(f) for f in TASK_FIELDS},
+            "backbone": checkpoints.tensors_digest(pretrained.state_dict()), "code": code_fingerprint(DEPENDS)}
 
 
-def model_key(setup: dict, seed: int, method: str, pretrained: digits.DigitNet) -> dict:
-    """What determines the selected model of ``method`` for ``seed``: the task's fields of ``setup``, the grids in
-    :data:`MODEL_FIELDS`, a digest of the pretrained backbone's parameters (so that supervised and contrastive
-    backbones, or any other pretraining, never share a key), the seed, the method and the fingerprint of the code that
-    trains and selects (:data:`DEPENDS`). Fields that only change the evaluation (``strengths``, ``eval_shifts``,
-    labels) are not in it."""
-    backbone = checkpoints.tensors_digest(pretrained.state_dict())
-    return {"method": method, "seed": int(seed), "task": {f: setup.get(f) for f in TASK_FIELDS},
-            "grids": {f: setup[f] for f in MODEL_FIELDS[method]}, "backbone": backbone,
-            "code": code_fingerprint(DEPENDS)}
-
-
-def _model_paths(models: Path, key: dict) -> tuple[Path, Path]:
-    stem = f"{key['method']}-seed{key['seed']}-{digest(canonical(key))}"
-    return Path(models) / f"{stem}.json", Path(models) / f"{stem}.pt"
-
-
-def _load_selected(js: Path, pt: Path, key: dict, pretrained: digits.DigitNet, n_classes: int) -> tuple:
-    """The model, hp and table stored by :func:`_selected`; a file that cannot be read or does not match raises
-    (:func:`lpft.checkpoints.load`)."""
-    model = copy.deepcopy(pretrained)
-    model.head = nn.utils.skip_init(nn.Linear, model.head.in_features, n_classes)  # draws nothing from torch's RNG
-    wanted = json.loads(canonical(key))
-    saved = checkpoints.load(js, pt, model, lambda d: isinstance(d, dict) and d.get("key") == wanted
-                             and {"hp", "table"} <= d.keys(), "selected-model cache")
-    return model.eval(), saved["hp"], pd.DataFrame(saved["table"])
-
-
-def _selected(models: Path | None, key: dict, pretrained: digits.DigitNet, n_classes: int, select) -> tuple:
-    """``select()`` (a ``(model, hp, table)``), or what an earlier call with the same ``key`` stored in the folder
-    ``models`` (None: no cache). Stored as ``<method>-seed<seed>-<digest of key>.json`` (key, hp, selection table) and
-    ``.pt`` (the state_dict) by :func:`lpft.checkpoints.save`."""
+def fitted(models: Path | None, key: dict, pretrained: digits.DigitNet, n_classes: int, fit) -> nn.Module:
+    """``fit()``, or the model an earlier call with the same ``key`` stored in the folder ``models`` (None: no
+    cache), as ``<method>-seed<seed>-<digest of key>.json`` (the key) and ``.pt`` (the state_dict), by
+    :mod:`lpft.checkpoints`. A diverged model (non-finite weights) is returned but not stored."""
     if models is None:
-        return select()
-    js, pt = _model_paths(models, key)
+        return fit()
+    stem = f"{key['method']}-seed{key['seed']}-{digest(canonical(key))}"
+    js, pt = Path(models) / f"{stem}.json", Path(models) / f"{stem}.pt"
     if pt.exists():
-        return _load_selected(js, pt, key, pretrained, n_classes)
-    model, hp, table = select()
-    checkpoints.save(js, {"key": key, "hp": hp, "table": table.to_dict(orient="records")}, pt, model)
-    return model, hp, table
+        model = copy.deepcopy(pretrained)
+        model.head = nn.utils.skip_init(nn.Linear, model.head.in_features, n_classes)  # draws nothing from the RNG
+        wanted = json.loads(canonical(key))
+        checkpoints.load(js, pt, model, lambda d: d.get("key") == wanted, "fitted-model cache")
+        return model.eval()
+    model = fit()
+    if all(torch.isfinite(p).all() for p in model.state_dict().values() if p.is_floating_point()):
+        checkpoints.save(js, {"key": key}, pt, model)
+    return model
 
 
-def select_models(setup: dict, seed: int, pretrained: digits.DigitNet, models: Path | None = None) -> tuple:
-    """Every method of ``setup["methods"]`` (default: all) trained on the task of ``seed`` with its hyperparameters
-    selected on ID-val, starting from ``pretrained``. Returns ``(pretrained, task, chosen models, selected hps,
-    selection tables)``. With a folder ``models``, each selected model is trained once and then read back from it
-    (:func:`_selected`, keyed by :func:`model_key`), so the chapters that reuse the digit chapter's models do not
-    retrain them."""
-    wanted = setup.get("methods", finetune.METHODS)
-    task = make_task(setup, seed)
-    epochs = setup["epochs"]
-    chosen, hps, tables = {}, {}, {}
-
-    def run(method: str, select) -> None:
-        key = model_key(setup, seed, method, pretrained) if models is not None else None
-        chosen[method], hps[method], tables[method] = _selected(models, key, pretrained, task.n_classes, select)
-
-    run("LP", lambda: finetune.select("LP", pretrained, task, _grid("C", setup["lp_C"]), seed))
-    run("FT", lambda: finetune.select("FT", pretrained, task, [{"lr": lr, "epochs": epochs} for lr in setup["ft_lr"]],
-                                      seed))
-    run("LP-FT", lambda: finetune.select(
-        "LP-FT", pretrained, task, [{"C": hps["LP"]["C"], "lr": lr, "epochs": epochs} for lr in setup["lpft_lr"]],
-        seed))
-    if "WiSE-FT" in wanted:
-        run("WiSE-FT", lambda: select_wise(chosen["LP"], chosen["FT"], task, setup["wise_alpha"]))
-    if "L2-SP" in wanted:
-        run("L2-SP", lambda: finetune.select(
-            "L2-SP", pretrained, task,
-            [{"lr": hps["FT"]["lr"], "epochs": epochs, "weight": w} for w in setup["l2sp_weight"]], seed))
-    if "surgical" in wanted:
-        run("surgical", lambda: finetune.select(
-            "surgical", pretrained, task,
-            [{"lr": hps["FT"]["lr"], "epochs": epochs, "blocks": b} for b in setup["surgical"]], seed))
-    return pretrained, task, chosen, hps, tables
+def grid(setup: dict, method: str, chosen: dict | None = None, lp_C: float | None = None) -> list[dict]:
+    """The hyperparameter settings of ``method`` (:data:`lpft.finetune.HPARAMS`): LP-FT and WiSE-FT start from the
+    seed's LP ``lp_C``; WiSE-FT, L2-SP and surgical from FT's learning rate chosen over seeds (``chosen["FT"]``)."""
+    e = setup["epochs"]
+    if method == "LP":
+        return [{"C": c} for c in setup["lp_C"]]
+    if method == "FT":
+        return [{"lr": lr, "epochs": e} for lr in setup["ft_lr"]]
+    if method == "LP-FT":
+        return [{"C": lp_C, "lr": lr, "epochs": e} for lr in setup["lpft_lr"]]
+    ft = {"lr": chosen["FT"]["lr"], "epochs": e}
+    if method == "WiSE-FT":
+        return [{"C": lp_C, **ft, "alpha": a} for a in setup["wise_alpha"]]
+    if method == "L2-SP":
+        return [{**ft, "weight": w} for w in setup["l2sp_weight"]]
+    return [{**ft, "blocks": b} for b in setup["surgical"]]
 
 
-def run_seed(setup: dict, seed: int, cache: Path, models: Path | None = None) -> dict:
-    """Every method of ``setup["methods"]`` (default: all) on the task of ``seed``: selected hyperparameters,
-    ID/OOD accuracies, feature change, the selection grids and the compute time in seconds."""
+def fit_seed(setup: dict, seed: int, stage: int, chosen: dict, cache: Path, models: Path | None = None) -> dict:
+    """Stage ``stage`` of ``seed``: every setting of each method's grid fitted (or read back from ``models``) and
+    evaluated: one row per setting with its hp, ID-val, ID-test and OOD accuracy under every shift of
+    ``setup["eval_shifts"]``, and for fine-tuned models the feature change on ID-test and main-OOD inputs. Stage 1
+    also records the seed's LP choice ``lp_C``; stage 2 needs it (``chosen["LP"]``) and FT's learning rate chosen over
+    seeds (``chosen["FT"]``)."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    pretrained, task, chosen, hps, tables = select_models(setup, seed, pretrained_model(setup, cache), models)
-    ood_sets = {float(s): make_task(setup, seed, strength=s).test_ood for s in setup["strengths"]}
+    pretrained = pretrained_model(setup, cache)
+    task = make_task(setup, seed)
+    ood = {shift_key(k, s): make_task(setup, seed, k, s).test_ood for k, s in setup["eval_shifts"]}
+    ood.setdefault(main_shift(setup), task.test_ood)
 
-    out = {}
-    for name, model in chosen.items():
-        out[name] = {"hp": hps[name], "val": finetune.accuracy(model, task.val),
-                     "id": finetune.accuracy(model, task.test_id),
-                     "ood": {str(s): finetune.accuracy(model, data) for s, data in ood_sets.items()}}
-    for name in ("FT", "LP-FT"):
-        out[name]["feature_change"] = {"id": finetune.feature_change(pretrained, chosen[name], task.test_id),
-                                       "ood": finetune.feature_change(pretrained, chosen[name], task.test_ood)}
-    out["grids"] = {name: table.to_dict(orient="records") for name, table in tables.items()}
-    out["seconds"] = round(time.perf_counter() - start, 1)
-    return out
+    def model(method: str, hp: dict, fit) -> nn.Module:
+        key = model_key(setup, seed, method, hp, pretrained)
+        return fitted(models, key, pretrained, task.n_classes, fit)
+
+    def row(method: str, hp: dict, m: nn.Module) -> dict:
+        r = {"method": method, "hp": hp, "val": finetune.accuracy(m, task.val),
+             "id": finetune.accuracy(m, task.test_id),
+             "ood": {k: finetune.accuracy(m, data) for k, data in ood.items()}}
+        if method != "LP":
+            r["feature_change"] = {"id": finetune.feature_change(pretrained, m, task.test_id),
+                                   "ood": finetune.feature_change(pretrained, m, task.test_ood)}
+        return r
+
+    def lp(C: float) -> nn.Module:
+        return model("LP", {"C": C}, lambda: finetune.fit("LP", pretrained, task, {"C": C}, seed))
+
+    rows = []
+    if stage == 0:
+        rows += [row("LP", hp, lp(hp["C"])) for hp in grid(setup, "LP")]
+        lp_C = max(rows, key=lambda r: r["val"])["hp"]["C"]  # the first maximum: the seed's LP choice
+        for hp in grid(setup, "FT"):
+            rows.append(row("FT", hp, model("FT", hp, lambda hp=hp: finetune.fit("FT", pretrained, task, hp, seed))))
+        if "LP-FT" in methods(setup, 0):
+            for hp in grid(setup, "LP-FT", lp_C=lp_C):
+                fit = lambda hp=hp: finetune.lp_ft(lp(lp_C), task, lr=hp["lr"], epochs=hp["epochs"], seed=seed)[0]
+                rows.append(row("LP-FT", hp, model("LP-FT", hp, fit)))
+    else:
+        lp_C = chosen["LP"]["C"]
+        ft_hp = {"lr": chosen["FT"]["lr"], "epochs": setup["epochs"]}
+        ft = model("FT", ft_hp, lambda: finetune.fit("FT", pretrained, task, ft_hp, seed))
+        for method in methods(setup, 1):
+            for hp in grid(setup, method, chosen, lp_C):
+                if method == "WiSE-FT":
+                    rows.append(row(method, hp, finetune.wise_ft(lp(lp_C), ft, hp["alpha"])))
+                else:
+                    rows.append(row(method, hp, model(method, hp,
+                                                      lambda hp=hp: finetune.fit(method, pretrained, task, hp, seed))))
+    return {"lp_C": lp_C if stage == 0 else None, "rows": rows, "n_train": len(task.train),
+            "seconds": round(time.perf_counter() - start, 1)}
 
 
-def _run_seed_record(setup: dict, seed: int, folder: Path, cache: Path, models: Path | None) -> dict:
-    return run_once(folder, {**setup, "seed": seed}, lambda: run_seed(setup, seed, cache, models), name=f"seed{seed}",
+# ---- the whole experiment ------------------------------------------------------------------------------------------
+
+def _record(setup: dict, seed: int, stage: int, chosen: dict, folder: Path, cache: Path,
+            models: Path | None) -> dict:
+    config = {**setup, "seed": seed, "stage": stage, "chosen": chosen}
+    name = f"{setup.get('label', 'seed').replace(' ', '-')}-seed{seed}-stage{stage + 1}"
+    return run_once(folder, config, lambda: fit_seed(setup, seed, stage, chosen, cache, models), name=name,
                     code=code_fingerprint(DEPENDS))
+
+
+def choose(records: list[dict], method: str) -> dict:
+    """The hyperparameters of ``method`` with the best ID-val accuracy averaged over the seeds of ``records`` (the
+    first in grid order on ties); for LP, whose ``C`` is chosen per seed, ``{}``. Every seed must have run the same
+    grid."""
+    if method == "LP":
+        return {}
+    field = CHOSEN_OVER_SEEDS[method]
+    rows = [(r["config"]["seed"], row) for r in records for row in r["results"]["rows"] if row["method"] == method]
+    if not rows:
+        raise ValueError(f"no {method} runs in these records")
+    values = list(dict.fromkeys(row["hp"][field] for _, row in rows))
+    seeds = {s for s, _ in rows}
+    means = []
+    for v in values:
+        vals = [row["val"] for _, row in rows if row["hp"][field] == v]
+        if len(vals) != len(seeds):
+            raise ValueError(f"{method} {field}={v!r} did not run for every seed: records from different grids?")
+        means.append(float(np.mean(vals)))
+    best = values[int(np.argmax(means))]
+    return {k: val for k, val in next(row for _, row in rows if row["hp"][field] == best)["hp"].items()
+            if k in (field, "lr", "epochs") and k != "C"}
+
+
+def chosen_settings(records: list[dict]) -> dict:
+    """Every method's hyperparameters chosen over seeds (:func:`choose`), for the methods present in ``records``."""
+    present = dict.fromkeys(row["method"] for r in records for row in r["results"]["rows"])
+    return {m: choose(records, m) for m in present}
 
 
 def run_all(setup: dict, seeds: list[int], folder: Path, *, cache: Path, models: Path | None = None,
             jobs: int = 2) -> list[dict]:
-    """One record per seed in ``folder`` (finished seeds are read back, not re-run), ``jobs`` processes at a time;
-    the pretrained backbone is kept in the folder ``cache``, and each seed's selected models in the folder ``models``
-    (:func:`select_models`; None: not kept)."""
+    """Both stages for ``seeds``: one record per (seed, stage) in ``folder`` (finished ones are read back, not re-run),
+    ``jobs`` processes at a time; the backbone is kept in the folder ``cache`` and every fitted model in ``models``
+    (None: not kept, and stage 2 retrains FT's chosen run)."""
     pretrained_model(setup, cache)  # train the backbone once, before the workers start (they load it from the cache)
-    return parallel_map(_run_seed_record, [(setup, s, Path(folder), Path(cache), models) for s in seeds], jobs)
+    args = [(setup, s, 0, {}, Path(folder), Path(cache), models) for s in seeds]
+    records = parallel_map(_record, args, jobs)
+    if methods(setup, 1):
+        ft = choose(records, "FT")
+        args = [(setup, r["config"]["seed"], 1, {"LP": {"C": r["results"]["lp_C"]}, "FT": ft}, Path(folder),
+                 Path(cache), models) for r in records]
+        records += parallel_map(_record, args, jobs)
+    return records
+
+
+def selected_model(setup: dict, seed: int, method: str, records: list[dict], cache: Path,
+                   models: Path | None) -> nn.Module:
+    """The model ``method`` reports for ``seed`` (its hyperparameters chosen over the seeds of ``records``), read
+    back from ``models`` where :func:`run_all` kept it, else trained again (identically on a CPU)."""
+    pretrained = pretrained_model(setup, cache)
+    task = make_task(setup, seed)
+    (lp_C,) = {r["results"]["lp_C"] for r in records if r["config"]["seed"] == seed and r["config"]["stage"] == 0}
+    if method not in chosen_settings(records):
+        raise ValueError(f"{method} did not run in these records")
+    hp = {"C": lp_C} if method == "LP" else next(row["hp"] for row in selected_rows(records)
+                                                 if row["seed"] == seed and row["method"] == method)
+    if method == "WiSE-FT":
+        ft = selected_model(setup, seed, "FT", records, cache, models)
+        return finetune.wise_ft(selected_model(setup, seed, "LP", records, cache, models), ft, hp["alpha"])
+    if method == "LP-FT":
+        lp = selected_model(setup, seed, "LP", records, cache, models)
+        fit = lambda: finetune.lp_ft(lp, task, lr=hp["lr"], epochs=hp["epochs"], seed=seed)[0]  # noqa: E731
+    else:
+        fit = lambda: finetune.fit(method, pretrained, task, hp, seed)  # noqa: E731
+    return fitted(models, model_key(setup, seed, method, hp, pretrained), pretrained, task.n_classes, fit)
+
+
+# ---- tables ---------------------------------------------------------------------------------------------------------
+
+def selected_rows(records: list[dict]) -> list[dict]:
+    """For every seed and method, the row of the run it reports: LP at the seed's own ``C``, every other method at
+    the setting chosen over seeds (:func:`chosen_settings`); each row gains its ``seed``."""
+    chosen = chosen_settings(records)
+    out = []
+    for r in records:
+        seed, lp_C = r["config"]["seed"], r["results"].get("lp_C")
+        for row in r["results"]["rows"]:
+            m, hp = row["method"], row["hp"]
+            if m == "LP":
+                keep = hp["C"] == lp_C
+            else:
+                keep = all(hp.get(k) == v for k, v in chosen[m].items())
+            if keep:
+                out.append({**row, "seed": seed})
+    return out
 
 
 def long_table(records: list[dict]) -> pd.DataFrame:
-    """One row per (seed, method, OOD shift strength): ID-val, ID-test and OOD accuracy (in %), the selected hp."""
-    rows = []
-    for record in records:
-        seed = record["config"]["seed"]
-        for method, r in record["results"].items():
-            if method in ("grids", "seconds"):
-                continue
-            for strength, ood in r["ood"].items():
-                rows.append({"seed": seed, "method": method, "strength": float(strength), "val": 100 * r["val"],
-                             "ID": 100 * r["id"], "OOD": 100 * ood, "hp": r["hp"]})
-    return pd.DataFrame(rows)
+    """One row per (seed, method, OOD shift) of the reported runs: ID-val, ID-test and OOD accuracy (in %), the hp."""
+    config = records[0]["config"]
+    shifts = list(dict.fromkeys([shift_key(k, s) for k, s in config["eval_shifts"]] + [main_shift(config)]))
+    rows = [{"seed": r["seed"], "method": r["method"], "shift": shift, "val": 100 * r["val"], "ID": 100 * r["id"],
+             "OOD": 100 * r["ood"][shift], "hp": r["hp"]} for r in selected_rows(records) for shift in shifts]
+    df = pd.DataFrame(rows)
+    order = [m for m in finetune.METHODS if m in set(df["method"])]
+    return df.assign(method=pd.Categorical(df["method"], order, ordered=True)).sort_values(
+        ["method", "seed"], kind="stable").assign(method=lambda d: d["method"].astype(str)).reset_index(drop=True)
 
 
 def grid_table(records: list[dict]) -> pd.DataFrame:
-    """One row per (seed, method, hyperparameter setting) of every selection grid: val / ID / OOD accuracy in %."""
+    """One row per (seed, method, hyperparameter setting) of every grid: val / ID / main-OOD accuracy in %, the
+    feature change, and whether it is the reported run."""
+    main = main_shift(records[0]["config"])
+    reported = {(r["seed"], r["method"], canonical(r["hp"])) for r in selected_rows(records)}
     rows = []
-    for record in records:
-        for method, table in record["results"]["grids"].items():  # noqa: B007
-            for row in table:
-                rows.append({"seed": record["config"]["seed"], "method": method, **row})
-    df = pd.DataFrame(rows)
-    for col in ("val_acc", "id_acc", "ood_acc"):
-        df[col] = 100 * df[col]
-    return df
+    for r in records:
+        seed = r["config"]["seed"]
+        for row in r["results"]["rows"]:
+            rows.append({"seed": seed, "method": row["method"], **row["hp"], "val_acc": 100 * row["val"],
+                         "id_acc": 100 * row["id"], "ood_acc": 100 * row["ood"][main],
+                         "change_id": row.get("feature_change", {}).get("id", 0.0),
+                         "reported": (seed, row["method"], canonical(row["hp"])) in reported})
+    return pd.DataFrame(rows)
 
 
 def interval90(x) -> float:
@@ -227,23 +346,22 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def claims(records: list[dict]) -> tuple[pd.DataFrame, dict]:
-    """The paper's claims checked on a set of seed records (large shift: strength 1; natural shift: strength 0).
-
-    Returns the table (claim, holds "yes"/"no", what was measured) and the numbers behind it. "At least 80% of
-    seeds" is the criterion for a robust ordering; intervals are the paper's 90% intervals over seeds.
-    """
+    """The paper's claims checked on the records of one experiment (the large shift: the setup's main shift; the
+    natural shift: ``none@0``). Returns the table (claim, holds "yes"/"no", what was measured) and the numbers behind
+    it. "At least 80% of seeds" is the criterion for a robust ordering; intervals are the paper's 90% intervals."""
     long = long_table(records)
-    large, natural = long[long["strength"] == 1.0], summary(long[long["strength"] == 0.0])
-    main = summary(large)
-    per_seed = large.pivot(index="seed", columns="method", values=["ID", "OOD"])
-    n = len(records)
+    main_key = main_shift(records[0]["config"])
+    main, natural = summary(long[long["shift"] == main_key]), summary(long[long["shift"] == "none@0"])
+    per_seed = long[long["shift"] == main_key].pivot(index="seed", columns="method", values=["ID", "OOD"])
+    n = len(per_seed)
     lp_wins = int((per_seed[("OOD", "LP")] > per_seed[("OOD", "FT")]).sum())
     ft_wins = int((per_seed[("ID", "FT")] > per_seed[("ID", "LP")]).sum())
     lp_ood_lo = main.loc["LP", "OOD"] - main.loc["LP", "OOD ±"]
-    change = {m: {k: sum(r["results"][m]["feature_change"][k] for r in records) / n for k in ("id", "ood")}
+    rows = selected_rows(records)
+    change = {m: {k: float(np.mean([r["feature_change"][k] for r in rows if r["method"] == m])) for k in ("id", "ood")}
               for m in ("FT", "LP-FT")}
-    ratio = change["FT"]["id"] / change["LP-FT"]["id"]
-    rows = [
+    ratio = change["FT"]["id"] / change["LP-FT"]["id"] if change["LP-FT"]["id"] > 0 else float("inf")
+    table = [
         ("FT beats LP in distribution (≥ 80% of seeds)", ft_wins >= 0.8 * n, f"{ft_wins}/{n} seeds"),
         ("LP beats FT out of distribution (≥ 80% of seeds)", lp_wins >= 0.8 * n, f"{lp_wins}/{n} seeds"),
         ("LP-FT OOD within LP's 90% interval or better", main.loc["LP-FT", "OOD"] >= lp_ood_lo,
@@ -257,14 +375,14 @@ def claims(records: list[dict]) -> tuple[pd.DataFrame, dict]:
         ("FT loses to LP OOD on the natural shift alone", natural.loc["FT", "OOD"] < natural.loc["LP", "OOD"],
          f"{natural.loc['FT', 'OOD']:.1f} vs {natural.loc['LP', 'OOD']:.1f}"),
     ]
-    table = pd.DataFrame([(c, "yes" if bool(h) else "no", m) for c, h, m in rows],
-                         columns=["claim", "holds", "measured"])
+    out = pd.DataFrame([(c, "yes" if bool(h) else "no", m) for c, h, m in table], columns=["claim", "holds", "measured"])
     numbers = {"n": n, "lp_wins": lp_wins, "ft_wins": ft_wins, "main": main, "natural": natural, "change": change,
-               "ratio": ratio, "lpft_in_lp_interval": bool(main.loc["LP-FT", "OOD"] >= lp_ood_lo)}
-    return table, numbers
+               "ratio": ratio, "lpft_in_lp_interval": bool(main.loc["LP-FT", "OOD"] >= lp_ood_lo),
+               "chosen": chosen_settings(records)}
+    return out, numbers
 
 
 def archive_name(record: dict) -> str:
-    """The file name of a seed record in an archive (:func:`lpft.records.archive`): ``seed<seed>.json``."""
-    return f"seed{record['config']['seed']}.json"
-
+    """The file name of a record in an archive (:func:`lpft.records.archive`): ``seed<seed>-stage<k>.json``."""
+    c = record["config"]
+    return f"seed{c['seed']}-stage{c['stage'] + 1}.json"

@@ -83,24 +83,27 @@ def _deviations(model: DigitNet, fixed: FixedPointDigitNet, calibration: torch.T
     return {"variants": accuracy, "pooled_codes_differ": codes_differ, "batch_fls_differ": differ}
 
 
-def deploy_seed(setup: dict, seed: int, n_calibration: int, cache: Path, models: Path | None = None) -> dict:
-    """For the task of ``seed``: train and select every method exactly as the digit chapter does, or read the digit
-    chapter's selected models from the folder ``models`` (:func:`lpft.protocol.select_models`); convert each selected
-    model to :class:`FixedPointDigitNet` calibrated on the first ``n_calibration`` ID training images, and compare
-    float and fixed point on ID test, OOD test (the setup's shift) and the natural shift alone (strength 0);
-    :func:`_deviations` adds what each departure from F8Net is worth."""
+def deploy_seed(setup: dict, seed: int, n_calibration: int, experiment: list[dict], cache: Path,
+                models: Path | None = None) -> dict:
+    """For the task of ``seed``: the model each method reports in the digit experiment ``experiment`` (its records,
+    :func:`lpft.protocol.run_all`; read from the folder ``models`` where that run kept them, else trained again,
+    :func:`lpft.protocol.selected_model`), converted to :class:`FixedPointDigitNet` calibrated on the first
+    ``n_calibration`` ID training images; float and fixed point compared on ID test, OOD test (the setup's shift) and
+    the natural shift alone (strength 0); :func:`_deviations` adds what each departure from F8Net is worth."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    pretrained, task, chosen, hps, _ = protocol.select_models(setup, seed, protocol.pretrained_model(setup, cache),
-                                                               models)
+    pretrained = protocol.pretrained_model(setup, cache)
+    task = protocol.make_task(setup, seed)
     splits = {"id": task.test_id, "ood": task.test_ood,
               "natural": protocol.make_task(setup, seed, strength=0.0).test_ood}
     calibration = task.train.tensors[0][:n_calibration]
+    reported = {r["method"]: r["hp"] for r in protocol.selected_rows(experiment) if r["seed"] == seed}
     out = {}
-    for name, model in chosen.items():
+    for name, hp in reported.items():
+        model = protocol.selected_model(setup, seed, name, experiment, cache, models)
         fixed = FixedPointDigitNet(model, calibration)
         passes = {split: _fixed_point_pass(fixed, data) for split, data in splits.items()}
-        out[name] = {"hp": hps[name], "fls": fixed.fls(),
+        out[name] = {"hp": hp, "fls": fixed.fls(),
                      **{split: _compare(pretrained, model, fixed, data, *passes[split])
                         for split, data in splits.items()},
                      "deviations": _deviations(model, fixed, calibration, splits,
@@ -109,21 +112,28 @@ def deploy_seed(setup: dict, seed: int, n_calibration: int, cache: Path, models:
     return out
 
 
-def _deploy_record(setup: dict, seed: int, folder: Path, n_calibration: int, cache: Path,
+def _deploy_record(setup: dict, seed: int, folder: Path, n_calibration: int, experiment: list[dict], cache: Path,
                    models: Path | None) -> dict:
-    config = {**setup, "seed": seed, "n_calibration": n_calibration}
-    return run_once(folder, config, lambda: deploy_seed(setup, seed, n_calibration, cache, models),
+    reported = {r["method"]: r["hp"] for r in protocol.selected_rows(experiment) if r["seed"] == seed}
+    config = {**setup, "seed": seed, "n_calibration": n_calibration, "reported": reported}
+    return run_once(folder, config, lambda: deploy_seed(setup, seed, n_calibration, experiment, cache, models),
                     name=f"seed{seed}", code=code_fingerprint(DEPENDS))
 
 
-def deploy_all(setup: dict, seeds: list[int], folder: Path, *, cache: Path, models: Path | None = None,
-               n_calibration: int = 512, jobs: int = 2) -> list[dict]:
-    """One deployment record per seed in ``folder`` (read back when already computed), ``jobs`` processes at a time;
-    the pretrained backbone is kept in the folder ``cache`` and the selected models in the folder ``models``
-    (:func:`lpft.protocol.select_models`; None: not kept)."""
-    protocol.pretrained_model(setup, cache)  # pretrain once before the workers start
-    return parallel_map(_deploy_record, [(setup, s, Path(folder), n_calibration, Path(cache), models)
+def deploy_all(setup: dict, seeds: list[int], folder: Path, *, experiment_folder: Path, cache: Path,
+               models: Path | None = None, n_calibration: int = 512, jobs: int = 2) -> list[dict]:
+    """One deployment record per seed in ``folder`` (read back when already computed), ``jobs`` processes at a time,
+    of the digit experiment ``setup`` over ``seeds``, whose records are in ``experiment_folder`` (computed there by
+    :func:`lpft.protocol.run_all` first if missing, with the backbone in ``cache`` and the fitted models in
+    ``models``)."""
+    experiment = protocol.run_all(setup, seeds, experiment_folder, cache=cache, models=models, jobs=jobs)
+    return parallel_map(_deploy_record, [(setup, s, Path(folder), n_calibration, experiment, Path(cache), models)
                                          for s in seeds], jobs)
+
+
+def archive_name(record: dict) -> str:
+    """The file name of a deployment record in an archive (:func:`lpft.records.archive`): ``seed<seed>.json``."""
+    return f"seed{record['config']['seed']}.json"
 
 
 def deployment_table(records: list[dict]) -> pd.DataFrame:
