@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpft import finetune, protocol
+from lpft import finetune, protocol, verdict
 from lpft.records import archive, load_archive
 
 TINY = dict(id_domain="mnist", ood_domain="uci", shift="invert", strength=1.0, n_train_per_class=8,
@@ -89,34 +89,34 @@ def test_finished_records_are_read_back_not_rerun(tiny, monkeypatch):
 
 def test_tables(tiny):
     records, _, _, _ = tiny
-    long = protocol.long_table(records)
+    long = verdict.long_table(records)
     assert len(long) == 2 * 6 * 2  # seeds × methods × OOD sets
     assert list(dict.fromkeys(long["method"])) == list(finetune.METHODS)
     assert long["ID"].between(0, 100).all() and long["OOD"].between(0, 100).all()
-    summary = protocol.summary(long[long["shift"] == "invert@1"])
+    summary = verdict.summary(long[long["shift"] == "invert@1"])
     assert list(summary.index) == list(finetune.METHODS)
-    grids = protocol.grid_table(records)
+    grids = verdict.grid_table(records)
     assert len(grids) == 2 * (2 + 2 + 2 + 3) and grids["reported"].sum() == 2 * 6
 
 
 def test_interval90():
     x = [1.0, 2.0, 3.0, 4.0]
-    assert math.isclose(protocol.interval90(x), 1.645 * np.std(x, ddof=1) / 2)
-    assert math.isnan(protocol.interval90([1.0]))
+    assert math.isclose(verdict.interval90(x), 1.645 * np.std(x, ddof=1) / 2)
+    assert math.isnan(verdict.interval90([1.0]))
 
 
 def test_a_subset_of_methods_runs_one_stage(tmp_path):
     subset = {**TINY, "methods": ["LP", "FT", "LP-FT"]}
     records = protocol.run_all(subset, [0], tmp_path / "results", cache=tmp_path / "cache", jobs=1)
     assert [r["config"]["stage"] for r in records] == [0]
-    assert set(protocol.long_table(records)["method"]) == {"LP", "FT", "LP-FT"}
+    assert set(verdict.long_table(records)["method"]) == {"LP", "FT", "LP-FT"}
 
 
 def test_claims_table_follows_the_records(tiny):
     records, _, _, _ = tiny
-    table, found = protocol.claims(records)
+    table, found = verdict.claims(records)
     assert len(table) == 7 and set(table["holds"]) <= {"yes", "no"}
-    large = protocol.long_table(records).query("shift == 'invert@1'").pivot(index="seed", columns="method",
+    large = verdict.long_table(records).query("shift == 'invert@1'").pivot(index="seed", columns="method",
                                                                              values="OOD")
     assert found["lp_wins"] == int((large["LP"] > large["FT"]).sum())
     expected = "yes" if found["lp_wins"] >= 0.8 * 2 else "no"
@@ -128,7 +128,7 @@ def test_archive_round_trip(tiny, tmp_path):
     archive(records[::-1], tmp_path / "x", protocol.archive_name)
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [
         "seed0-stage1.json", "seed0-stage2.json", "seed1-stage1.json", "seed1-stage2.json"]
-    back, here = protocol.long_table(load_archive(tmp_path / "x")), protocol.long_table(records)
+    back, here = verdict.long_table(load_archive(tmp_path / "x")), verdict.long_table(records)
     assert back.drop(columns="hp").equals(here.drop(columns="hp")) and list(back["hp"]) == list(here["hp"])
 
 

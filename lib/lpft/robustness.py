@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lpft import digits, paper, protocol
+from lpft import digits, paper, protocol, verdict
 from lpft.task import BATCH_SIZE
 
 EVAL_SHIFTS = (("none", 0.0), ("invert", 1.0), ("rotate", 0.5), ("rotate", 1.0), ("thicken", 0.5),
@@ -70,21 +70,21 @@ def run_all(setups: list[dict], seeds: list[int], folder: Path, *, cache: Path, 
 # ---- tables -------------------------------------------------------------------------------------------------------
 
 def long_table(records: list[dict]) -> pd.DataFrame:
-    """One row per (variant, seed, method, OOD shift) of the reported runs (:func:`lpft.protocol.long_table`, each
+    """One row per (variant, seed, method, OOD shift) of the reported runs (:func:`lpft.verdict.long_table`, each
     variant's hyperparameters chosen over its own seeds): ID-val, ID-test and OOD accuracy in %, labels per class."""
     parts = []
     for label in dict.fromkeys(r["config"]["label"] for r in records):
         group = [r for r in records if r["config"]["label"] == label]
         c = group[0]["config"]
         per_class = group[0]["results"]["n_train"] // digits.N_CLASSES
-        parts.append(protocol.long_table(group).assign(variant=label, pretraining=c["pretraining"],
+        parts.append(verdict.long_table(group).assign(variant=label, pretraining=c["pretraining"],
                                                        **{"labels per class": per_class}))
     return pd.concat(parts, ignore_index=True)
 
 
 def gap_summary(long: pd.DataFrame, by: str) -> pd.DataFrame:
     """Per value of column ``by``: mean ID and OOD accuracy of LP, FT and LP-FT over seeds (%), the mean FT − LP OOD
-    gap with its 90% interval half-width (:func:`lpft.protocol.interval90`), and in how many seeds LP beats FT OOD."""
+    gap with its 90% interval half-width (:func:`lpft.verdict.interval90`), and in how many seeds LP beats FT OOD."""
     rows = []
     for value, g in long.groupby(by, sort=False):
         wide = g.pivot(index="seed", columns="method", values=["ID", "OOD"])
@@ -92,7 +92,7 @@ def gap_summary(long: pd.DataFrame, by: str) -> pd.DataFrame:
         row = {by: value}
         for m in paper.METHODS:
             row[f"{m} ID"], row[f"{m} OOD"] = wide[("ID", m)].mean(), wide[("OOD", m)].mean()
-        row["FT − LP OOD"], row["±"] = gap.mean(), protocol.interval90(gap)
+        row["FT − LP OOD"], row["±"] = gap.mean(), verdict.interval90(gap)
         row["LP > FT OOD (seeds)"] = f"{int((gap < 0).sum())}/{len(gap)}"
         rows.append(row)
     return pd.DataFrame(rows).set_index(by).round(1)

@@ -8,7 +8,8 @@ import seaborn as sns
 
 from lpft import paper
 
-METHOD_COLORS = {"LP": "#0173b2", "FT": "#de8f05", "LP-FT": "#029e73", "WiSE-FT": "#cc78bc", "L2-SP": "#ca9161"}
+METHOD_COLORS = {"LP": "#0173b2", "FT": "#de8f05", "LP-FT": "#029e73", "WiSE-FT": "#cc78bc", "L2-SP": "#ca9161",
+                 "surgical": "#949494"}
 
 
 def set_style() -> None:

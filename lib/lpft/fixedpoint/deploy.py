@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from lpft import finetune, protocol
+from lpft import finetune, protocol, verdict
 from lpft.digits import DigitNet
 from lpft.fixedpoint.network import FixedPointDigitNet
 from lpft.fixedpoint.qformat import dequantize
@@ -164,9 +164,9 @@ def deployment_summary(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame,
     tuning = pd.DataFrame([{"method": m, "split": split, "tuning_change": r["results"][m][split]["tuning_change"]}
                            for r in records for m in order for split in ("id", "ood", "natural")])
     g = df.groupby(["method", "split"], sort=False)
-    summary = pd.DataFrame({"float": g["float"].mean(), "float ±": g["float"].agg(protocol.interval90),
-                            "fixed": g["fixed"].mean(), "fixed ±": g["fixed"].agg(protocol.interval90),
-                            "drop": g["drop"].mean(), "drop ±": g["drop"].agg(protocol.interval90),
+    summary = pd.DataFrame({"float": g["float"].mean(), "float ±": g["float"].agg(verdict.interval90),
+                            "fixed": g["fixed"].mean(), "fixed ±": g["fixed"].agg(verdict.interval90),
+                            "drop": g["drop"].mean(), "drop ±": g["drop"].agg(verdict.interval90),
                             "agree": g["agree"].mean(), "feature change": g["feature_change"].mean(),
                             "tuning change": tuning.groupby(["method", "split"])["tuning_change"].mean()})
     summary = summary.reindex(pd.MultiIndex.from_product([order, ["id", "ood", "natural"]],
