@@ -217,20 +217,22 @@ speed.round(3).rename(columns=lambda c: f"{c} (median ms)")
 #   into the last convolution's weights; a $2\times2$ window leaves none;
 # - the head returns int32 logits, whose argmax is the prediction.
 #
-# The models are the digit chapter's: same seeds, same grids, selection on ID validation; they are read back from the
-# cache the digit chapter fills (`cache/digit-models`), or trained the same way when it is empty. Each selected model
-# is then deployed, and float and fixed point are compared on the ID test set, the OOD test set (inverted UCI) and
-# the natural shift alone (plain UCI).
+# The models are the digit chapter's: its label-free backbone, the same seeds and grids, and for each method the run
+# that chapter reports (hyperparameters chosen on ID validation); they are read back from the cache the digit chapter
+# fills (`cache/digit-models`), or trained the same way when it is empty. Each of them is then deployed, and float and
+# fixed point are compared on the ID test set, the OOD test set (inverted UCI) and the natural shift alone (plain
+# UCI).
 
 # %%
-setup = protocol.paper_conditions(profiles.settings("experiments-digits", cfg.profile))
+setup = protocol.primary_conditions(profiles.settings("experiments-digits", cfg.profile))
 folder = paths.results("fixed-point", cfg.profile)
 seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
-records = deploy.deploy_all(setup, seeds, folder, cache=paths.PRETRAINED, models=paths.DIGIT_MODELS,
-                        n_calibration=cfg.n_calibration, jobs=cfg.jobs)
+records = deploy.deploy_all(setup, seeds, folder, experiment_folder=paths.results("experiments-digits", cfg.profile),
+                            cache=paths.PRETRAINED, models=paths.DIGIT_MODELS, n_calibration=cfg.n_calibration,
+                            jobs=cfg.jobs)
 glue.number("fxp_n_calibration", cfg.n_calibration)
 if cfg.profile == "full":  # a full run refreshes the committed archive that quick-profile pages show
-    archive(records, paths.ARCHIVE / "fixed-point-full", protocol.archive_name)
+    archive(records, paths.ARCHIVE / "fixed-point-full", deploy.archive_name)
 print(f"{len(records)} records in {paths.relative(folder)}; code fingerprint "
       f"{records[0]['code_fingerprint']}; fractional lengths of seed {seeds[0]}'s FT model: "
       f"{records[0]['results']['FT']['fls']}")

@@ -15,11 +15,13 @@ from lpft.records import canonical
 
 
 def long_table(records: list[dict]) -> pd.DataFrame:
-    """One row per (seed, method, OOD shift) of the reported runs: ID-val, ID-test and OOD accuracy (in %), the hp."""
+    """One row per (seed, method, OOD shift) of the reported runs: ID-val, ID-test and OOD accuracy (in %), the
+    feature change on ID inputs (``change``; NaN for LP, whose features do not change) and the hp."""
     config = records[0]["config"]
     shifts = list(dict.fromkeys([shift_key(k, s) for k, s in config["eval_shifts"]] + [main_shift(config)]))
     rows = [{"seed": r["seed"], "method": r["method"], "shift": shift, "val": 100 * r["val"], "ID": 100 * r["id"],
-             "OOD": 100 * r["ood"][shift], "hp": r["hp"]} for r in selected_rows(records) for shift in shifts]
+             "OOD": 100 * r["ood"][shift], "change": r.get("feature_change", {}).get("id", float("nan")),
+             "hp": r["hp"]} for r in selected_rows(records) for shift in shifts]
     df = pd.DataFrame(rows)
     order = [m for m in finetune.METHODS if m in set(df["method"])]
     return df.assign(method=pd.Categorical(df["method"], order, ordered=True)).sort_values(

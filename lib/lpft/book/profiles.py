@@ -62,10 +62,11 @@ CHAPTERS: dict[str, dict[str, dict]] = {
                      surgical=("first", "middle", "last"), strengths=(0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0)),
     },
     "experiments-digits-extra": {
-        # the digit chapter's grids and sizes (CHAPTERS["experiments-digits"]); contrastive pretraining on the same
-        # pool (p_invert: the probability of the contrast-inversion augmentation; one backbone per value)
-        "quick": dict(n_seeds=3, jobs=2, contrastive_epochs=10, p_invert=(0.5,), labels=(10,)),
-        "full": dict(n_seeds=10, jobs=2, contrastive_epochs=30, p_invert=(0.5, 0.0), labels=(3, 10, 30)),
+        # the digit chapter's grids, sizes and backbone (CHAPTERS["experiments-digits"]); p_invert: the other
+        # values of the contrastive backbone's inversion augmentation (one backbone each); labels: labelled images per
+        # class of the fewer-labels study (trained for the same number of steps as all the labels)
+        "quick": dict(n_seeds=3, jobs=2, p_invert=(0.0,), labels=(10,)),
+        "full": dict(n_seeds=10, jobs=2, p_invert=(0.0,), labels=(3, 10, 30)),
     },
     # The paper-scale chapters: which experiments (lpft.scale.experiments.EXPERIMENTS) and how many seeds; every other
     # setting is the experiment's. full: the paper's settings (override None); quick: their named "smoke" override
