@@ -226,7 +226,7 @@ chapter.glue_results()
 # %% [markdown]
 # ## What we found
 #
-# This page ran the **{glue:text}`bd_mode`** profile; the first output says exactly what each experiment ran on.
+# What ran here: **{glue:text}`bd_mode`**; the first output says exactly what each experiment ran on.
 #
 # - **The claims here: {glue:text}`bd_verdict`.** Only the full profile on the real files measures them.
 # - **The paper** reports (ICLR 2022 submission, Table 2), out of distribution, FT

@@ -214,7 +214,7 @@ chapter.glue_results()
 # %% [markdown]
 # ## What we found
 #
-# This page ran the **{glue:text}`cs_mode`** profile; the first output says exactly what that ran.
+# What ran here: **{glue:text}`cs_mode`**; the first output says exactly what each experiment ran on.
 #
 # - **The claim here: {glue:text}`cs_verdict`.** Only the full profile on the real files measures it.
 # - **The paper** reports (ICLR 2022 submission, Tables 1-2), on STL-10, FT {glue:text}`cs_paper_ft_stl`%, LP

@@ -229,7 +229,7 @@ chapter.glue_results()
 # %% [markdown]
 # ## What we found
 #
-# This page ran the **{glue:text}`fi_mode`** profile; the first output says exactly what each experiment ran on.
+# What ran here: **{glue:text}`fi_mode`**; the first output says exactly what each experiment ran on.
 #
 # - **The claims here: {glue:text}`fi_verdict`.** Only the full profile on the real files measures them.
 # - **The paper** reports, out of distribution, FT {glue:text}`fi_paper_ft_fmow_ood`% against LP

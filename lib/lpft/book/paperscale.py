@@ -199,7 +199,7 @@ class PaperScale:
         display(compare.round(1).fillna({"this run": NOT_RUN}) if "this run" in compare else compare.round(1))
         if mark_unchecked:
             unchecked = compare["checked"] == paper.UNCHECKED_LABEL
-            compare = compare.assign(split=compare["split"].where(~unchecked, compare["split"] + ", unchecked"))
+            compare = compare.assign(split=compare["split"].where(~unchecked, compare["split"] + ",\nunchecked"))
         plotting.finish(plotting.paper_vs_run(compare, self.cfg.profile, ran=bool(self.measured)), name)
 
     def methods(self) -> None:
@@ -335,8 +335,9 @@ class PaperScale:
         glue.text(f"{p}_verdict", NOT_RUN if not self.measured else
                   f"measured on {', '.join(self.measured)}" + (f"; not run here: {', '.join(missing)}" if (
                       missing := [n for n in self.cfg.experiments if n not in self.measured]) else ""))
-        glue.text(f"{p}_mode", "full, run on the real files" if self.measured else
-                  "quick, a smoke test that measures nothing" if self.cfg.override else "full, without inputs")
+        glue.text(f"{p}_mode", "the full profile, on the real files" if self.measured else
+                  "the quick profile, a smoke test that measures nothing" if self.cfg.override else
+                  "the full profile, which found no inputs and ran nothing")
 
 
 def _ratio(r: float) -> str:

@@ -40,8 +40,9 @@ def paper_vs_run(compare, profile: str, ran: bool):
     long = compare.melt(id_vars=["set", "split", "method"], value_vars=["paper"] + (["this run"] if ran else []),
                         var_name="source", value_name="accuracy")
     long["column"] = long["set"] + "\n(" + long["split"] + ")"
-    sources = list(long["source"].unique())
-    fig, axes = figure(ncols=len(sources), width=4.5 * len(sources) + 1.0, height=3.6, sharey=True)
+    sources, n_columns = list(long["source"].unique()), long["column"].nunique()
+    panel = max(4.5, 1.1 * n_columns)  # room for every column's label
+    fig, axes = figure(ncols=len(sources), width=panel * len(sources) + 1.0, height=3.6, sharey=True)
     for ax, src in zip(np.atleast_1d(axes), sources):
         sns.barplot(data=long[long["source"] == src], x="column", y="accuracy", hue="method", palette=METHOD_COLORS,
                     hue_order=paper.METHODS, ax=ax)
