@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lpft import paper
-from lpft.book import glue, paperscale, paths, scaleguide, start_chapter
+from lpft.book import glue, paperscale, paths, plotting, scaleguide, start_chapter
 from lpft.book.scaleguide import NOT_RUN
 from lpft.scale import data, experiments
 
@@ -75,6 +75,26 @@ def test_the_quick_profile_shows_the_papers_numbers_only_and_its_smoke_run_as_a_
                   for v in (r["results"]["id"], *r["results"]["ood"].values())}
     assert not any(a in " ".join(checks["checked"]) for a in accuracies if a not in ("0.0", "100.0"))
     assert "2 trained runs (FT, LP-FT, L2-SP) of 1 epoch" in " ".join(checks["checked"])
+
+
+def test_without_a_measured_run_every_result_block_says_not_run_here(quick, monkeypatch, capsys):
+    import matplotlib.pyplot as plt
+
+    figures = {}
+    monkeypatch.setattr(plotting, "finish", lambda fig, name: figures.update({name: fig}) or plt.close(fig))
+    capsys.readouterr()
+    quick.accuracy("compare")
+    quick.methods()
+    quick.feature_change("change")
+    quick.learning_rates("lr")
+    out = capsys.readouterr().out
+    for what in ("accuracy:", "WiSE-FT and L2-SP:", "feature change:", "learning-rate sensitivity:"):
+        assert f"cifar-stl: {what} {NOT_RUN}" in out
+    assert "FT's feature change on ID inputs" not in out and "agrees" not in out
+    assert [ax.get_title() for ax in figures["compare"].axes] == ["Kumar et al.: the paper's numbers, not run here"]
+    for name in ("change", "lr"):
+        assert [t.get_text() for ax in figures[name].axes for t in ax.texts] == [f"{NOT_RUN}: no full run on this "
+                                                                                 f"machine"]
 
 
 def test_the_no_data_page_gives_the_commands_the_files_and_the_gpu_time(quick):
@@ -160,6 +180,30 @@ def test_with_the_real_files_the_run_stands_next_to_the_paper(tmp_path, monkeypa
     assert glued["cs_lp_beats_ft_stl"] in ("yes", "no") and glued["cs_change_cifar_stl"].endswith("LP-FT's")
     assert set(chapter.checks()["ran"]) == {"✓"}
     assert not any("times" in v for v in glued.values())
+
+
+def test_every_result_block_shows_a_measured_run(tmp_path, monkeypatch, glued, capsys):
+    import matplotlib.pyplot as plt
+
+    figures = {}
+    monkeypatch.setattr(plotting, "finish", lambda fig, name: figures.update({name: fig}) or plt.close(fig))
+    root, checkpoint = experiments.write_quick_inputs(tmp_path / "inputs", TINY)
+    chapter = chapter_for("full", tmp_path, monkeypatch, data_root=str(root), checkpoints={"moco_v2": str(checkpoint)},
+                          changes=FULL_CHANGES)
+    chapter.introduce()
+    chapter.plan()
+    chapter.run()
+    chapter.accuracy("compare")
+    chapter.orderings()
+    chapter.methods()
+    chapter.feature_change("change", official=True)
+    chapter.learning_rates("lr")
+    chapter.checklist()
+    out = capsys.readouterr().out
+    assert NOT_RUN not in out and "cifar-stl: FT's feature change on ID inputs: " in out
+    assert "this run agrees with the paper on" in out and paper.OFFICIAL_NOTEBOOK in out
+    assert [ax.get_title() for ax in figures["compare"].axes] == ["Kumar et al. (paper)", "this run (full profile)"]
+    assert len(figures["change"].axes) == 1 and len(figures["lr"].axes) == 2  # one experiment: its panels
 
 
 @pytest.mark.parametrize("ratio, words", [(5.234, "5.23× LP-FT's"), (0.99996, "about as large as LP-FT's"),

@@ -149,7 +149,8 @@ class PaperScale:
         """Show the paper's settings of the chapter's experiments (what the full profile runs); for those measured
         here, how many runs each sweep has and the size of every set it reads."""
         print("the paper's settings, which the full profile runs (lpft.scale.experiments):")
-        display(experiments.experiments_table().loc[list(self.cfg.experiments)].T)
+        with pd.option_context("display.max_colwidth", None):
+            display(experiments.experiments_table().loc[list(self.cfg.experiments)].T)
         for name in self.measured:
             sw = self.sweeps[name]
             print(f"{name}: {len(jobs(sw))} runs: LP × {len({str(lp_job(sw, s)) for s in sw.seeds})}, FT and LP-FT "
@@ -196,7 +197,8 @@ class PaperScale:
         print(paper.SOURCE)
         self._not_run("accuracy:", why=True)
         compare = self.compare()
-        display(compare.round(1).fillna({"this run": NOT_RUN}) if "this run" in compare else compare.round(1))
+        missing = {"paper ±": "—", **({"this run": NOT_RUN} if "this run" in compare else {})}  # no interval held
+        display(compare.round(1).astype({k: object for k in missing}).fillna(missing))
         if mark_unchecked:
             unchecked = compare["checked"] == paper.UNCHECKED_LABEL
             compare = compare.assign(split=compare["split"].where(~unchecked, compare["split"] + ",\nunchecked"))
