@@ -60,11 +60,10 @@ chapter.introduce()
 # github.com/AnanyaKumar/transfer_learning); CIFAR-10's "frog" has no STL-10 counterpart, and a "frog" prediction on
 # STL-10 counts as an error. ID accuracy is on CIFAR-10's test set. As in the official code, which trains on all 50,000
 # training images and early-stops on `test_acc/cifar10-test`, that test set doubles as **ID validation** for every
-# selection
-# (early stopping, $C$, learning rates): this flatters ID accuracy slightly but never looks at OOD data. Set `n_val`
-# in the profile to hold a fixed set of training images out as ID-val instead (the `quick` profile's smoke run
-# holds some out, so both paths run). Images are resized to 224×224 with no augmentation (the transform of the official code's
-# `configs/adaptation/datasets_cifar_stl.yaml`) and normalised with ImageNet's mean and that config's std,
+# selection (early stopping, $C$, learning rates): this flatters ID accuracy slightly but never looks at OOD data. Set
+# `n_val` in the profile to hold a fixed set of training images out as ID-val instead (the `quick` profile's smoke run
+# holds some out, so both paths run). Images are resized to 224×224 with no augmentation (the transform of the
+# official code's `configs/adaptation/datasets_cifar_stl.yaml`) and normalised with ImageNet's mean and that config's std,
 # (0.228, 0.224, 0.225) (0.228 for red, from SwAV's fine-tuning script, where torchvision uses 0.229).
 #
 # The backbone is read from a local checkpoint only (`lpft.scale.backbones`, MoCo-v2's `.pth.tar` or a torchvision
