@@ -240,3 +240,8 @@ chapter.glue_results("bd")
 #   Disk: BREEDS images are decoded once, as uint8 at 256 px, into a memory-mapped cache in `$LPFT_CACHE` (default
 #   `<repository>/cache/images`): about 17 GB for Living-17's training set and 30 GB for Entity-30's, read back on
 #   later runs instead of decoding the JPEGs again. DomainNet's sets (a few GB) are held in memory.
+
+# %% tags=["remove-input"]
+# The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
+from lpft.book import claims
+claims.paper_scale_verdicts(chapter)  # "not run here" unless the full profile ran on real data

@@ -209,3 +209,8 @@ chapter.glue_results("cs", OOD, ID)
 #   On a Slurm cluster, run the same runs as job arrays first, from the repository (`.venv/bin/lpft-sweep --profile full
 #   --executor slurm --slurm-partition <partition> --data-root ... --checkpoint ... --device cuda`); the chapter then
 #   reads their records.
+
+# %% tags=["remove-input"]
+# The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
+from lpft.book import claims
+claims.paper_scale_verdicts(chapter)  # "not run here" unless the full profile ran on real data

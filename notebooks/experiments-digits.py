@@ -365,3 +365,26 @@ arch_claims
 #   Living-17 the paper reports that "the average distance for ID examples (0.019) is more than for OOD examples
 #   (0.017)" (ICLR 2022 submission, Section 4.3; Euclidean distances, another quantity than this page's); the table
 #   says whether FT's change is also larger on ID inputs here.
+
+# %% tags=["remove-input"]
+# The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
+from lpft import prose
+from lpft.book import claims, glue
+# from the archived full-profile run (arch_claims, arch), not from the quick run above
+held = arch_claims.set_index("claim")["holds"].eq("yes")
+said = arch_claims.set_index("claim")["measured"]
+arch_rows = list(held.index)  # lpft.protocol.claims: ID, OOD, LP-FT OOD, LP-FT ID, distortion, ID vs OOD change, natural
+where = f"archived full run, {arch['n']} seeds"
+glue.verdict("ft-id-lp-ood", claims.by_count(int(held[arch_rows[0]]) + int(held[arch_rows[1]]), of=2),
+             because=f"{where}: FT beats LP ID in {said[arch_rows[0]]}, LP beats FT OOD in {said[arch_rows[1]]} (inverted UCI)")
+arch_main = arch["main"]
+best = all(arch_main.loc["LP-FT", s] >= arch_main.loc[["LP", "FT"], s].max() for s in ("ID", "OOD"))
+glue.verdict("lpft-best", "holds" if best else "holds with a caveat" if held[arch_rows[2]] and held[arch_rows[3]] else "fails",
+             because=f"{where}: LP-FT {prose.fixed(arch_main.loc['LP-FT', 'ID'])}% ID, {prose.fixed(arch_main.loc['LP-FT', 'OOD'])}% OOD "
+                     f"against LP {prose.fixed(arch_main.loc['LP', 'ID'])}% / {prose.fixed(arch_main.loc['LP', 'OOD'])}% and FT "
+                     f"{prose.fixed(arch_main.loc['FT', 'ID'])}% / {prose.fixed(arch_main.loc['FT', 'OOD'])}%"
+                     + ("" if best else "; best on both only within the 90% intervals" if held[arch_rows[2]] and held[arch_rows[3]] else ""))
+glue.verdict("id-features-change-more", "holds" if held[arch_rows[5]] else "fails",
+             because=f"{where}: FT's feature change on ID vs OOD inputs: {said[arch_rows[5]]}")
+glue.verdict("lpft-changes-less", "holds" if held[arch_rows[4]] else "fails",
+             because=f"{where}: FT changes the features {said[arch_rows[4]]} as much as LP-FT (ID inputs)")

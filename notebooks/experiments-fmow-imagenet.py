@@ -242,3 +242,8 @@ chapter.glue_results("fi", OOD)
 #   ```
 #
 #   Disk: the ImageNet cache needs about 200 GB; FMoW's images (about 150 MB per thousand) are held in memory.
+
+# %% tags=["remove-input"]
+# The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
+from lpft.book import claims
+claims.paper_scale_verdicts(chapter)  # "not run here" unless the full profile ran on real data
