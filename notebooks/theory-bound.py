@@ -480,7 +480,7 @@ from lpft.book import claims, glue
 violated = int(stated["n_violating_instances"])
 glue.verdict("ft-ood-lower-bound", "fails" if core["min_lhs"] <= 0 else
              "holds with a caveat" if violated or bound.K1_WORST_RATIO > 1 else "holds",
-             because=f"with perfect features FT's OOD error stays at least {prose.number(core['min_lhs'])} along every "
-                     f"trajectory of {core['n']} instances, but (3.7) as printed is violated on {violated} of "
-                     f"{len(check.cases)} instances and, for one feature, by up to "
+             because=f"with perfect features FT's √L_ood stays at least {prose.number(core['min_lhs'])} along every "
+                     f"trajectory of {core['n']} instances; (3.7) as printed is violated on {violated} of "
+                     f"{len(check.cases)} random instances, and for one feature (k = 1) it fails by up to "
                      f"{prose.number(100 * (bound.K1_WORST_RATIO - 1), 2)}%")
