@@ -370,20 +370,23 @@ arch_claims
 # The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
 from lpft import prose
 from lpft.book import claims, glue
-# from the archived full-profile run (arch_claims, arch), not from the quick run above
+# from the archived full-profile run (arch_claims, arch), not from the quick run above; the rows of lpft.protocol.claims:
+# FT ID, LP OOD, LP-FT OOD, LP-FT ID, distortion, ID vs OOD change, natural shift
 held = arch_claims.set_index("claim")["holds"].eq("yes")
 said = arch_claims.set_index("claim")["measured"]
-arch_rows = list(held.index)  # lpft.protocol.claims: ID, OOD, LP-FT OOD, LP-FT ID, distortion, ID vs OOD change, natural
+arch_rows = list(held.index)
 where = f"archived full run, {arch['n']} seeds"
 glue.verdict("ft-id-lp-ood", claims.by_count(int(held[arch_rows[0]]) + int(held[arch_rows[1]]), of=2),
-             because=f"{where}: FT beats LP ID in {said[arch_rows[0]]}, LP beats FT OOD in {said[arch_rows[1]]} (inverted UCI)")
+             because=f"{where}: FT beats LP ID in {said[arch_rows[0]]}, LP beats FT OOD in {said[arch_rows[1]]} "
+                     f"(inverted UCI)")
 arch_main = arch["main"]
 best = all(arch_main.loc["LP-FT", s] >= arch_main.loc[["LP", "FT"], s].max() for s in ("ID", "OOD"))
-glue.verdict("lpft-best", "holds" if best else "holds with a caveat" if held[arch_rows[2]] and held[arch_rows[3]] else "fails",
-             because=f"{where}: LP-FT {prose.fixed(arch_main.loc['LP-FT', 'ID'])}% ID, {prose.fixed(arch_main.loc['LP-FT', 'OOD'])}% OOD "
-                     f"against LP {prose.fixed(arch_main.loc['LP', 'ID'])}% / {prose.fixed(arch_main.loc['LP', 'OOD'])}% and FT "
-                     f"{prose.fixed(arch_main.loc['FT', 'ID'])}% / {prose.fixed(arch_main.loc['FT', 'OOD'])}%"
-                     + ("" if best else "; best on both only within the 90% intervals" if held[arch_rows[2]] and held[arch_rows[3]] else ""))
+within = bool(held[arch_rows[2]] and held[arch_rows[3]])
+acc = {m: f"{prose.fixed(arch_main.loc[m, 'ID'])}% ID / {prose.fixed(arch_main.loc[m, 'OOD'])}% OOD"
+       for m in ("LP-FT", "LP", "FT")}
+glue.verdict("lpft-best", "holds" if best else "holds with a caveat" if within else "fails",
+             because=f"{where}: LP-FT {acc['LP-FT']} against LP {acc['LP']} and FT {acc['FT']}"
+                     + ("" if best else "; the best on both only within the 90% intervals" if within else ""))
 glue.verdict("id-features-change-more", "holds" if held[arch_rows[5]] else "fails",
              because=f"{where}: FT's feature change on ID vs OOD inputs: {said[arch_rows[5]]}")
 glue.verdict("lpft-changes-less", "holds" if held[arch_rows[4]] else "fails",

@@ -98,8 +98,8 @@ ax.plot(x_star, y_star, "*", color="black", markersize=13, label=r"target $w_\st
 ax.axvline(x_star, color="black", lw=0.8, ls=":")
 ax.annotate("fits the ID data", (x_star, 0.05 * y_star), xytext=(-6, 0), textcoords="offset points",
             ha="right", fontsize="small")
-ax.set(xlabel=r"predictor along $P_S w_\star$ (in $S$)", ylabel=r"predictor along $P_{S^\perp} w_\star$ (in $S^\perp$)",
-       title="(a) the predictor $w = B^\\top v$")
+ax.set(xlabel=r"predictor along $P_S w_\star$ (in $S$)",
+       ylabel=r"predictor along $P_{S^\perp} w_\star$ (in $S^\perp$)", title="(a) the predictor $w = B^\\top v$")
 ax.legend(fontsize="x-small", loc="best")
 t = ft.t[1:]  # t = 0 has no place on a log axis
 bx.loglog(t, np.maximum(moved_S[1:], FLOOR), color="black", label=r"features on $S$: $\|(B - B_0)P_S\|_F$")
@@ -122,8 +122,8 @@ glue.number("front_old_features_gap", old_features_gap, digits=2, floor=1e-30)
 for m, (id_err, ood_err) in errors.items():
     glue.number(f"front_{m.replace('-', '').lower()}_id", id_err, floor=1e-30)
     glue.number(f"front_{m.replace('-', '').lower()}_ood", ood_err)
-print(f"FT moved the features by {prose.number(moved_S[-1])} on S and at most {prose.number(moved_perp.max(), 2, 1e-30)} "
-      f"on S⊥; its head by {prose.number(head_moved[-1])}")
+print(f"FT moved the features by {prose.number(moved_S[-1])} on S and at most "
+      f"{prose.number(moved_perp.max(), 2, 1e-30)} on S⊥; its head by {prose.number(head_moved[-1])}")
 print("ID / OOD excess squared error:", {m: f"{prose.number(a, floor=1e-30)} / {prose.number(b)}"
                                          for m, (a, b) in errors.items()})
 
@@ -135,8 +135,9 @@ print("ID / OOD excess squared error:", {m: f"{prose.number(a, floor=1e-30)} / {
 # predictor $w = B^\top v$ projected on two directions: the target's component in the ID subspace $S$ (horizontal) and
 # in its complement $S^\perp$ (vertical); the rest of $w$ is not drawn. FT (from a random head near the origin) and
 # LP-FT (from the LP head, the open square, from which it barely moves) both end on the dotted line, where the
-# training data is fitted; only LP-FT ends near the target $w_\star$. (b) During FT the features move on $S$ and the head moves, while the features on $S^\perp$ do not
-# move (a dashed line at the round-off floor: values below $10^{-16}$ are drawn at $10^{-16}$).
+# training data is fitted; only LP-FT ends near the target $w_\star$. (b) During FT the features move on $S$ and the
+# head moves, while the features on $S^\perp$ do not move (a dashed line at the round-off floor: values below
+# $10^{-16}$ are drawn at $10^{-16}$).
 # ```
 #
 # Along FT's whole trajectory the features on $S^\perp$ moved by at most {glue:text}`front_perp_max` (round-off),

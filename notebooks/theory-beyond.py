@@ -409,4 +409,5 @@ glue.verdict("features-move-only-on-S", "holds" if perp_max < 1e-10 else "fails"
 at_eps0 = {variants[key].name: bool(beyond.orderings(df)["FT OOD > LP OOD"].iloc[0]) for key, df in results.items()}
 glue.verdict("lp-beats-ft-ood-theory", claims.by_count(sum(at_eps0.values()), of=len(at_eps0)),
              because=f"outside the theorem's assumptions, FT's OOD error is above LP's at the smallest ε in "
-                     f"{sum(at_eps0.values())} of {len(at_eps0)} variants ({', '.join(k for k, v in at_eps0.items() if v)})")
+                     f"{sum(at_eps0.values())} of {len(at_eps0)} variants "
+                     f"({', '.join(k for k, v in at_eps0.items() if v) or 'none'})")

@@ -99,7 +99,8 @@ def claim(claim_id: str) -> Claim:
     for c in CLAIMS:
         if c.id == claim_id:
             return c
-    raise KeyError(f"unknown claim {claim_id!r}; the claims (lpft.book.claims.CLAIMS): {', '.join(c.id for c in CLAIMS)}")
+    raise KeyError(f"unknown claim {claim_id!r}; the claims (lpft.book.claims.CLAIMS): "
+                   f"{', '.join(c.id for c in CLAIMS)}")
 
 
 def claims_of(chapter: str) -> list[Claim]:
