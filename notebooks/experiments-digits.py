@@ -386,9 +386,9 @@ lpft_best = claims.by_count(sum(best[s] or within[s] for s in best), of=2)
 acc = {m: f"{prose.fixed(arch_main.loc[m, 'ID'])}% ID / {prose.fixed(arch_main.loc[m, 'OOD'])}% OOD"
        for m in ("LP-FT", "LP", "FT")}
 glue.verdict("lpft-best", "holds with a caveat" if lpft_best == "holds" and not all(best.values()) else lpft_best,
-             because=f"{where}: LP-FT {acc['LP-FT']} against LP {acc['LP']} and FT {acc['FT']}; LP-FT is " + ", ".join(
-                 ("the best " if best[s] else "within the 90% interval of the best " if within[s] else "not the best ") + s
-                 for s in ("ID", "OOD")))
+             because=f"{where}: LP-FT {acc['LP-FT']} against LP {acc['LP']} and FT {acc['FT']}; LP-FT is "
+                     + ", ".join(("the best " if best[s] else "within the 90% interval of the best " if within[s]
+                                  else "not the best ") + s for s in ("ID", "OOD")))
 glue.verdict("id-features-change-more", "holds" if held[arch_rows[5]] else "fails",
              because=f"{where}: FT's feature change on ID vs OOD inputs: {said[arch_rows[5]]}")
 glue.verdict("lpft-changes-less", "holds" if held[arch_rows[4]] else "fails",
