@@ -363,6 +363,6 @@ from lpft.book import glue
 lp_main = bool(arch_wins[robustness.MAIN_SHIFT] >= 0.8 * arch_n)
 ft_ahead = list(arch_wins.index[arch_wins <= 0.2 * arch_n])
 glue.verdict("preconditions", "fails" if not lp_main else "holds" if ft_ahead else "holds with a caveat",
-             because=f"archived full run: LP beats FT OOD under {robustness.MAIN_SHIFT}, the shift the pretraining "
-                     f"covered, in {arch_wins[robustness.MAIN_SHIFT]} of {arch_n} seeds; FT beats LP (≥ 80% of seeds) "
+             because=f"archived full run: LP beats FT OOD under {robustness.MAIN_SHIFT}, the shift the "
+                     f"pretraining covered, in {arch_wins[robustness.MAIN_SHIFT]} of {arch_n} seeds; FT beats LP (≥ 80% of seeds) "
                      f"under {', '.join(ft_ahead) or 'no shift'}, which it did not cover")
