@@ -509,5 +509,5 @@ blind = bool(flip["phi"].max() < 1e-6 and a_mean.iloc[-1] >= a_mean.max())  # φ
 glue.verdict("head-alignment", "fails" if not rises else "holds with a caveat" if blind else "holds",
              because=f"FT's mean OOD error {'rises' if rises else 'does not rise'} with the initial head's angle, from "
                      f"{prose.number(a_mean.iloc[0])} at {a_lo:g}° to {prose.number(a_mean.iloc[-1])} at {a_hi:g}°"
-                     + (f"; but at {a_hi:g}° φ is {prose.number(flip['phi'].max(), floor=1e-6)}, so the bound is vacuous "
-                        f"where the error is largest" if blind else ""))
+                     + (f"; but at {a_hi:g}° φ is {prose.number(flip['phi'].max(), floor=1e-6)}, so the bound is "
+                        f"vacuous where the error is largest" if blind else ""))

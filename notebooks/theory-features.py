@@ -215,7 +215,8 @@ by_eps = results.groupby(["eps", "method"])[["ID", "OOD"]].mean()
 eps_lo, eps_hi = min(e for e in eps_values if e > 0), max(eps_values)
 lp_over_ft = {e: by_eps.loc[(e, "LP"), "OOD"] / by_eps.loc[(e, "FT"), "OOD"] for e in (eps_lo, eps_hi)}
 exact0 = by_eps.loc[(0.0, "LP"), "OOD"] <= 1e-12 < by_eps.loc[(0.0, "FT"), "OOD"]
-glue.verdict("lp-beats-ft-ood-theory", claims.by_count(int(exact0) + int(lp_over_ft[eps_lo] < lp_over_ft[eps_hi]), of=2),
+falls = lp_over_ft[eps_lo] < lp_over_ft[eps_hi]
+glue.verdict("lp-beats-ft-ood-theory", claims.by_count(int(exact0) + int(falls), of=2),
              because=f"LP's OOD error over FT's falls from {prose.number(lp_over_ft[eps_hi])} at ε = {eps_hi:g} to "
                      f"{prose.number(lp_over_ft[eps_lo])} at ε = {eps_lo:g}; at ε = 0 LP's is "
                      f"{prose.number(by_eps.loc[(0.0, 'LP'), 'OOD'], floor=1e-12)}, FT's "
