@@ -458,7 +458,7 @@ from lpft.book import claims
 if archived:  # the archived full-profile run, in 8-bit fixed point
     held = int(arch["ft_id"]["fixed"] >= 0.8 * arch["n"]) + int(arch["lp_ood"]["fixed"] >= 0.8 * arch["n"])
     glue.verdict("ft-id-lp-ood", claims.by_count(held, of=2),
-                 because=f"in 8-bit fixed point, archived full run of {arch['n']} seeds: FT beats LP ID in "
-                         f"{arch['ft_id']['fixed']} seeds, LP beats FT OOD in {arch['lp_ood']['fixed']}")
+                 because=f"in 8-bit fixed point, archived full run: FT beats LP ID in {arch['ft_id']['fixed']} of "
+                         f"{arch['n']} seeds, LP beats FT OOD in {arch['lp_ood']['fixed']} of {arch['n']}")
 else:
     glue.verdict("ft-id-lp-ood", "not run here", because="no archived full-profile run of this chapter")
