@@ -244,3 +244,8 @@ chapter.glue_results()
 #   DomainNet: {glue:text}`bd_change_domainnet`.
 # - **To measure them**, put the files where *Running it on a GPU* says and run the command there (or each
 #   experiment's sweep first with `lpft-sweep`, locally or on Slurm; the chapter then reads their records).
+
+# %% tags=["remove-input"]
+# The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
+from lpft.book import claims
+claims.paper_scale_verdicts(chapter)  # "not run here" unless the full profile ran on real data

@@ -227,3 +227,8 @@ chapter.glue_results()
 #   {glue:text}`cs_change_cifar_stl`.
 # - **To measure it**, put CIFAR-10, STL-10, CIFAR-10.1 and the MoCo-v2 checkpoint where *Running it on a GPU* says
 #   and run the command there; the tables above then hold this run's numbers next to the paper's.
+
+# %% tags=["remove-input"]
+# The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
+from lpft.book import claims
+claims.paper_scale_verdicts(chapter)  # "not run here" unless the full profile ran on real data

@@ -398,3 +398,17 @@ for split, name in (("ood", "fig_beyond_ood"), ("id", "fig_beyond_id")):
 # - With poor features the OOD ordering can flip: for the ReLU network with {glue:text}`beyond_n_large` examples at
 #   $\varepsilon =$ {glue:text}`beyond_eps_max`, FT's OOD error is {glue:text}`beyond_relun_ft_ood_max` against LP's
 #   {glue:text}`beyond_relun_lp_ood_max`, consistent with the theorem being a statement about $\varepsilon \to 0$.
+
+# %% tags=["remove-input"]
+# The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
+from lpft import prose
+from lpft.book import claims, glue
+glue.verdict("features-move-only-on-S", "holds" if perp_max < 1e-10 else "fails",
+             because=f"with the logistic loss, a ReLU network and SGD the features moved by at most "
+                     f"{prose.number(perp_max, 2, 1e-30)} on S⊥")
+at_eps0 = {variants[key].name: bool(beyond.orderings(df).loc[eps0, "FT OOD > LP OOD"])
+           for key, df in results.items()}
+glue.verdict("lp-beats-ft-ood-theory", claims.by_count(sum(at_eps0.values()), of=len(at_eps0)),
+             because=f"with gradient descent, logistic loss, ReLU networks or SGD, FT's OOD error is above LP's at "
+                     f"ε = {eps0:g} in {sum(at_eps0.values())} of {len(at_eps0)} variants: "
+                     f"{'; '.join(k for k, v in at_eps0.items() if v) or 'none'}")

@@ -472,3 +472,15 @@ assert (opposite["rhs"] <= bound.TOL).all()
 #   for all $t$ (at least {glue:text}`bound_core_ratio_min` times $\cos\theta_k\min(\varphi, \varphi^2/\|w_\star\|)$ on
 #   {glue:text}`bound_core_n` instances). At $\varphi = 0$ (head at 180°) the bound is vacuous while FT's error is
 #   large (median {glue:text}`bound_180_lhs`).
+
+# %% tags=["remove-input"]
+# The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
+from lpft import prose
+from lpft.book import claims, glue
+violated = int(stated["n_violating_instances"])
+glue.verdict("ft-ood-lower-bound", "fails" if core["min_lhs"] <= 0 else
+             "holds with a caveat" if violated or bound.K1_WORST_RATIO > 1 else "holds",
+             because=f"with perfect features FT's √L_ood stays at least {prose.number(core['min_lhs'])} along every "
+                     f"trajectory of {core['n']} instances; (3.7) as printed is violated on {violated} of "
+                     f"{len(check.cases)} random instances, and for one feature (k = 1) it fails by up to "
+                     f"{prose.number(100 * (bound.K1_WORST_RATIO - 1), 2)}%")

@@ -499,3 +499,15 @@ assert max_loss <= 1.01e-20, "a gradient-flow run stopped before fitting the tra
 #   LP's error rises to {glue:text}`dist_m_lp_at_lo` and {glue:text}`dist_n_lp_at_k`, and LP-FT follows it.
 # - **Sample size.** More examples help FT only by shrinking $S^\perp$; with {glue:text}`dist_n_hi` of
 #   {glue:text}`dist_d` dimensions seen, FT is still {glue:text}`dist_n_ft_lp_min` or more times worse than LP OOD.
+
+# %% tags=["remove-input"]
+# The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
+from lpft import prose
+from lpft.book import claims, glue
+rises = bool(a_mean.is_monotonic_increasing)
+blind = bool(flip["phi"].max() < 1e-6 and a_mean.iloc[-1] >= a_mean.max())  # φ = 0 where FT's error is largest
+glue.verdict("head-alignment", "fails" if not rises else "holds with a caveat" if blind else "holds",
+             because=f"FT's mean OOD error {'rises' if rises else 'does not rise'} with the initial head's angle, from "
+                     f"{prose.number(a_mean.iloc[0])} at {a_lo:g}° to {prose.number(a_mean.iloc[-1])} at {a_hi:g}°"
+                     + (f"; but at {a_hi:g}° φ is {prose.number(flip['phi'].max(), floor=1e-6)}, so the bound is "
+                        f"vacuous where the error is largest" if blind else ""))

@@ -206,3 +206,34 @@ print(f"LP-FT OOD ≤ LP OOD in {100 * lpft_le_lp.mean():.0f}% of (ε, instance)
 # - **LP-FT gets both.** Its OOD error is at most LP's in {glue:text}`feat_lpft_le_lp`% of the (ε, instance) pairs of
 #   the table, and at $\varepsilon = 0.1$ it moves the features by {glue:text}`feat_change_lpft` against FT's
 #   {glue:text}`feat_change_ft` (a factor {glue:text}`feat_change_ratio`).
+
+# %% tags=["remove-input"]
+# The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
+from lpft import prose
+from lpft.book import claims, glue
+by_eps = results.groupby(["eps", "method"])[["ID", "OOD"]].mean()
+eps_lo, eps_hi = min(e for e in eps_values if e > 0), max(eps_values)
+lp_over_ft = {e: by_eps.loc[(e, "LP"), "OOD"] / by_eps.loc[(e, "FT"), "OOD"] for e in (eps_lo, eps_hi)}
+exact0 = by_eps.loc[(0.0, "LP"), "OOD"] <= 1e-12 < by_eps.loc[(0.0, "FT"), "OOD"]
+falls = lp_over_ft[eps_lo] < lp_over_ft[eps_hi]
+glue.verdict("lp-beats-ft-ood-theory", claims.by_count(int(exact0) + int(falls), of=2),
+             because=f"LP's OOD error over FT's falls from {prose.number(lp_over_ft[eps_hi])} at ε = {eps_hi:g} to "
+                     f"{prose.number(lp_over_ft[eps_lo])} at ε = {eps_lo:g}; at ε = 0 LP's is "
+                     f"{prose.number(by_eps.loc[(0.0, 'LP'), 'OOD'], floor=1e-12)}, FT's "
+                     f"{prose.number(by_eps.loc[(0.0, 'FT'), 'OOD'])}")
+positive_eps = [e for e in cfg.eps_grid if e > 0]
+ft_id_wins = sum(by_eps.loc[(e, "FT"), "ID"] < by_eps.loc[(e, "LP"), "ID"] for e in positive_eps)
+glue.verdict("ft-better-id-theory", claims.by_count(ft_id_wins, of=len(positive_eps)),
+             because=f"FT's ID error is below LP's at {ft_id_wins} of the {len(positive_eps)} feature errors ε > 0")
+lpft_ood0 = results.query("eps == 0 and method == 'LP-FT'")["OOD"].max()
+glue.verdict("lpft-zero-ood-theory", "holds" if lpft_ood0 <= 1e-12 else "fails",
+             because=f"with perfect features LP-FT's largest OOD error over {cfg.n_seeds} instances is "
+                     f"{prose.number(lpft_ood0, floor=1e-12)}")
+n_early = int((early["FT min over t"] > early["LP OOD"]).sum())
+glue.verdict("no-early-stopping-fix", claims.by_count(n_early, of=len(early)),
+             because=f"the best OOD error along FT's trajectory is above LP's in {n_early} of {len(early)} "
+                     f"(ε, instance) pairs")
+n_less = int((change["FT / LP-FT"] > 1).sum())
+glue.verdict("lpft-changes-less", claims.by_count(n_less, of=len(change)),
+             because=f"LP-FT moves the features (‖B − B0‖_F) less than FT at {n_less} of {len(change)} feature errors "
+                     f"ε; {prose.ratio(change.loc[eps_ref, 'FT / LP-FT'], unit='× less')} at ε = {eps_ref:g}")

@@ -219,3 +219,11 @@ plotting.finish(fig, "fig_inv_gd_drift")
 #
 # The next chapter uses invariant {eq}`eq-inv1` to explain why fine-tuning from a random head cannot reach a good OOD
 # predictor even with perfect pretrained features.
+
+# %% tags=["remove-input"]
+# The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
+from lpft import prose
+from lpft.book import claims, glue
+glue.verdict("features-move-only-on-S", "holds" if perp_max < 1e-10 and s_min > 1e-6 else "fails",
+             because=f"under gradient flow on {cfg.n_instances} instances the features moved by at most "
+                     f"{prose.number(perp_max, 2, 1e-30)} on S⊥ and by at least {prose.number(s_min)} on S")
