@@ -34,7 +34,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import TensorDataset
 
+from lpft import finetune
 from lpft.checkpoints import tensors_digest
 from lpft.records import atomic_write, atomic_write_text, canonical, code_fingerprint, digest
 from lpft.task import Classifier
@@ -247,15 +249,6 @@ def digit_model(resolution: int, n_classes: int = 10, imagenet: EfficientNetLite
 
 # ---- frozen features, computed once -------------------------------------------------------------------------------
 
-@torch.no_grad()
-def _pooled(backbone: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
-    was_training = backbone.training
-    backbone.eval()
-    out = [backbone(x[i:i + batch]) for i in range(0, len(x), batch)]
-    backbone.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, FEATURE_DIM)
-
-
 def feature_key(model: nn.Module, images: torch.Tensor) -> dict:
     """What frozen features depend on: the digest of the backbone's weights and BatchNorm statistics (the head is
     not part of it), its input resolution, the digest of the images, and the fingerprint of this module's code."""
@@ -264,27 +257,27 @@ def feature_key(model: nn.Module, images: torch.Tensor) -> dict:
             "images": tensors_digest([images]), "code": code_fingerprint(("efficientnet",))}
 
 
-def cached_features(model: nn.Module, images: torch.Tensor, folder: Path | str, batch: int = 256) -> torch.Tensor:
+def cached_features(model: nn.Module, images: torch.Tensor, folder: Path | str) -> torch.Tensor:
     """The frozen pooled features (N, 1280), float32, of ``images`` under ``model`` (a :class:`~lpft.task.Classifier`
-    or its backbone) in ``eval()`` mode, the same as :func:`lpft.finetune.features`, computed once: stored in
-    ``folder`` as ``features-<digest of the key>.pt`` with its key (:func:`feature_key`) in the ``.json`` beside it,
-    each written atomically, and read back (``weights_only=True``) by every later call with the same key. A stored
-    file whose key or shape does not match raises, naming the files to delete."""
+    or its backbone) in ``eval()`` mode, computed once by :func:`lpft.finetune.features`: stored in ``folder`` as
+    ``features-<digest of the key>.pt`` with its key (:func:`feature_key`) in the ``.json`` beside it, each written
+    atomically, and read back (``weights_only=True``) by every later call with the same key. A stored file whose key
+    or shape does not match raises, naming the files to delete."""
     key = feature_key(model, images)
     stem = Path(folder) / f"features-{digest(canonical(key))}"
     js, pt = stem.with_suffix(".json"), stem.with_suffix(".pt")
-    backbone = model.backbone if isinstance(model, Classifier) else model
     if pt.exists():
         try:
             saved = json.loads(js.read_text())
             f = torch.load(pt, map_location="cpu", weights_only=True)
         except (OSError, ValueError, RuntimeError) as e:
             raise RuntimeError(f"feature cache {pt} cannot be read ({e}); delete {pt} and {js}") from e
-        if saved != json.loads(canonical(key)) or not isinstance(f, torch.Tensor) or f.shape != (len(images),
-                                                                                              FEATURE_DIM):
+        if saved != json.loads(canonical(key)) or not isinstance(f, torch.Tensor) \
+                or f.shape != (len(images), FEATURE_DIM):
             raise RuntimeError(f"feature cache {pt} does not match its key; delete {pt} and {js}")
         return f
-    f = _pooled(backbone, images, batch).float().contiguous()
+    backbone = model.backbone if isinstance(model, Classifier) else model
+    f = finetune.features(backbone, TensorDataset(images)).contiguous()
     atomic_write_text(js, json.dumps(key, indent=2, sort_keys=True))
     atomic_write(pt, lambda tmp: torch.save(f, tmp))
     return f
