@@ -44,8 +44,10 @@ profile = "quick"  # "quick" (CI, CPU, minutes) or "full" (paper-faithful sizes)
 seed = 0  # base seed: instance i uses seed + i
 device = "auto"  # "auto" | "cpu" | "cuda" (this chapter computes on the CPU in float64 either way)
 
-# %%
-from lpft.book import glue, plotting, start_chapter
+# %% tags=["remove-cell"]
+import time
+
+from lpft.book import fullprofile, glue, plotting, start_chapter
 import numpy as np
 import pandas as pd
 from lpft import paper, prose, report, sweeps, theory
@@ -53,6 +55,9 @@ from lpft.book.plotting import METHOD_COLORS
 from lpft.theory import Setting
 
 cfg = start_chapter("theory-distortion", profile=profile, seed=seed, device=device)
+started = time.perf_counter()
+
+# %%
 print(cfg)
 
 # %% [markdown]
@@ -89,14 +94,11 @@ print(cfg)
 # the paper's setting ($1 \le k < n < d$, $k < d - n$) except, deliberately, the ends of sweeps 3 and 4: there $S$
 # fills $\mathbb R^d$ or $n \le k$, to show what happens at the edges of the setting.
 
-# %%
+# %% tags=["remove-cell"]
 base = Setting(eps=cfg.eps)
-glue.number("dist_d", base.d)
-glue.number("dist_k", base.k)
-glue.number("dist_m", base.m)
-glue.number("dist_n", base.n)
-glue.number("dist_eps", cfg.eps)
-glue.number("dist_n_seeds", cfg.n_seeds)
+_ = glue.numbers("dist", {"d": base.d, "k": base.k, "m": base.m, "n": base.n, "eps": cfg.eps, "n_seeds": cfg.n_seeds})
+
+# %%
 # LP and LP-FT never use v0, and make_instance draws v0 last: the head sweeps share these reference runs.
 ref = sweeps.sweep({0: base}, cfg.n_seeds, cfg.seed, methods=("LP", "LP-FT"))
 same = theory.make_instance(base._replace(head="angle", head_angle=90.0), seed=cfg.seed)
@@ -128,7 +130,7 @@ angle_table = pd.DataFrame({
     "4‖P_S⊥ w*‖²": g["perp_flip"].mean().values})
 report.table(angle_table)
 
-# %%
+# %% tags=["hide-input"]
 a_mean = g["ood"].mean()
 a_inst = angle.pivot(index="instance", columns="x", values="ood")
 lpft_ood = ref[ref["method"] == "LP-FT"].set_index("instance")["ood"]
@@ -234,7 +236,7 @@ scale_table = pd.DataFrame({
     "‖B − B0‖_F": g["feature_change"].mean().values})
 report.table(scale_table)
 
-# %%
+# %% tags=["remove-cell"]
 sc_mean = g["ood"].mean()
 sc_lo, sc_hi = min(cfg.scales), max(cfg.scales)
 glue.number("dist_s_lo", sc_lo)
@@ -282,7 +284,7 @@ plotting.finish(fig, "fig_dist_scale")
 # {numref}`fig-dist-travel` puts every FT run of the two sweeps against $\|v_\infty - v_\star\|^2$, with the two
 # lines of {eq}`eq-dist-wedge`.
 
-# %%
+# %% tags=["hide-input"]
 runs = pd.concat([angle.assign(sweep="head angle"), scale.assign(sweep="random head scale")], ignore_index=True)
 inside = sweeps.wedge(runs, cfg.eps)["inside"]
 far = runs["head_dist"] >= 10 * cfg.eps * runs["head_norm"]  # runs where the ε terms are a small correction
@@ -345,7 +347,7 @@ dim_table = pd.DataFrame({"m = dim S": g["dim_S"].first(), "n": [max(40, 2 * m) 
 dim_table = dim_table.join(sweeps.wide(dim, "ood").add_suffix(" OOD")).join(sweeps.wide(dim, "id").add_suffix(" ID"))
 report.table(dim_table.reset_index(drop=True))
 
-# %%
+# %% tags=["remove-cell"]
 d_ood = sweeps.wide(dim, "ood")
 d_cos = g["cos_theta_max"].mean()
 finite = d_cos.dropna().index
@@ -415,7 +417,7 @@ size_table = size_table.join(sweeps.wide(size, "ood").add_suffix(" OOD"))
 size_table = size_table.join(sweeps.wide(size, "id").add_suffix(" ID"))
 report.table(size_table.reset_index(drop=True))
 
-# %%
+# %% tags=["remove-cell"]
 n_ood, n_id = sweeps.wide(size, "ood"), sweeps.wide(size, "id")
 big_n = [n for n in cfg.sizes if n > base.k]
 glue.number("dist_n_lo", min(cfg.sizes))
@@ -467,9 +469,52 @@ plotting.finish(fig, "fig_dist_size")
 # %%
 trained = pd.concat([angle, scale, dim, size], ignore_index=True)
 max_loss = trained.loc[trained["method"] != "LP", "train_loss"].max()
-glue.number("dist_max_train_loss", max_loss, digits=1, floor=1e-30)
 print(f"largest final training loss of FT / LP-FT over {len(trained)} runs: {report.fmt(max_loss, 1, 1e-30)}")
 assert max_loss <= 1.01e-20, "a gradient-flow run stopped before fitting the training data"
+
+# %% tags=["remove-cell"]
+_ = glue.number("dist_max_train_loss", max_loss, digits=1, floor=1e-30)
+
+# %% [markdown]
+# ## The full profile: an archived run
+#
+# The numbers above come from the profile this page was executed in. The `full` profile runs more instances on finer
+# grids of every sweep (the settings that differ are printed below); its summary is committed under
+# `archive/theory-distortion-full/` with its provenance and read back here, next to this run's.
+
+# %% tags=["hide-input"]
+summary = {"n_seeds": cfg.n_seeds, "a_ood_lo": float(a_mean.iloc[0]), "a_ood_hi": float(a_mean.iloc[-1]),
+           "a_inner_increasing": int(steps_up.iloc[:, :-1].all(axis=1).sum()),
+           "a_ratio_min": float(zero_vs_lpft.min()), "a_ratio_max": float(zero_vs_lpft.max()),
+           "a_flip_rel_max": float(flip_excess.max()), "a_n_violations": int((np.sqrt(angle["ood"]) < angle["bound"]).sum()),
+           "a_n_runs": len(angle), "s_ood_lo": float(sc_mean.iloc[0]), "s_slope": float(slope),
+           "t_inside": int(inside.sum()), "t_n": len(runs), "t_ratio_lo": float(ratio.min()),
+           "t_ratio_hi": float(ratio.max()), "m_ft_lo": float(d_ood.loc[min(cfg.dims), "FT"]),
+           "m_ft_hi": float(d_ood.loc[max(finite), "FT"]), "m_lpft_max": float(d_ood["LP-FT"].max()),
+           "n_ft_lp_min": float((n_ood.loc[big_n, "FT"] / n_ood.loc[big_n, "LP"]).min()),
+           "max_train_loss": float(max_loss)}
+quantities = {"n_seeds": ("instances per setting", 12), "a_ood_lo": ("FT OOD error, head at 0°", 3),
+              "a_ood_hi": ("FT OOD error, head at 180°", 3),
+              "a_inner_increasing": ("instances whose error rises at every angle step below the last", 12),
+              "a_ratio_min": ("FT (0°) / LP-FT OOD error, smallest", 3), "a_ratio_max": ("the same, largest", 3),
+              "a_flip_rel_max": ("FT at 180° / 4‖P_S⊥ w*‖² − 1, largest", 3),
+              "a_n_violations": ("violations of Theorem 3.1 in the angle sweep", 12),
+              "a_n_runs": ("runs of the angle sweep", 12), "s_ood_lo": ("FT OOD error, smallest random head", 3),
+              "s_slope": ("log-log slope of FT's OOD error against σ ≥ 1", 3),
+              "t_inside": ("FT runs inside the ε-widened wedge", 12), "t_n": ("FT runs of the two head sweeps", 12),
+              "t_ratio_lo": ("L_ood / ‖v∞ − v*‖², smallest (ε negligible)", 3), "t_ratio_hi": ("the same, largest", 3),
+              "m_ft_lo": ("FT OOD error at the smallest m", 3), "m_ft_hi": ("FT OOD error at the largest m < d", 3),
+              "m_lpft_max": ("LP-FT OOD error, largest over m", 3),
+              "n_ft_lp_min": ("FT / LP OOD error, smallest over n > k", 3),
+              "max_train_loss": ("largest final training loss of FT / LP-FT", 1, 1e-30)}
+fullprofile.side_by_side(cfg, summary, quantities, time.perf_counter() - started, prefix="dist")
+
+# %% [markdown]
+# In the archived full run ({glue:text}`dist_full_n_seeds` instances per setting), FT's OOD error rises from
+# {glue:text}`dist_full_a_ood_lo` with the head at 0° to {glue:text}`dist_full_a_ood_hi` at 180°, Theorem 3.1 has
+# {glue:text}`dist_full_a_n_violations` violations in {glue:text}`dist_full_a_n_runs` runs of the angle sweep,
+# {glue:text}`dist_full_t_inside` of {glue:text}`dist_full_t_n` head-sweep runs lie in the wedge, and FT stays at least
+# {glue:text}`dist_full_n_ft_lp_min` times worse than LP out of distribution once $n > k$.
 
 # %% [markdown]
 # ## What we found

@@ -35,3 +35,14 @@ def number(name: str, x, digits: int = 3, floor: float = FLOOR) -> str:
     if x is None or math.isnan(x):
         return text(name, "—")
     return text(name, prose.number(x, digits, floor))
+
+
+
+def numbers(prefix: str, values: dict, digits: int = 3, floor: float = FLOOR, form: dict | None = None) -> dict:
+    """Glue each ``values[key]`` under ``f"{prefix}_{key}"`` as :func:`number` does, with ``digits`` and ``floor``, or
+    with ``form[key] = (digits, floor)`` where given (one call per result block). Returns {key: glued text}."""
+    form = form or {}
+    unknown = set(form) - set(values)
+    if unknown:
+        raise ValueError(f"form names keys that values lacks: {sorted(unknown)}")
+    return {key: number(f"{prefix}_{key}", x, *form.get(key, (digits, floor))) for key, x in values.items()}
