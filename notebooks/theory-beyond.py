@@ -195,7 +195,7 @@ _ = glue.numbers("beyond_drift", {"neuron_min": drift["per-neuron drift ‖c_T �
                                   "full_min": drift["full-matrix drift ‖C_T − C_0‖_F"].iloc[-1],
                                   "full_ratio": full_ratio}, digits=2)
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plotting.figure(width=5.2, height=3.8)
 ax.loglog(drift["step size η"], drift["per-neuron drift ‖c_T − c_0‖₂"], "o-",
           label=r"per neuron: $\|c_T - c_0\|_2$, $c_j = v_j^2 - \|b_j\|^2$")
@@ -229,7 +229,7 @@ plotting.finish(fig, "fig_beyond_relu_drift")
 # {glue:text}`beyond_n_test` test inputs per distribution).
 
 # %%
-report.table(beyond.summary_table(results["ref"]), floor=1e-20)
+report.table(beyond.summary_table(results["ref"]))  # below 1e-12: round-off, printed "<1e-12"
 
 # %% [markdown]
 # As in the earlier chapters: at $\varepsilon = 0$ FT's OOD error is {glue:text}`beyond_ref_ft_ood_0` while LP's is
@@ -299,10 +299,10 @@ plotting.finish(fig, "fig_beyond_logistic_traj")
 # then with $n =$ {glue:text}`beyond_n_large` training inputs.
 
 # %%
-report.table(beyond.summary_table(results["relu"]), floor=1e-20)
+report.table(beyond.summary_table(results["relu"]))  # below 1e-12: round-off, printed "<1e-12"
 
 # %%
-report.table(beyond.summary_table(results["relun"]), floor=1e-20)
+report.table(beyond.summary_table(results["relun"]))  # below 1e-12: round-off, printed "<1e-12"
 
 # %% [markdown]
 # With perfect features LP (and LP-FT, which starts at LP's near-exact fit and barely moves) has OOD error
@@ -322,7 +322,7 @@ report.table(beyond.summary_table(results["relun"]), floor=1e-20)
 # Linear network, squared loss, minibatches of {glue:text}`beyond_batch` of the 40 examples, drawn without replacement.
 
 # %%
-report.table(beyond.summary_table(results["sgd"]), floor=1e-20)
+report.table(beyond.summary_table(results["sgd"]))  # below 1e-12: round-off, printed "<1e-12"
 
 # %% [markdown]
 # SGD changes nothing of substance. The labels are noiseless and realisable, so every minibatch gradient vanishes at an
@@ -343,7 +343,7 @@ report.table(beyond.summary_table(results["sgd"]), floor=1e-20)
 report.table(pd.concat([beyond.ordering_table(df).assign(variant=variants[key].name) for key, df in results.items()])
              .set_index("variant").reset_index())
 
-# %%
+# %% tags=["hide-input"]
 panels = [("ref", None), ("log", "logn"), ("relu", "relun"), ("sgd", None)]
 ylabels = {"squared": "squared error", "logistic": "0-1 error"}
 for split, name in (("ood", "fig_beyond_ood"), ("id", "fig_beyond_id")):

@@ -168,7 +168,7 @@ print(f"θ={a_lo}: FT OOD / LP-FT OOD per instance in [{report.fmt(zero_vs_lpft.
       f"{report.fmt(zero_vs_lpft.max())}]; θ={a_hi}: FT OOD / 4‖P_S⊥w*‖² − 1 in "
       f"[{report.fmt(flip_excess.min())}, {report.fmt(flip_excess.max())}]")
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax, bx) = plotting.figure(ncols=2, width=9.6, height=3.8)
 sweeps.plot_band(ax, angle, "ood", "FT", METHOD_COLORS["FT"], label="FT")
 ax.axhline(lpft_ood.mean(), color=METHOD_COLORS["LP-FT"], ls="--", label="LP-FT (any θ)")
@@ -251,7 +251,7 @@ big = scale[scale["x"] >= 1.0]
 slope = np.polyfit(np.log(big["x"]), np.log(big["ood"]), 1)[0] if big["x"].nunique() > 1 else np.nan
 _ = glue.number("dist_s_slope", slope)
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plotting.figure(width=5.6, height=3.8)
 sweeps.plot_band(ax, scale, "ood", "FT", METHOD_COLORS["FT"], label="FT")
 ax.axhline(lpft_ood.mean(), color=METHOD_COLORS["LP-FT"], ls="--", label="LP-FT (any σ)")
@@ -370,7 +370,7 @@ glue.text("dist_m_lp_ft_ratio", prose.ratio((d_ood.loc[finite, "FT"] / d_ood.loc
 ft_dim = dim[(dim["method"] == "FT") & dim["cos_theta_max"].notna()]
 _ = glue.number("dist_m_corr", np.corrcoef(ft_dim["cos_theta_max"], np.log(ft_dim["ood"]))[0, 1])
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax, bx) = plotting.figure(ncols=2, width=9.6, height=3.8)
 floor = report.FLOOR  # round-off: drawn at the book's print floor
 for method in paper.METHODS:
@@ -433,7 +433,7 @@ glue.number("dist_n_lpft_id_max", size.loc[size["method"] != "LP", "id"].max())
 glue.number("dist_n_lp_id_hi", n_id.loc[max(cfg.sizes), "LP"])
 _ = glue.number("dist_n_ft_monotone", "yes" if n_ood["FT"].is_monotonic_decreasing else "no")
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax, bx) = plotting.figure(ncols=2, width=9.6, height=3.8)
 for method in paper.METHODS:
     sweeps.plot_band(ax, size, "ood", method, METHOD_COLORS[method])

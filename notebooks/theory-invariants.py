@@ -200,7 +200,7 @@ glue.number("inv_gd_time", cfg.gd_time)
 glue.number("inv_gd_lr_max", max(cfg.gd_lrs))
 _ = glue.number("inv_gd_lr_min", min(cfg.gd_lrs))
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plotting.figure(width=5.2, height=3.8)
 ax.loglog(gd["step size η"], gd["median drift"], "o-", label="median over instances")
 ax.fill_between(gd["step size η"], gd["median drift"], gd["max drift"], alpha=0.2, label="up to the maximum")
