@@ -122,17 +122,15 @@ glue.numbers("beyond", {"n_seeds": cfg.n_seeds, "n_test": str(cfg.n_test), "n_la
                         "relu_k": cfg.relu_k, "batch": cfg.batch_size, "eps_max": eps_max})
 tag = {"LP": "lp", "FT": "ft", "LP-FT": "lpft"}
 for key, df in results.items():
-    mean = df.groupby(["eps", "method"])[["id", "ood"]].mean()
+    mean, o = df.groupby(["eps", "method"])[["id", "ood"]].mean(), beyond.orderings(df)
     # errors below report.FLOOR are round-off (FT and LP-FT fitting S exactly): printed "<1e-12", not their digits
-    glue.numbers(f"beyond_{key}", {f"{tag[m]}_{split}_{at}": mean.loc[(e, m), split] for m in tag
-                                   for split in ("id", "ood") for at, e in (("0", eps0), ("max", eps_max))})
-    o = beyond.orderings(df)
-    glue.number(f"beyond_{key}_ord_ood", beyond.describe_eps(o["FT OOD > LP OOD"]))
-    glue.number(f"beyond_{key}_ord_lpft", beyond.describe_eps(o["LP-FT OOD ≤ LP OOD"]))
-    glue.number(f"beyond_{key}_ord_id", beyond.describe_eps(o["FT ID < LP ID"]))
-    glue.number(f"beyond_{key}_ord_id_pos", beyond.describe_eps(o["FT ID < LP ID"][o.index > 0]))
-    _ = glue.number(f"beyond_{key}_n_ood_max",
-                    f"{round(o.loc[eps_max, 'frac FT OOD > LP OOD'] * cfg.n_seeds)} of {cfg.n_seeds}")
+    _ = glue.numbers(f"beyond_{key}", {
+        **{f"{tag[m]}_{split}_{at}": mean.loc[(e, m), split]
+           for m in tag for split in ("id", "ood") for at, e in (("0", eps0), ("max", eps_max))},
+        "ord_ood": beyond.describe_eps(o["FT OOD > LP OOD"]), "ord_lpft": beyond.describe_eps(o["LP-FT OOD ≤ LP OOD"]),
+        "ord_id": beyond.describe_eps(o["FT ID < LP ID"]),
+        "ord_id_pos": beyond.describe_eps(o["FT ID < LP ID"][o.index > 0]),
+        "n_ood_max": f"{round(o.loc[eps_max, 'frac FT OOD > LP OOD'] * cfg.n_seeds)} of {cfg.n_seeds}"})
 
 # %% [markdown]
 # ## The invariants, checked in every variant
@@ -154,8 +152,8 @@ assert perp_max < 1e-10, "features changed on S⊥: invariant 1 is violated"
 report.table(inv)
 
 # %% tags=["remove-cell"]
-glue.number("beyond_perp_max", perp_max, digits=1, floor=1e-30)  # round-off: one digit
-_ = glue.number("beyond_s_min", inv["min FT ‖(B−B0)P_S‖_F"].min())
+_ = glue.numbers("beyond", {"perp_max": perp_max, "s_min": inv["min FT ‖(B−B0)P_S‖_F"].min()},
+                 form={"perp_max": (1, 1e-30)})  # round-off: one digit
 
 # %% [markdown]
 # In every variant — logistic loss, ReLU activation, minibatches — the features moved on $S^\perp$ by at most
@@ -376,8 +374,8 @@ for split, name in (("ood", "fig_beyond_ood"), ("id", "fig_beyond_id")):
 #
 # The numbers above come from the profile this page was executed in. The `full` profile runs more seeds, more test
 # inputs and longer training; a full-profile run writes its summary to `archive/theory-beyond-full/`, and this table
-# then shows it next to this run's, with its provenance. No full-profile run of this chapter has been
-# archived yet (its column reads "—").
+# then shows it next to this run's, with its provenance. Until a full-profile run has been archived, its column
+# reads "—".
 
 # %% tags=["hide-input"]
 ordering = {key: beyond.orderings(df) for key, df in results.items()}

@@ -138,35 +138,28 @@ lp_ood = ref[ref["method"] == "LP"].set_index("instance")["ood"]
 a_lo, a_hi = min(cfg.angles), max(cfg.angles)
 flip = angle[angle["x"] == a_hi]
 steps_up = a_inst.diff(axis=1).iloc[:, 1:] > 0  # instance × step: did the error increase?
-glue.number("dist_a_increasing", int(steps_up.all(axis=1).sum()), digits=9, floor=0)
-glue.number("dist_a_inner_increasing", int(steps_up.iloc[:, :-1].all(axis=1).sum()), digits=9, floor=0)
-glue.number("dist_a_second_last", sorted(cfg.angles)[-2], floor=0)
-glue.number("dist_a_end_vs_max", (a_inst.iloc[:, -1] / a_inst.max(axis=1)).min())
-glue.number("dist_a_lo", a_lo, digits=9, floor=0)
-glue.number("dist_a_hi", a_hi)
-glue.number("dist_a_ood_lo", a_mean.iloc[0])
-glue.number("dist_a_ood_hi", a_mean.iloc[-1])
-glue.number("dist_a_ood_90", a_mean.get(90.0, np.nan))
-glue.number("dist_lpft_ood", lpft_ood.mean())
-glue.number("dist_lp_ood", lp_ood.mean())
 zero_vs_lpft = a_inst[float(a_lo)] / lpft_ood  # per instance: FT from θ = 0 against LP-FT
 flip_excess = flip["ood"] / flip["perp_flip"] - 1  # per instance: FT at 180° against 4‖P_S⊥ w*‖²
-glue.number("dist_a_ratio_min", zero_vs_lpft.min())
-glue.number("dist_a_ratio_max", zero_vs_lpft.max())
-glue.number("dist_a_flip_ref", flip["perp_flip"].mean())
-glue.number("dist_a_flip_rel_min", flip_excess.min())
-glue.number("dist_a_flip_rel_max", flip_excess.max())
-glue.number("dist_a_flip_phi", flip["phi"].max(), floor=1e-6)
-glue.number("dist_a_flip_bound", flip["bound"].max())
-glue.number("dist_a_headdist_hi", flip["head_dist"].mean())
-glue.number("dist_a_bound_sq_max", angle["bound_sq"].max())
-glue.text("dist_a_bound_gap", prose.ratio((angle["ood"] / angle["bound_sq"]).replace(np.inf, np.nan).min(),
-                                         unit=" times", same="as large as"))
-glue.number("dist_a_n_violations", int((np.sqrt(angle["ood"]) < angle["bound"]).sum()), digits=9, floor=0)
-glue.number("dist_a_n_runs", len(angle))
 print(f"θ={a_lo}: FT OOD / LP-FT OOD per instance in [{report.fmt(zero_vs_lpft.min())}, "
       f"{report.fmt(zero_vs_lpft.max())}]; θ={a_hi}: FT OOD / 4‖P_S⊥w*‖² − 1 in "
       f"[{report.fmt(flip_excess.min())}, {report.fmt(flip_excess.max())}]")
+
+# %% tags=["remove-cell"]
+whole = (12, 0)  # counts and grid values, written in full
+glue.numbers("dist_a", {
+    "increasing": int(steps_up.all(axis=1).sum()), "inner_increasing": int(steps_up.iloc[:, :-1].all(axis=1).sum()),
+    "second_last": sorted(cfg.angles)[-2], "end_vs_max": (a_inst.iloc[:, -1] / a_inst.max(axis=1)).min(),
+    "lo": a_lo, "hi": a_hi, "ood_lo": a_mean.iloc[0], "ood_hi": a_mean.iloc[-1], "ood_90": a_mean.get(90.0, np.nan),
+    "ratio_min": zero_vs_lpft.min(), "ratio_max": zero_vs_lpft.max(), "flip_ref": flip["perp_flip"].mean(),
+    "flip_rel_min": flip_excess.min(), "flip_rel_max": flip_excess.max(), "flip_phi": flip["phi"].max(),
+    "flip_bound": flip["bound"].max(), "headdist_hi": flip["head_dist"].mean(),
+    "bound_sq_max": angle["bound_sq"].max(), "n_violations": int((np.sqrt(angle["ood"]) < angle["bound"]).sum()),
+    "n_runs": len(angle)},
+    form={"increasing": whole, "inner_increasing": whole, "second_last": whole, "lo": whole, "hi": whole,
+          "flip_phi": (3, 1e-6), "n_violations": whole, "n_runs": whole})
+glue.numbers("dist", {"lpft_ood": lpft_ood.mean(), "lp_ood": lp_ood.mean()})
+_ = glue.text("dist_a_bound_gap", prose.ratio((angle["ood"] / angle["bound_sq"]).replace(np.inf, np.nan).min(),
+                                             unit=" times", same="as large as"))
 
 # %% tags=["hide-input"]
 fig, (ax, bx) = plotting.figure(ncols=2, width=9.6, height=3.8)
@@ -239,17 +232,12 @@ report.table(scale_table)
 # %% tags=["remove-cell"]
 sc_mean = g["ood"].mean()
 sc_lo, sc_hi = min(cfg.scales), max(cfg.scales)
-glue.number("dist_s_lo", sc_lo)
-glue.number("dist_s_hi", sc_hi)
-glue.number("dist_s_ood_lo", sc_mean.iloc[0])
-glue.number("dist_s_ood_hi", sc_mean.iloc[-1])
-glue.number("dist_s_small_change", abs(sc_mean.iloc[1] / sc_mean.iloc[0] - 1))
-glue.number("dist_s_ood_x", sc_mean.iloc[0] / lpft_ood.mean())
-glue.number("dist_s_phi_lo", g["phi"].mean().iloc[0])
-glue.number("dist_s_bound_lo", g["bound_sq"].mean().iloc[0])
 big = scale[scale["x"] >= 1.0]
 slope = np.polyfit(np.log(big["x"]), np.log(big["ood"]), 1)[0] if big["x"].nunique() > 1 else np.nan
-_ = glue.number("dist_s_slope", slope)
+_ = glue.numbers("dist_s", {"lo": sc_lo, "hi": sc_hi, "ood_lo": sc_mean.iloc[0], "ood_hi": sc_mean.iloc[-1],
+                            "small_change": abs(sc_mean.iloc[1] / sc_mean.iloc[0] - 1),
+                            "ood_x": sc_mean.iloc[0] / lpft_ood.mean(), "phi_lo": g["phi"].mean().iloc[0],
+                            "bound_lo": g["bound_sq"].mean().iloc[0], "slope": slope})
 
 # %% tags=["hide-input"]
 fig, ax = plotting.figure(width=5.6, height=3.8)
@@ -289,12 +277,10 @@ runs = pd.concat([angle.assign(sweep="head angle"), scale.assign(sweep="random h
 inside = sweeps.wedge(runs, cfg.eps)["inside"]
 far = runs["head_dist"] >= 10 * cfg.eps * runs["head_norm"]  # runs where the ε terms are a small correction
 ratio = (runs["ood"] / runs["head_dist"] ** 2)[far]
-glue.number("dist_t_inside", int(inside.sum()), digits=9, floor=0)
-glue.number("dist_t_n", len(runs), digits=9, floor=0)
-glue.number("dist_t_n_far", int(far.sum()), digits=9, floor=0)
-glue.number("dist_t_ratio_lo", ratio.min())
-glue.number("dist_t_ratio_hi", ratio.max())
-glue.number("dist_t_above_cos2", int((ratio >= runs.loc[far, "cos_theta_max"] ** 2).sum()), digits=9, floor=0)
+glue.numbers("dist_t", {"inside": int(inside.sum()), "n": len(runs), "n_far": int(far.sum()), "ratio_lo": ratio.min(),
+                        "ratio_hi": ratio.max(),
+                        "above_cos2": int((ratio >= runs.loc[far, "cos_theta_max"] ** 2).sum())},
+             form={key: (12, 0) for key in ("inside", "n", "n_far", "above_cos2")})
 print(f"{int(inside.sum())} of {len(runs)} FT runs inside the ε-widened wedge; among the {int(far.sum())} with "
       f"‖v∞ − v*‖ ≥ 10ε‖v∞‖, L_ood/‖v∞ − v*‖² ∈ [{report.fmt(ratio.min())}, {report.fmt(ratio.max())}]")
 fig, ax = plotting.figure(width=5.6, height=3.8)
@@ -351,24 +337,18 @@ report.table(dim_table.reset_index(drop=True))
 d_ood = sweeps.wide(dim, "ood")
 d_cos = g["cos_theta_max"].mean()
 finite = d_cos.dropna().index
-glue.number("dist_m_lo", min(cfg.dims))
-glue.number("dist_m_hi_inner", max(finite))
-glue.number("dist_m_cos_lo", d_cos[min(cfg.dims)], floor=0)
-glue.number("dist_m_cos_hi", d_cos[max(finite)], floor=0)
-glue.number("dist_m_ft_lo", d_ood.loc[min(cfg.dims), "FT"])
-glue.number("dist_m_ft_hi", d_ood.loc[max(finite), "FT"])
-glue.number("dist_m_monotone", "yes" if d_ood.loc[finite, "FT"].is_monotonic_decreasing else "no")
 full_S = dim[(dim["dim_S"] == base.d)]
-glue.number("dist_m_ft_full", full_S.loc[full_S["method"] == "FT", "ood"].max())
-glue.number("dist_m_lp_full", full_S.loc[full_S["method"] == "LP", "ood"].mean())
-glue.number("dist_m_lp_range_lo", d_ood["LP"].min())
-glue.number("dist_m_lp_range_hi", d_ood["LP"].max())
-glue.number("dist_m_lp_at_lo", d_ood.loc[min(cfg.dims), "LP"])
-glue.number("dist_m_lpft_max", d_ood["LP-FT"].max())
-glue.text("dist_m_lp_ft_ratio", prose.ratio((d_ood.loc[finite, "FT"] / d_ood.loc[finite, "LP"]).min(), unit=" times",
-                                           same="as large as"))
 ft_dim = dim[(dim["method"] == "FT") & dim["cos_theta_max"].notna()]
-_ = glue.number("dist_m_corr", np.corrcoef(ft_dim["cos_theta_max"], np.log(ft_dim["ood"]))[0, 1])
+glue.numbers("dist_m", {
+    "lo": min(cfg.dims), "hi_inner": max(finite), "cos_lo": d_cos[min(cfg.dims)], "cos_hi": d_cos[max(finite)],
+    "ft_lo": d_ood.loc[min(cfg.dims), "FT"], "ft_hi": d_ood.loc[max(finite), "FT"],
+    "monotone": "yes" if d_ood.loc[finite, "FT"].is_monotonic_decreasing else "no",
+    "ft_full": full_S.loc[full_S["method"] == "FT", "ood"].max(), "lp_full": full_S.loc[full_S["method"] == "LP", "ood"].mean(),
+    "lp_range_lo": d_ood["LP"].min(), "lp_range_hi": d_ood["LP"].max(), "lp_at_lo": d_ood.loc[min(cfg.dims), "LP"],
+    "lpft_max": d_ood["LP-FT"].max(), "corr": np.corrcoef(ft_dim["cos_theta_max"], np.log(ft_dim["ood"]))[0, 1]},
+    form={"cos_lo": (3, 0), "cos_hi": (3, 0)})
+_ = glue.text("dist_m_lp_ft_ratio", prose.ratio((d_ood.loc[finite, "FT"] / d_ood.loc[finite, "LP"]).min(),
+                                               unit=" times", same="as large as"))
 
 # %% tags=["hide-input"]
 fig, (ax, bx) = plotting.figure(ncols=2, width=9.6, height=3.8)
@@ -420,18 +400,15 @@ report.table(size_table.reset_index(drop=True))
 # %% tags=["remove-cell"]
 n_ood, n_id = sweeps.wide(size, "ood"), sweeps.wide(size, "id")
 big_n = [n for n in cfg.sizes if n > base.k]
-glue.number("dist_n_lo", min(cfg.sizes))
-glue.number("dist_n_hi", max(cfg.sizes))
-glue.number("dist_n_ft_lo", n_ood.loc[min(cfg.sizes), "FT"])
-glue.number("dist_n_ft_hi", n_ood.loc[max(cfg.sizes), "FT"])
-glue.number("dist_n_lp_hi", n_ood.loc[max(cfg.sizes), "LP"])
-glue.number("dist_n_lpft_hi", n_ood.loc[max(cfg.sizes), "LP-FT"])
-glue.number("dist_n_ft_lp_min", (n_ood.loc[big_n, "FT"] / n_ood.loc[big_n, "LP"]).min())
-glue.number("dist_n_lp_at_k", n_ood.loc[base.k, "LP"] if base.k in n_ood.index else np.nan)
-glue.number("dist_n_ft_at_k", n_ood.loc[base.k, "FT"] if base.k in n_ood.index else np.nan)
-glue.number("dist_n_lpft_id_max", size.loc[size["method"] != "LP", "id"].max())
-glue.number("dist_n_lp_id_hi", n_id.loc[max(cfg.sizes), "LP"])
-_ = glue.number("dist_n_ft_monotone", "yes" if n_ood["FT"].is_monotonic_decreasing else "no")
+n_lo, n_hi = min(cfg.sizes), max(cfg.sizes)
+_ = glue.numbers("dist_n", {
+    "lo": n_lo, "hi": n_hi, "ft_lo": n_ood.loc[n_lo, "FT"], "ft_hi": n_ood.loc[n_hi, "FT"],
+    "lp_hi": n_ood.loc[n_hi, "LP"], "lpft_hi": n_ood.loc[n_hi, "LP-FT"],
+    "ft_lp_min": (n_ood.loc[big_n, "FT"] / n_ood.loc[big_n, "LP"]).min(),
+    "lp_at_k": n_ood.loc[base.k, "LP"] if base.k in n_ood.index else np.nan,
+    "ft_at_k": n_ood.loc[base.k, "FT"] if base.k in n_ood.index else np.nan,
+    "lpft_id_max": size.loc[size["method"] != "LP", "id"].max(), "lp_id_hi": n_id.loc[n_hi, "LP"],
+    "ft_monotone": "yes" if n_ood["FT"].is_monotonic_decreasing else "no"})
 
 # %% tags=["hide-input"]
 fig, (ax, bx) = plotting.figure(ncols=2, width=9.6, height=3.8)

@@ -185,9 +185,8 @@ eps_ref = 0.1
 report.table(change.reset_index().loc[lambda d: d["eps"].isin(cfg.eps_grid)])
 
 # %% tags=["remove-cell"]
-glue.number("feat_change_ft", change.loc[eps_ref].iloc[0])
-glue.number("feat_change_lpft", change.loc[eps_ref].iloc[1])
-_ = glue.number("feat_change_ratio", change.loc[eps_ref, "FT / LP-FT"], digits=2)
+_ = glue.numbers("feat_change", {"ft": change.loc[eps_ref].iloc[0], "lpft": change.loc[eps_ref].iloc[1],
+                                  "ratio": change.loc[eps_ref, "FT / LP-FT"]}, form={"ratio": (2, report.FLOOR)})
 
 # %%
 at = grid.groupby(["eps", "method"])[["ID", "OOD"]].mean()
@@ -196,11 +195,10 @@ lpft_le_lp = (grid[grid["method"] == "LP-FT"]["OOD"].values <= grid[grid["method
 print(f"LP-FT OOD ≤ LP OOD in {100 * lpft_le_lp.mean():.0f}% of (ε, instance) pairs")
 
 # %% tags=["remove-cell"]
-glue.number("feat_ft_ood0", at.loc[(0.0, "FT"), "OOD"])
-glue.number("feat_lp_ood0", at.loc[(0.0, "LP"), "OOD"], floor=1e-12)
-glue.number("feat_lp_id01", at.loc[(0.1, "LP"), "ID"])
-glue.number("feat_ft_id_max", ft_id_max, digits=1, floor=1e-30)  # the solver's tolerance: one digit
-_ = glue.number("feat_lpft_le_lp", 100 * lpft_le_lp.mean(), digits=3)
+_ = glue.numbers("feat", {"ft_ood0": at.loc[(0.0, "FT"), "OOD"], "lp_ood0": at.loc[(0.0, "LP"), "OOD"],
+                          "lp_id01": at.loc[(0.1, "LP"), "ID"], "ft_id_max": ft_id_max,
+                          "lpft_le_lp": 100 * lpft_le_lp.mean()},
+                 form={"ft_id_max": (1, 1e-30)})  # the solver's tolerance: one digit
 
 # %% [markdown]
 # ## The full profile: an archived run

@@ -133,10 +133,8 @@ assert perp_max < 1e-10 and bal_max < 1e-7, "an invariant of the gradient flow i
 
 # %% tags=["remove-cell"]
 # round-off is machine-dependent below its first digit: the two invariants' deviations are glued with one digit
-glue.number("inv_n", cfg.n_instances)
-glue.number("inv_perp_max", perp_max, digits=1, floor=1e-30)
-glue.number("inv_bal_max", bal_max, digits=1, floor=1e-30)
-_ = glue.number("inv_s_min", s_min)
+_ = glue.numbers("inv", {"n": cfg.n_instances, "perp_max": perp_max, "bal_max": bal_max, "s_min": s_min},
+                 form={"perp_max": (1, 1e-30), "bal_max": (1, 1e-30)})
 
 # %% [markdown]
 # Over {glue:text}`inv_n` instances the features moved by at least {glue:text}`inv_s_min` (Frobenius norm) on $S$,
@@ -195,10 +193,7 @@ print(f"log-log slope of the median drift against η: {slope:.3f}")
 report.table(gd)
 
 # %% tags=["remove-cell"]
-glue.number("inv_gd_slope", slope, digits=3)
-glue.number("inv_gd_time", cfg.gd_time)
-glue.number("inv_gd_lr_max", max(cfg.gd_lrs))
-_ = glue.number("inv_gd_lr_min", min(cfg.gd_lrs))
+_ = glue.numbers("inv_gd", {"slope": slope, "time": cfg.gd_time, "lr_max": max(cfg.gd_lrs), "lr_min": min(cfg.gd_lrs)})
 
 # %% tags=["hide-input"]
 fig, ax = plotting.figure(width=5.2, height=3.8)

@@ -6,7 +6,8 @@ numbers into a ``summary`` dict and calling :func:`side_by_side`. That keeps the
 (:func:`lpft.records.run_once`: config, seed, library versions, git revision, code fingerprint, numeric environment,
 written atomically) in ``results/<chapter>/<profile>/``; a ``full``-profile run also copies it into the committed
 archive ``archive/<chapter>-full/`` (:func:`lpft.records.archive`), which a quick-profile page reads back and shows
-beside its own numbers, with the archived run's provenance.
+beside its own numbers, with the archived run's provenance. As with every record, one already computed by the same
+code for the same settings is read back rather than rewritten (so its date and revision are the first run's).
 """
 from __future__ import annotations
 
