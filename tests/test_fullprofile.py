@@ -19,7 +19,7 @@ def book(tmp_path, monkeypatch):
 
 
 def cfg(profile, n=5):
-    return SimpleNamespace(chapter="theory-features", profile=profile, seed=0, device="cpu", n_seeds=n)
+    return SimpleNamespace(chapter="theory-features", profile=profile, seed=0, device="cpu", n_seeds=n, eps_grid=(0.0, 0.1))
 
 
 QUANTITIES = {"n": ("instances", 12), "slope": ("a slope", 2), "tiny": ("round-off", 1, 1e-30)}
@@ -45,7 +45,7 @@ def test_full_run_archives_and_a_quick_run_shows_it_with_provenance(book, capsys
     table = fullprofile.side_by_side(cfg("quick"), {"n": 5, "slope": 2.0123, "tiny": 1.74e-15}, QUANTITIES, 1.0, "x")
     out = capsys.readouterr().out
     assert f"git revision {record['git_revision']}" in out and "compute time 12 s" in out
-    assert "n_seeds = 50" in out  # the archived run's settings that differ from this run's
+    assert "differ from this run's: n_seeds = 50\n" in out  # only the settings that differ (a tuple is a list in JSON)
     assert table["archived full run"].tolist() == ["50", "2", "3e-16"]
     assert book["x_full_slope"] == "2" and book["x_full_n"] == "50"
 

@@ -11,6 +11,7 @@ code for the same settings is read back rather than rewritten (so its date and r
 """
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -76,7 +77,8 @@ def side_by_side(cfg, summary: dict, quantities: dict, seconds: float, prefix: s
     values = full["results"]["summary"] if full else {}
     if full:
         print(provenance(full))
-        changed = {k: v for k, v in full["config"].items() if vars(cfg).get(k) != v and k not in ("profile", "device")}
+        mine = json.loads(json.dumps(vars(cfg), default=str))  # as the record holds it (tuples become lists)
+        changed = {k: v for k, v in full["config"].items() if mine.get(k) != v and k not in ("profile", "device")}
         print("its settings that differ from this run's: "
               + ("; ".join(f"{k} = {v}" for k, v in changed.items()) or "none"))
     else:
