@@ -380,7 +380,8 @@ for split, name in (("ood", "fig_beyond_ood"), ("id", "fig_beyond_id")):
 # %% tags=["hide-input"]
 ordering = {key: beyond.orderings(df) for key, df in results.items()}
 summary = {"n_seeds": cfg.n_seeds, "perp_max": float(perp_max), "drift_slope": float(slope),
-           **{f"{key}_ft_over_lp_ood_max": float(o.loc[eps_max, "frac FT OOD > LP OOD"]) for key, o in ordering.items()},
+           **{f"{key}_ft_over_lp_ood_max": float(o.loc[eps_max, "frac FT OOD > LP OOD"])
+              for key, o in ordering.items()},
            **{f"{key}_{tag[m]}_ood_0": float(results[key].query("eps == @eps0 and method == @m")["ood"].mean())
               for key in ("log", "relu", "sgd") for m in ("LP", "FT", "LP-FT")}}
 quantities = {"n_seeds": ("seeds", 12), "perp_max": ("largest ‖(B − B0) P_S⊥‖_F, every variant", 1, 1e-30),

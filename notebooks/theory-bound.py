@@ -308,7 +308,8 @@ report.table(compare, digits=4, exact=("ε",))
 # %% tags=["remove-cell"]
 gd_flow_diff = np.abs(flow["min_lhs"].to_numpy() / closest["min_lhs"].to_numpy() - 1)
 _ = glue.numbers("bound", {"n_ode": cfg.n_ode, "flow_ratio_min": flow["min_constant_ratio"].min(),
-                           "flow_viol": (flow["min_slack"] < -bound.TOL).sum(), "flow_gd_diff": 100 * gd_flow_diff.max()},
+                           "flow_viol": (flow["min_slack"] < -bound.TOL).sum(),
+                           "flow_gd_diff": 100 * gd_flow_diff.max()},
                  form={"n_ode": whole, "flow_ratio_min": (4, report.FLOOR), "flow_viol": whole,
                        "flow_gd_diff": (2, report.FLOOR)})
 

@@ -216,7 +216,8 @@ summary = {"n_seeds": cfg.n_seeds, "slope_LP": float(slopes["LP"]), "slope_LPFT"
            "change_ft": float(change.loc[eps_ref].iloc[0]), "change_lpft": float(change.loc[eps_ref].iloc[1]),
            "change_ratio": float(change.loc[eps_ref, "FT / LP-FT"])}
 quantities = {"n_seeds": ("instances per ε", 12), "slope_LP": ("log-log slope of LP's OOD error against ε", 2),
-              "slope_LPFT": ("log-log slope of LP-FT's OOD error", 2), "slope_FT": ("log-log slope of FT's OOD error", 2),
+              "slope_LPFT": ("log-log slope of LP-FT's OOD error", 2),
+              "slope_FT": ("log-log slope of FT's OOD error", 2),
               "lp_ood0": ("LP's OOD error at ε = 0", 3), "ft_ood0": ("FT's OOD error at ε = 0", 3),
               "early_ratio": ("smallest (best FT OOD error over t) / (final)", 3),
               "early_beats": ("best FT OOD error over t above LP's (% of instances)", 3),

@@ -19,7 +19,8 @@ def book(tmp_path, monkeypatch):
 
 
 def cfg(profile, n=5):
-    return SimpleNamespace(chapter="theory-features", profile=profile, seed=0, device="cpu", n_seeds=n, eps_grid=(0.0, 0.1))
+    return SimpleNamespace(chapter="theory-features", profile=profile, seed=0, device="cpu", n_seeds=n,
+                           eps_grid=(0.0, 0.1))
 
 
 QUANTITIES = {"n": ("instances", 12), "slope": ("a slope", 2), "tiny": ("round-off", 1, 1e-30)}

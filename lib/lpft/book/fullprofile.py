@@ -53,7 +53,8 @@ def provenance(record: dict) -> str:
     env, numeric = record["environment"], record["environment"].get("numeric", {})
     pins = ", ".join(f"{k}={v}" for k, v in numeric.get("variables", {}).items()) or "none recorded"
     return (f"archived {record['config']['profile']}-profile run: computed {record['date']} at git revision "
-            f"{record['git_revision']}, code fingerprint {record['code_fingerprint']}, seed {record['config']['seed']}; "
+            f"{record['git_revision']}, code fingerprint {record['code_fingerprint']}, "
+            f"seed {record['config']['seed']}; "
             f"compute time {record['results']['seconds']:.0f} s on {env['cpu_count']} CPU cores "
             f"({env['platform']}; GPU: {env['gpu'] or 'none'}); Python {env['python']}, torch {env['torch']}, "
             f"NumPy {env['numpy']}, SciPy {env['scipy']}; torch CPU kernels "
@@ -66,8 +67,9 @@ def side_by_side(cfg, summary: dict, quantities: dict, seconds: float, prefix: s
 
     ``quantities`` maps each key of ``summary`` to (what it is, significant digits) or (what it is, significant
     digits, floor): the digits are the ones the chapter uses for that number, and a nonzero value below ``floor``
-    (default :data:`lpft.report.FLOOR`) prints as ``<floor``, as round-off does everywhere in the book. The archived values are glued as ``<prefix>_full_<key>``
-    (``"—"`` when there is no archive yet), and the archived run's settings that differ from this run's are listed.
+    (default :data:`lpft.report.FLOOR`) prints as ``<floor``, as round-off does everywhere in the book. The archived
+    values are glued as ``<prefix>_full_<key>`` (``"—"`` when there is no archive yet), and the archived run's
+    settings that differ from this run's are listed.
     """
     missing = set(quantities) ^ set(summary)
     if missing:
