@@ -50,3 +50,13 @@ def verdict(claim_id: str, verdict: str, because: str) -> str:
     text(claims.because_key(claim_id), because)
     print(f"the paper's claim {claim_id!r} ({quoted.section}): {verdict}, because {because}")
     return text(claims.verdict_key(claim_id), verdict)
+
+
+def numbers(prefix: str, values: dict, digits: int = 3, floor: float = FLOOR, form: dict | None = None) -> dict:
+    """Glue each ``values[key]`` under ``f"{prefix}_{key}"`` as :func:`number` does, with ``digits`` and ``floor``, or
+    with ``form[key] = (digits, floor)`` where given (one call per result block). Returns {key: glued text}."""
+    form = form or {}
+    unknown = set(form) - set(values)
+    if unknown:
+        raise ValueError(f"form names keys that values lacks: {sorted(unknown)}")
+    return {key: number(f"{prefix}_{key}", x, *form.get(key, (digits, floor))) for key, x in values.items()}
