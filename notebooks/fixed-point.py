@@ -453,3 +453,14 @@ else:
 #   into the weights, the σ-rule FL as the activation clip instead of PACT, one static calibration instead of a
 #   running average of per-batch FLs, and no quantisation-aware training (calibration alone). The CUDA path of the
 #   kernel follows `_int_mm`'s documented shape rules but has not been run on a GPU.
+
+# %% tags=["remove-input"]
+# The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
+from lpft.book import claims
+if archived:  # the archived full-profile run, in 8-bit fixed point
+    held = int(arch["ft_id"]["fixed"] >= 0.8 * arch["n"]) + int(arch["lp_ood"]["fixed"] >= 0.8 * arch["n"])
+    glue.verdict("ft-id-lp-ood", claims.by_count(held, of=2),
+                 because=f"in 8-bit fixed point, archived full run: FT beats LP ID in {arch['ft_id']['fixed']} of "
+                         f"{arch['n']} seeds, LP beats FT OOD in {arch['lp_ood']['fixed']} of {arch['n']}")
+else:
+    glue.verdict("ft-id-lp-ood", "not run here", because="no archived full-profile run of this chapter")

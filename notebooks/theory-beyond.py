@@ -39,14 +39,19 @@ profile = "quick"  # "quick" (CI, CPU, minutes) or "full" (paper-faithful sizes)
 seed = 0  # base seed: instance i uses seed + i
 device = "auto"  # "auto" | "cpu" | "cuda" (this chapter computes on the CPU in float64 either way)
 
-# %%
-from lpft.book import glue, plotting, start_chapter
+# %% tags=["remove-cell"]
+import time
+
+from lpft.book import fullprofile, glue, plotting, start_chapter
 import numpy as np
 import pandas as pd
 import torch
 from lpft import beyond, report, theory
 
 cfg = start_chapter("theory-beyond", profile=profile, seed=seed, device=device)
+started = time.perf_counter()
+
+# %%
 print(cfg)
 
 # %% [markdown]
@@ -109,28 +114,23 @@ report.table(pd.DataFrame([{**v._asdict(), "batch_size": v.batch_size or "full"}
 results = {key: beyond.run_variant(var, cfg.eps_grid, cfg.n_seeds, cfg.n_test, seed=cfg.seed)
            for key, var in variants.items()}
 eps0, eps_max = cfg.eps_grid[0], cfg.eps_grid[-1]
-glue.number("beyond_n_seeds", cfg.n_seeds)
-glue.number("beyond_n_test", str(cfg.n_test))
-glue.number("beyond_n_large", cfg.n_large)
-glue.number("beyond_relu_k", cfg.relu_k)
-glue.number("beyond_batch", cfg.batch_size)
-glue.number("beyond_eps_max", eps_max)
-tag = {"LP": "lp", "FT": "ft", "LP-FT": "lpft"}
-for key, df in results.items():
-    mean = df.groupby(["eps", "method"])[["id", "ood"]].mean()
-    for m in tag:
-        for split in ("id", "ood"):
-            glue.number(f"beyond_{key}_{tag[m]}_{split}_0", mean.loc[(eps0, m), split], floor=1e-20)
-            glue.number(f"beyond_{key}_{tag[m]}_{split}_max", mean.loc[(eps_max, m), split], floor=1e-20)
-    o = beyond.orderings(df)
-    glue.number(f"beyond_{key}_ord_ood", beyond.describe_eps(o["FT OOD > LP OOD"]))
-    glue.number(f"beyond_{key}_ord_lpft", beyond.describe_eps(o["LP-FT OOD ≤ LP OOD"]))
-    glue.number(f"beyond_{key}_ord_id", beyond.describe_eps(o["FT ID < LP ID"]))
-    glue.number(f"beyond_{key}_ord_id_pos", beyond.describe_eps(o["FT ID < LP ID"][o.index > 0]))
-    glue.number(f"beyond_{key}_n_ood_max",
-                       f"{round(o.loc[eps_max, 'frac FT OOD > LP OOD'] * cfg.n_seeds)} of {cfg.n_seeds}")
 print(f"{len(variants)} variants × {len(cfg.eps_grid)} values of ε × {cfg.n_seeds} seeds, "
       f"{cfg.n_test} test inputs per distribution")
+
+# %% tags=["remove-cell"]
+glue.numbers("beyond", {"n_seeds": cfg.n_seeds, "n_test": str(cfg.n_test), "n_large": cfg.n_large,
+                        "relu_k": cfg.relu_k, "batch": cfg.batch_size, "eps_max": eps_max})
+tag = {"LP": "lp", "FT": "ft", "LP-FT": "lpft"}
+for key, df in results.items():
+    mean, o = df.groupby(["eps", "method"])[["id", "ood"]].mean(), beyond.orderings(df)
+    # errors below report.FLOOR are round-off (FT and LP-FT fitting S exactly): printed "<1e-12", not their digits
+    _ = glue.numbers(f"beyond_{key}", {
+        **{f"{tag[m]}_{split}_{at}": mean.loc[(e, m), split]
+           for m in tag for split in ("id", "ood") for at, e in (("0", eps0), ("max", eps_max))},
+        "ord_ood": beyond.describe_eps(o["FT OOD > LP OOD"]), "ord_lpft": beyond.describe_eps(o["LP-FT OOD ≤ LP OOD"]),
+        "ord_id": beyond.describe_eps(o["FT ID < LP ID"]),
+        "ord_id_pos": beyond.describe_eps(o["FT ID < LP ID"][o.index > 0]),
+        "n_ood_max": f"{round(o.loc[eps_max, 'frac FT OOD > LP OOD'] * cfg.n_seeds)} of {cfg.n_seeds}"})
 
 # %% [markdown]
 # ## The invariants, checked in every variant
@@ -148,10 +148,12 @@ inv = pd.DataFrame([{
     "median LP-FT drift of c": df.loc[df.method == "LP-FT", "neuron_drift"].median(),
 } for key, df in results.items()])
 perp_max = inv["max ‖(B−B0)P_S⊥‖_F"].max()
-glue.number("beyond_perp_max", perp_max, digits=2, floor=1e-30)
-glue.number("beyond_s_min", inv["min FT ‖(B−B0)P_S‖_F"].min())
 assert perp_max < 1e-10, "features changed on S⊥: invariant 1 is violated"
 report.table(inv)
+
+# %% tags=["remove-cell"]
+_ = glue.numbers("beyond", {"perp_max": perp_max, "s_min": inv["min FT ‖(B−B0)P_S‖_F"].min()},
+                 form={"perp_max": (1, 1e-30)})  # round-off: one digit
 
 # %% [markdown]
 # In every variant — logistic loss, ReLU activation, minibatches — the features moved on $S^\perp$ by at most
@@ -181,17 +183,17 @@ for lr in cfg.drift_lrs:
 drift = pd.DataFrame(drift_rows)
 slope, _ = np.polyfit(np.log(drift["step size η"]), np.log(drift["per-neuron drift ‖c_T − c_0‖₂"]), 1)
 full_ratio = drift["full-matrix drift ‖C_T − C_0‖_F"].iloc[-1] / drift["full-matrix drift ‖C_T − C_0‖_F"].iloc[0]
-glue.number("beyond_drift_slope", slope, digits=3)
-glue.number("beyond_drift_time", cfg.drift_time)
-glue.number("beyond_drift_lr_min", min(cfg.drift_lrs))
-glue.number("beyond_drift_lr_max", max(cfg.drift_lrs))
-glue.number("beyond_drift_neuron_min", drift["per-neuron drift ‖c_T − c_0‖₂"].iloc[-1], digits=2)
-glue.number("beyond_drift_full_min", drift["full-matrix drift ‖C_T − C_0‖_F"].iloc[-1], digits=2)
-glue.number("beyond_drift_full_ratio", full_ratio, digits=2)
 print(f"log-log slope of the per-neuron drift against η: {report.fmt(slope)}")
 report.table(drift)
 
-# %%
+# %% tags=["remove-cell"]
+glue.numbers("beyond_drift", {"slope": slope, "time": cfg.drift_time, "lr_min": min(cfg.drift_lrs),
+                              "lr_max": max(cfg.drift_lrs)})
+_ = glue.numbers("beyond_drift", {"neuron_min": drift["per-neuron drift ‖c_T − c_0‖₂"].iloc[-1],
+                                  "full_min": drift["full-matrix drift ‖C_T − C_0‖_F"].iloc[-1],
+                                  "full_ratio": full_ratio}, digits=2)
+
+# %% tags=["hide-input"]
 fig, ax = plotting.figure(width=5.2, height=3.8)
 ax.loglog(drift["step size η"], drift["per-neuron drift ‖c_T − c_0‖₂"], "o-",
           label=r"per neuron: $\|c_T - c_0\|_2$, $c_j = v_j^2 - \|b_j\|^2$")
@@ -225,7 +227,7 @@ plotting.finish(fig, "fig_beyond_relu_drift")
 # {glue:text}`beyond_n_test` test inputs per distribution).
 
 # %%
-report.table(beyond.summary_table(results["ref"]), floor=1e-20)
+report.table(beyond.summary_table(results["ref"]))  # below 1e-12: round-off, printed "<1e-12"
 
 # %% [markdown]
 # As in the earlier chapters: at $\varepsilon = 0$ FT's OOD error is {glue:text}`beyond_ref_ft_ood_0` while LP's is
@@ -264,11 +266,9 @@ traj = beyond.error_trajectory(variants["log"], 0.0, cfg.n_seeds, cfg.n_test, se
 traj["time"] = traj["step"] * cfg.lr
 traj = traj[traj.step > 0]
 tmean = traj.groupby(["method", "step"])[["id", "ood"]].mean()
-glue.number("beyond_traj_ft_min", tmean.loc["FT", "ood"].min())
-glue.number("beyond_traj_lp_end", tmean.loc["LP", "ood"].iloc[-1])
-glue.number("beyond_traj_lpft_start", tmean.loc["LP-FT", "ood"].iloc[0])
-glue.number("beyond_traj_lpft_end", tmean.loc["LP-FT", "ood"].iloc[-1])
-glue.number("beyond_traj_time", cfg.steps * cfg.lr)
+glue.numbers("beyond_traj", {"ft_min": tmean.loc["FT", "ood"].min(), "lp_end": tmean.loc["LP", "ood"].iloc[-1],
+                             "lpft_start": tmean.loc["LP-FT", "ood"].iloc[0],
+                             "lpft_end": tmean.loc["LP-FT", "ood"].iloc[-1], "time": cfg.steps * cfg.lr})
 fig, axes = plotting.figure(ncols=2, width=8.5, height=3.6)
 for ax, col, title in zip(axes, ("ood", "id"), ("OOD, $x \\sim N(0, I_d)$", "ID, $x \\sim N(0, P_S)$")):
     plotting.methods_against(ax, traj, col, x="time", marker="", floor=1e-4)
@@ -297,10 +297,10 @@ plotting.finish(fig, "fig_beyond_logistic_traj")
 # then with $n =$ {glue:text}`beyond_n_large` training inputs.
 
 # %%
-report.table(beyond.summary_table(results["relu"]), floor=1e-20)
+report.table(beyond.summary_table(results["relu"]))  # below 1e-12: round-off, printed "<1e-12"
 
 # %%
-report.table(beyond.summary_table(results["relun"]), floor=1e-20)
+report.table(beyond.summary_table(results["relun"]))  # below 1e-12: round-off, printed "<1e-12"
 
 # %% [markdown]
 # With perfect features LP (and LP-FT, which starts at LP's near-exact fit and barely moves) has OOD error
@@ -320,7 +320,7 @@ report.table(beyond.summary_table(results["relun"]), floor=1e-20)
 # Linear network, squared loss, minibatches of {glue:text}`beyond_batch` of the 40 examples, drawn without replacement.
 
 # %%
-report.table(beyond.summary_table(results["sgd"]), floor=1e-20)
+report.table(beyond.summary_table(results["sgd"]))  # below 1e-12: round-off, printed "<1e-12"
 
 # %% [markdown]
 # SGD changes nothing of substance. The labels are noiseless and realisable, so every minibatch gradient vanishes at an
@@ -341,7 +341,7 @@ report.table(beyond.summary_table(results["sgd"]), floor=1e-20)
 report.table(pd.concat([beyond.ordering_table(df).assign(variant=variants[key].name) for key, df in results.items()])
              .set_index("variant").reset_index())
 
-# %%
+# %% tags=["hide-input"]
 panels = [("ref", None), ("log", "logn"), ("relu", "relun"), ("sgd", None)]
 ylabels = {"squared": "squared error", "logistic": "0-1 error"}
 for split, name in (("ood", "fig_beyond_ood"), ("id", "fig_beyond_id")):
@@ -370,6 +370,29 @@ for split, name in (("ood", "fig_beyond_ood"), ("id", "fig_beyond_id")):
 # ID error (inputs $N(0, P_S)$), same layout as {numref}`fig-beyond-ood`.
 # ```
 #
+# ## The full profile
+#
+# The numbers above come from the profile this page was executed in. The `full` profile runs more seeds, more test
+# inputs and longer training; a full-profile run writes its summary to `archive/theory-beyond-full/`, and this table
+# then shows it next to this run's, with its provenance. Until a full-profile run has been archived, its column
+# reads "—".
+
+# %% tags=["hide-input"]
+ordering = {key: beyond.orderings(df) for key, df in results.items()}
+summary = {"n_seeds": cfg.n_seeds, "perp_max": float(perp_max), "drift_slope": float(slope),
+           **{f"{key}_ft_over_lp_ood_max": float(o.loc[eps_max, "frac FT OOD > LP OOD"])
+              for key, o in ordering.items()},
+           **{f"{key}_{tag[m]}_ood_0": float(results[key].query("eps == @eps0 and method == @m")["ood"].mean())
+              for key in ("log", "relu", "sgd") for m in ("LP", "FT", "LP-FT")}}
+quantities = {"n_seeds": ("seeds", 12), "perp_max": ("largest ‖(B − B0) P_S⊥‖_F, every variant", 1, 1e-30),
+              "drift_slope": ("log-log slope of the ReLU per-neuron drift against η", 3),
+              **{f"{key}_ft_over_lp_ood_max": (f"{variants[key].name}: fraction of seeds with FT OOD > LP OOD at the "
+                                               f"largest ε", 3) for key in ordering},
+              **{f"{key}_{tag[m]}_ood_0": (f"{variants[key].name}: {m} OOD error at ε = 0", 3)
+                 for key in ("log", "relu", "sgd") for m in ("LP", "FT", "LP-FT")}}
+fullprofile.side_by_side(cfg, summary, quantities, time.perf_counter() - started, prefix="beyond")
+
+# %% [markdown]
 # ## What we found
 #
 # - **Invariant 1 holds in every variant**: logistic loss, ReLU network and SGD all leave the features on $S^\perp$
@@ -398,3 +421,17 @@ for split, name in (("ood", "fig_beyond_ood"), ("id", "fig_beyond_id")):
 # - With poor features the OOD ordering can flip: for the ReLU network with {glue:text}`beyond_n_large` examples at
 #   $\varepsilon =$ {glue:text}`beyond_eps_max`, FT's OOD error is {glue:text}`beyond_relun_ft_ood_max` against LP's
 #   {glue:text}`beyond_relun_lp_ood_max`, consistent with the theorem being a statement about $\varepsilon \to 0$.
+
+# %% tags=["remove-input"]
+# The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
+from lpft import prose
+from lpft.book import claims, glue
+glue.verdict("features-move-only-on-S", "holds" if perp_max < 1e-10 else "fails",
+             because=f"with the logistic loss, a ReLU network and SGD the features moved by at most "
+                     f"{prose.number(perp_max, 2, 1e-30)} on S⊥")
+at_eps0 = {variants[key].name: bool(beyond.orderings(df).loc[eps0, "FT OOD > LP OOD"])
+           for key, df in results.items()}
+glue.verdict("lp-beats-ft-ood-theory", claims.by_count(sum(at_eps0.values()), of=len(at_eps0)),
+             because=f"with gradient descent, logistic loss, ReLU networks or SGD, FT's OOD error is above LP's at "
+                     f"ε = {eps0:g} in {sum(at_eps0.values())} of {len(at_eps0)} variants: "
+                     f"{'; '.join(k for k, v in at_eps0.items() if v) or 'none'}")

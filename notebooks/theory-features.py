@@ -51,8 +51,10 @@ profile = "quick"  # "quick" (CI, CPU, minutes) or "full" (paper-faithful sizes)
 seed = 0  # base seed: instance i uses seed + i
 device = "auto"  # "auto" | "cpu" | "cuda" (this chapter computes on the CPU in float64 either way)
 
-# %%
-from lpft.book import glue, plotting, start_chapter
+# %% tags=["remove-cell"]
+import time
+
+from lpft.book import fullprofile, glue, plotting, start_chapter
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -60,6 +62,9 @@ from lpft import dynamics, paper, prose, report, theory
 from lpft.theory import Setting
 
 cfg = start_chapter("theory-features", profile=profile, seed=seed, device=device)
+started = time.perf_counter()
+
+# %%
 print(cfg)
 
 # %% [markdown]
@@ -114,8 +119,7 @@ report.table(wide.reset_index())
 positive = results[results["eps"] > 0]
 mean = positive.groupby(["method", "eps"])[["ID", "OOD"]].mean().reset_index()
 slopes = {m: np.polyfit(np.log(g["eps"]), np.log(g["OOD"]), 1)[0] for m, g in mean.groupby("method")}
-for m, s in slopes.items():
-    glue.number(f"feat_slope_{m.replace('-', '')}", s, digits=2)
+_ = glue.numbers("feat_slope", {m.replace("-", ""): s for m, s in slopes.items()}, digits=2)
 print("log-log slope of mean OOD error against ε:", {m: report.fmt(s, 2) for m, s in slopes.items()})
 
 floor = 1e-20  # errors at round-off (FT and LP-FT in distribution) are drawn at this floor
@@ -158,9 +162,11 @@ early = pd.DataFrame({"FT final OOD": ft["OOD"], "FT min over t": ft["min OOD ov
 early["min / final"] = early["FT min over t"] / early["FT final OOD"]
 ratio_min = early["min / final"].min()
 beats_lp = (early["FT min over t"] > early["LP OOD"]).mean()
-glue.text("feat_early_ratio", prose.percent(ratio_min))
-glue.number("feat_early_beats", 100 * beats_lp, digits=3)
 report.table(early.groupby("eps").mean().reset_index().loc[lambda d: d["eps"].isin(cfg.eps_grid)])
+
+# %% tags=["remove-cell"]
+glue.text("feat_early_ratio", prose.percent(ratio_min))
+_ = glue.number("feat_early_beats", 100 * beats_lp, digits=3)
 
 # %% [markdown]
 # Over all instances and every $\varepsilon$, the best OOD error along FT's trajectory is at least
@@ -176,20 +182,56 @@ change = results.pivot_table(index="eps", columns="method", values="feature chan
 change = change[["FT", "LP-FT"]].rename(columns=lambda m: f"‖B − B0‖_F {m}")
 change["FT / LP-FT"] = change.iloc[:, 0] / change.iloc[:, 1]
 eps_ref = 0.1
-glue.number("feat_change_ft", change.loc[eps_ref].iloc[0])
-glue.number("feat_change_lpft", change.loc[eps_ref].iloc[1])
-glue.number("feat_change_ratio", change.loc[eps_ref, "FT / LP-FT"], digits=2)
 report.table(change.reset_index().loc[lambda d: d["eps"].isin(cfg.eps_grid)])
+
+# %% tags=["remove-cell"]
+_ = glue.numbers("feat_change", {"ft": change.loc[eps_ref].iloc[0], "lpft": change.loc[eps_ref].iloc[1],
+                                  "ratio": change.loc[eps_ref, "FT / LP-FT"]}, form={"ratio": (2, report.FLOOR)})
 
 # %%
 at = grid.groupby(["eps", "method"])[["ID", "OOD"]].mean()
-glue.number("feat_ft_ood0", at.loc[(0.0, "FT"), "OOD"])
-glue.number("feat_lp_ood0", at.loc[(0.0, "LP"), "OOD"], floor=1e-12)
-glue.number("feat_lp_id01", at.loc[(0.1, "LP"), "ID"])
-glue.number("feat_ft_id_max", grid[grid["method"] != "LP"]["ID"].max(), digits=2, floor=1e-30)
+ft_id_max = grid[grid["method"] != "LP"]["ID"].max()
 lpft_le_lp = (grid[grid["method"] == "LP-FT"]["OOD"].values <= grid[grid["method"] == "LP"]["OOD"].values * (1 + 1e-9))
-glue.number("feat_lpft_le_lp", 100 * lpft_le_lp.mean(), digits=3)
 print(f"LP-FT OOD ≤ LP OOD in {100 * lpft_le_lp.mean():.0f}% of (ε, instance) pairs")
+
+# %% tags=["remove-cell"]
+_ = glue.numbers("feat", {"ft_ood0": at.loc[(0.0, "FT"), "OOD"], "lp_ood0": at.loc[(0.0, "LP"), "OOD"],
+                          "lp_id01": at.loc[(0.1, "LP"), "ID"], "ft_id_max": ft_id_max,
+                          "lpft_le_lp": 100 * lpft_le_lp.mean()},
+                 form={"ft_id_max": (1, 1e-30)})  # the solver's tolerance: one digit
+
+# %% [markdown]
+# ## The full profile: an archived run
+#
+# The numbers above come from the profile this page was executed in. The `full` profile runs more instances per
+# $\varepsilon$ on a finer grid of $\varepsilon$ (the settings that differ are printed below); its summary is committed
+# under `archive/theory-features-full/` with its provenance and read back here, next to this run's.
+
+# %% tags=["hide-input"]
+summary = {"n_seeds": cfg.n_seeds, "slope_LP": float(slopes["LP"]), "slope_LPFT": float(slopes["LP-FT"]),
+           "slope_FT": float(slopes["FT"]), "lp_ood0": float(at.loc[(0.0, "LP"), "OOD"]),
+           "ft_ood0": float(at.loc[(0.0, "FT"), "OOD"]), "early_ratio": float(ratio_min),
+           "early_beats": float(100 * beats_lp), "ft_id_max": float(ft_id_max),
+           "lp_id01": float(at.loc[(0.1, "LP"), "ID"]), "lpft_le_lp": float(100 * lpft_le_lp.mean()),
+           "change_ft": float(change.loc[eps_ref].iloc[0]), "change_lpft": float(change.loc[eps_ref].iloc[1]),
+           "change_ratio": float(change.loc[eps_ref, "FT / LP-FT"])}
+quantities = {"n_seeds": ("instances per ε", 12), "slope_LP": ("log-log slope of LP's OOD error against ε", 2),
+              "slope_LPFT": ("log-log slope of LP-FT's OOD error", 2),
+              "slope_FT": ("log-log slope of FT's OOD error", 2),
+              "lp_ood0": ("LP's OOD error at ε = 0", 3), "ft_ood0": ("FT's OOD error at ε = 0", 3),
+              "early_ratio": ("smallest (best FT OOD error over t) / (final)", 3),
+              "early_beats": ("best FT OOD error over t above LP's (% of instances)", 3),
+              "ft_id_max": ("largest ID error of FT and LP-FT", 1, 1e-30), "lp_id01": ("LP's ID error at ε = 0.1", 3),
+              "lpft_le_lp": ("LP-FT OOD ≤ LP OOD (% of pairs)", 3), "change_ft": ("‖B − B0‖_F of FT at ε = 0.1", 3),
+              "change_lpft": ("‖B − B0‖_F of LP-FT at ε = 0.1", 3), "change_ratio": ("FT / LP-FT feature change", 2)}
+fullprofile.side_by_side(cfg, summary, quantities, time.perf_counter() - started, prefix="feat")
+
+# %% [markdown]
+# In the archived full run ({glue:text}`feat_full_n_seeds` instances per $\varepsilon$), LP's and LP-FT's OOD errors
+# have log-log slopes {glue:text}`feat_full_slope_LP` and {glue:text}`feat_full_slope_LPFT` against $\varepsilon$ and
+# FT's {glue:text}`feat_full_slope_FT`; FT's best OOD error along its trajectory stays above LP's in
+# {glue:text}`feat_full_early_beats`% of the instances, and LP-FT's OOD error is at most LP's in
+# {glue:text}`feat_full_lpft_le_lp`% of the pairs.
 
 # %% [markdown]
 # ## What we found
@@ -206,3 +248,34 @@ print(f"LP-FT OOD ≤ LP OOD in {100 * lpft_le_lp.mean():.0f}% of (ε, instance)
 # - **LP-FT gets both.** Its OOD error is at most LP's in {glue:text}`feat_lpft_le_lp`% of the (ε, instance) pairs of
 #   the table, and at $\varepsilon = 0.1$ it moves the features by {glue:text}`feat_change_lpft` against FT's
 #   {glue:text}`feat_change_ft` (a factor {glue:text}`feat_change_ratio`).
+
+# %% tags=["remove-input"]
+# The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
+from lpft import prose
+from lpft.book import claims, glue
+by_eps = results.groupby(["eps", "method"])[["ID", "OOD"]].mean()
+eps_lo, eps_hi = min(e for e in eps_values if e > 0), max(eps_values)
+lp_over_ft = {e: by_eps.loc[(e, "LP"), "OOD"] / by_eps.loc[(e, "FT"), "OOD"] for e in (eps_lo, eps_hi)}
+exact0 = by_eps.loc[(0.0, "LP"), "OOD"] <= 1e-12 < by_eps.loc[(0.0, "FT"), "OOD"]
+falls = lp_over_ft[eps_lo] < lp_over_ft[eps_hi]
+glue.verdict("lp-beats-ft-ood-theory", claims.by_count(int(exact0) + int(falls), of=2),
+             because=f"LP's OOD error over FT's falls from {prose.number(lp_over_ft[eps_hi])} at ε = {eps_hi:g} to "
+                     f"{prose.number(lp_over_ft[eps_lo])} at ε = {eps_lo:g}; at ε = 0 LP's is "
+                     f"{prose.number(by_eps.loc[(0.0, 'LP'), 'OOD'], floor=1e-12)}, FT's "
+                     f"{prose.number(by_eps.loc[(0.0, 'FT'), 'OOD'])}")
+positive_eps = [e for e in cfg.eps_grid if e > 0]
+ft_id_wins = sum(by_eps.loc[(e, "FT"), "ID"] < by_eps.loc[(e, "LP"), "ID"] for e in positive_eps)
+glue.verdict("ft-better-id-theory", claims.by_count(ft_id_wins, of=len(positive_eps)),
+             because=f"FT's ID error is below LP's at {ft_id_wins} of the {len(positive_eps)} feature errors ε > 0")
+lpft_ood0 = results.query("eps == 0 and method == 'LP-FT'")["OOD"].max()
+glue.verdict("lpft-zero-ood-theory", "holds" if lpft_ood0 <= 1e-12 else "fails",
+             because=f"with perfect features LP-FT's largest OOD error over {cfg.n_seeds} instances is "
+                     f"{prose.number(lpft_ood0, floor=1e-12)}")
+n_early = int((early["FT min over t"] > early["LP OOD"]).sum())
+glue.verdict("no-early-stopping-fix", claims.by_count(n_early, of=len(early)),
+             because=f"the best OOD error along FT's trajectory is above LP's in {n_early} of {len(early)} "
+                     f"(ε, instance) pairs")
+n_less = int((change["FT / LP-FT"] > 1).sum())
+glue.verdict("lpft-changes-less", claims.by_count(n_less, of=len(change)),
+             because=f"LP-FT moves the features (‖B − B0‖_F) less than FT at {n_less} of {len(change)} feature errors "
+                     f"ε; {prose.ratio(change.loc[eps_ref, 'FT / LP-FT'], unit='× less')} at ε = {eps_ref:g}")

@@ -231,3 +231,26 @@ def test_opposite_head_gives_a_vacuous_bound(eps):
     assert bound.rhs(terms) == pytest.approx(-eps, abs=1e-12)
     v, B = dynamics.fine_tune(inst.X, inst.Y, inst.B0, inst.v0, solver="ode")
     assert math.sqrt(theory.ood_error(v, B, inst)) > 0.5
+
+
+# ---- where a flat minimum lies: an interval, not an arg-min ------------------------------------------------------
+
+def test_near_min_times_is_the_interval_within_the_tolerance():
+    t = np.array([[0.0, 1.0, 2.0, 3.0, 4.0], [0.0, 0.5, 1.0, 1.5, 2.0]])
+    values = np.array([[3.0, 1.0 + 5e-7, 1.0, 1.0 + 2e-6, 2.0],  # flat bottom: records 1 and 2 within 1e-6
+                       [0.0, 1.0, 2.0, 3.0, 4.0]])                   # sharp minimum at the first record
+    lo, hi = bound.near_min_times(t, values, tol=1e-6)
+    assert lo.tolist() == [1.0, 0.0] and hi.tolist() == [2.0, 0.0]
+
+
+def test_summary_gives_where_the_smallest_slack_lies_as_an_interval(check):
+    s = bound.summary(check, "squared")
+    assert "worst_t" not in s and "worst_record" not in s
+    i = s["worst_index"]
+    slack = check.slack("squared")[i]
+    near = slack <= slack.min() + bound.NEAR_MIN
+    assert s["worst_t_lo"] == check.t[i][near].min() and s["worst_t_hi"] == check.t[i][near].max()
+    assert s["worst_t_lo"] <= check.t[i][np.argmin(slack)] <= s["worst_t_hi"]
+    assert s["worst_t_step"] == pytest.approx(check.t[i, 1] - check.t[i, 0])
+    pi = bound.per_instance(check, "squared")
+    assert (pi["t_min_slack_lo"] <= pi["t_min_slack_hi"]).all() and "t_min_slack" not in pi

@@ -403,16 +403,20 @@ def test_a_chapter_without_inputs_runs_nothing_and_says_what_is_missing(tmp_path
     for env in ("LPFT_MOCOTP_CHECKPOINT", "LPFT_CLIP_VIT_CHECKPOINT"):
         monkeypatch.delenv(env, raising=False)
     cfg = start_chapter(FI, profile="full", seed=0, device="cpu")
-    chapter = paperscale.PaperScale(cfg, data_root=str(tmp_path))
-    assert chapter.ran == [] and chapter.sweeps == {}
+    chapter = paperscale.PaperScale(cfg, prefix="fi", data_root=str(tmp_path))
+    assert chapter.ran == chapter.measured == [] and chapter.sweeps == {}
     text = chapter.describe()
-    assert text.count("FULL PROFILE WITHOUT INPUTS") == 2 and paperscale.full_command("imagenet") in text
+    assert text.count("not run here") == 2 and "did not find them" in text
     assert "fmow_v1.1" in text and "mocotp_checkpoint_0200.pth.tar" in text
-    chapter.plan()
     chapter.run()
-    assert capsys.readouterr().out == "no data on this machine: nothing was loaded\n"
+    chapter.checklist()
+    assert capsys.readouterr().out == ("no inputs on this machine: nothing ran\n"
+                                       "nothing ran here: no inputs on this machine\n")
     assert chapter.compare()["set"].tolist() == tables.compare_all(["fmow", "imagenet"], {})["set"].tolist()
     assert chapter.ratios() == {}
+    how = chapter.how_to_run_text()  # the commands that run it, with the files named
+    assert f"lpft-run {FI} --profile full --device cuda" in how and "LPFT_CLIP_VIT_CHECKPOINT=/path/to/ViT-B-16.pt" in how
+    assert "--experiment imagenet --profile full" in how and "imagenetv2-matched-frequency-format-val" in how
 
 
 def test_a_disk_cached_task_is_the_same_task_to_the_records(tmp_path):

@@ -40,9 +40,7 @@ import torch
 from lpft import dynamics, theory
 from lpft.theory import Instance, Setting
 
-# ----------------------------------------------------------------------------------------------------------------
-# the family of settings
-# ----------------------------------------------------------------------------------------------------------------
+# ---- the family of settings ------------------------------------------------------------------------------------------
 
 D = 50
 KS = (1, 2, 3, 5, 10)
@@ -104,9 +102,7 @@ def draw_instance(seed: int) -> tuple[Case, Instance]:
     return case, make_case_instance(case, seed)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# the right-hand side, term by term
-# ----------------------------------------------------------------------------------------------------------------
+# ---- the right-hand side, term by term -------------------------------------------------------------------------------
 
 
 def bound_terms(inst: Instance) -> dict:
@@ -156,9 +152,7 @@ def implied_constant(lhs, terms: pd.DataFrame, eps_reading: str = "norm"):
     return out
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# batched fine-tuning of the whole family
-# ----------------------------------------------------------------------------------------------------------------
+# ---- batched fine-tuning of the whole family -------------------------------------------------------------------------
 
 
 def stable_lr(inst: Instance, scale: float = 0.3) -> float:
@@ -173,6 +167,7 @@ def stable_lr(inst: Instance, scale: float = 0.3) -> float:
 
 
 TOL = 1e-10  # a slack below −TOL is a violation; an RHS above TOL is non-vacuous (round-off is not a result)
+NEAR_MIN = 1e-6  # the arg-min of a flat slack curve moves with rounding: we give the times within this of the minimum
 
 
 class BoundCheck(NamedTuple):
@@ -269,9 +264,7 @@ def check_bound(n_instances: int, seed: int = 0, steps: int = 2000, record_every
     return BoundCheck(cases, rec_t, t, np.sqrt(np.maximum(obs[..., 0], 0.0)), obs[..., 1], obs[..., 2], obs[..., 3])
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# summaries
-# ----------------------------------------------------------------------------------------------------------------
+# ---- summaries -------------------------------------------------------------------------------------------------------
 
 
 def divergence_check(check: BoundCheck) -> dict:
@@ -284,23 +277,32 @@ def divergence_check(check: BoundCheck) -> dict:
                 max_final_train=float(tr[:, -1].max()), frac_converged=float(np.mean(tr[:, -1] < 1e-8)))
 
 
+def near_min_times(t: np.ndarray, values: np.ndarray, tol: float = NEAR_MIN) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of the (N, T) ``values`` at times ``t``: the first and last time within ``tol`` of the row's minimum."""
+    near = values <= values.min(1, keepdims=True) + tol
+    return np.where(near, t, np.inf).min(1), np.where(near, t, -np.inf).max(1)
+
+
 def summary(check: BoundCheck, eps_reading: str = "norm") -> dict:
     """Headline numbers of the check of eq. 3.7 with ε read as ``eps_reading``.
 
     A pair (instance, record) is non-vacuous when RHS > TOL and violating when slack < −TOL. ``min_constant_ratio``
     is the smallest κ_needed/κ: the factor by which the printed constant must be multiplied for the bound to hold
-    on every checked pair (≥ 1: it holds as printed).
+    on every checked pair (≥ 1: it holds as printed). Where the smallest slack occurs: ``worst_t_lo`` to ``_hi``
+    (:func:`near_min_times`), with ``worst_t_step`` between that instance's records.
     """
     r, slack = check.rhs(eps_reading), check.slack(eps_reading)
     nonvac = np.broadcast_to(r[:, None] > TOL, slack.shape)
     viol = slack < -TOL
     i, j = np.unravel_index(np.argmin(slack), slack.shape)
+    t_lo, t_hi = near_min_times(check.t[i:i + 1], slack[i:i + 1])
     with np.errstate(divide="ignore"):
         ratio = np.where(nonvac, r[:, None] / check.lhs, np.nan)
     return dict(n_instances=len(r), n_pairs=slack.size, n_records=slack.shape[1],
                 n_nonvacuous_instances=int((r > TOL).sum()), frac_nonvacuous_pairs=float(nonvac.mean()),
-                min_slack=float(slack[i, j]), worst_index=int(i), worst_record=int(j),
-                worst_t=float(check.t[i, j]), worst_lhs=float(check.lhs[i, j]), worst_rhs=float(r[i]),
+                min_slack=float(slack[i, j]), worst_index=int(i), worst_t_lo=float(t_lo[0]), worst_t_hi=float(t_hi[0]),
+                worst_t_step=float(check.t[i, 1] - check.t[i, 0]), worst_lhs=float(check.lhs[i, j]),
+                worst_rhs=float(r[i]),
                 frac_violating_pairs=float(viol.mean()),
                 frac_violating_nonvacuous_pairs=float(viol[nonvac].mean()) if nonvac.any() else float("nan"),
                 n_violating_instances=int(viol.any(1).sum()), n_violating_at_t0=int(viol[:, 0].sum()),
@@ -309,15 +311,15 @@ def summary(check: BoundCheck, eps_reading: str = "norm") -> dict:
 
 
 def per_instance(check: BoundCheck, eps_reading: str = "norm") -> pd.DataFrame:
-    """The cases with, per instance, the smallest slack, where it occurs, min_t √L_ood and the smallest κ_needed/κ."""
+    """The cases with, per instance, the smallest slack, the times within :data:`NEAR_MIN` of it (``t_min_slack_lo``
+    to ``_hi``), min_t √L_ood and the smallest κ_needed/κ."""
     slack = check.slack(eps_reading)
-    j = np.argmin(slack, 1)
     rel = check.constant_ratio(eps_reading)
     with np.errstate(all="ignore"):
         min_rel = np.where(np.isnan(rel).all(1), np.nan, np.nanmin(np.where(np.isnan(rel), np.inf, rel), 1))
     out = check.cases.copy()
-    out["min_slack"] = slack[np.arange(len(j)), j]
-    out["t_min_slack"] = check.t[np.arange(len(j)), j]
+    out["min_slack"] = slack.min(1)
+    out["t_min_slack_lo"], out["t_min_slack_hi"] = near_min_times(check.t, slack)
     out["min_lhs"] = check.lhs.min(1)
     out["violating"] = (slack < -TOL).any(1)
     out["violating_pairs"] = (slack < -TOL).mean(1)
@@ -367,9 +369,7 @@ def ode_recheck(seed: int, eps_reading: str = "norm") -> dict:
                 t_end=float(traj.t[-1]))
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# exact end points: k = 1, ε = 0
-# ----------------------------------------------------------------------------------------------------------------
+# ---- exact end points: k = 1, ε = 0 ----------------------------------------------------------------------------------
 
 
 def k1_fitted_error(cos_theta, c, s):

@@ -96,7 +96,7 @@ def problems(current: dict | None = None) -> list[str]:
         out.append(f"PyTorch uses {current['torch_cpu_capability']} kernels, not AVX2"
                    + (" (this CPU lacks AVX2: its numbers will differ from the book's)"
                       if current["variables"]["ATEN_CPU_CAPABILITY"] == "avx2" else ""))
-    if current["openblas"] and any(not s.startswith("Haswell, 1 ") for s in current["openblas"]):
+    if current.get("openblas") and any(not s.startswith("Haswell, 1 ") for s in current["openblas"]):
         out.append(f"OpenBLAS runs {', '.join(current['openblas'])}, not Haswell with 1 thread (it was loaded "
                    f"before the variables were set)")
     return out

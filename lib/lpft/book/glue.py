@@ -35,3 +35,28 @@ def number(name: str, x, digits: int = 3, floor: float = FLOOR) -> str:
     if x is None or math.isnan(x):
         return text(name, "—")
     return text(name, prose.number(x, digits, floor))
+
+
+def verdict(claim_id: str, verdict: str, because: str) -> str:
+    """Glue this chapter's verdict on the paper's claim ``claim_id`` (:data:`lpft.book.claims.CLAIMS`): ``verdict``,
+    one of :data:`lpft.book.claims.VERDICTS`, and ``because``, a short text computed from the chapter's results (the
+    front page's claims table shows both and links to the chapter); prints both, so that the chapter's page shows them
+    too, and returns ``verdict``."""
+    from lpft.book import claims
+
+    quoted = claims.claim(claim_id)  # an unknown id raises, listing the known ones
+    if verdict not in claims.VERDICTS:
+        raise ValueError(f"glue.verdict({claim_id!r}, {verdict!r}): a verdict is one of {claims.VERDICTS}")
+    text(claims.because_key(claim_id), because)
+    print(f"the paper's claim {claim_id!r} ({quoted.section}): {verdict}, because {because}")
+    return text(claims.verdict_key(claim_id), verdict)
+
+
+def numbers(prefix: str, values: dict, digits: int = 3, floor: float = FLOOR, form: dict | None = None) -> dict:
+    """Glue each ``values[key]`` under ``f"{prefix}_{key}"`` as :func:`number` does, with ``digits`` and ``floor``, or
+    with ``form[key] = (digits, floor)`` where given (one call per result block). Returns {key: glued text}."""
+    form = form or {}
+    unknown = set(form) - set(values)
+    if unknown:
+        raise ValueError(f"form names keys that values lacks: {sorted(unknown)}")
+    return {key: number(f"{prefix}_{key}", x, *form.get(key, (digits, floor))) for key, x in values.items()}

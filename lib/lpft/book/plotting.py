@@ -37,16 +37,19 @@ def finish(fig, name: str):
 
 def paper_vs_run(compare, profile: str, ran: bool):
     """Accuracy bars per (set, split) and method: the paper's, and this run's beside them when it ran (``compare``
-    from :func:`lpft.scale.tables.compare_with_paper`, or the paper's table alone)."""
+    from :func:`lpft.scale.tables.compare_with_paper`, or the paper's table alone, titled as not run here)."""
     long = compare.melt(id_vars=["set", "split", "method"], value_vars=["paper"] + (["this run"] if ran else []),
                         var_name="source", value_name="accuracy")
     long["column"] = long["set"] + "\n(" + long["split"] + ")"
-    sources = list(long["source"].unique())
-    fig, axes = figure(ncols=len(sources), width=4.5 * len(sources) + 1.0, height=3.6, sharey=True)
+    sources, n_columns = list(long["source"].unique()), long["column"].nunique()
+    panel = max(4.5, 1.1 * n_columns)  # room for every column's label
+    fig, axes = figure(ncols=len(sources), width=panel * len(sources) + 1.0, height=3.6, sharey=True)
     for ax, src in zip(np.atleast_1d(axes), sources):
         sns.barplot(data=long[long["source"] == src], x="column", y="accuracy", hue="method", palette=METHOD_COLORS,
                     hue_order=paper.METHODS, ax=ax)
-        ax.set(title="Kumar et al. (paper)" if src == "paper" else f"this run ({profile} profile)", xlabel="",
+        title = ("Kumar et al. (paper)" if ran else "Kumar et al.: the paper's numbers, not run here") \
+            if src == "paper" else f"this run ({profile} profile)"
+        ax.set(title=title, xlabel="",
                ylabel="accuracy (%)", ylim=(0, 100))
         ax.tick_params(axis="x", labelsize="small")
         ax.legend(fontsize="small", title=None, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -103,14 +106,16 @@ def example_images(rows, n: int = 8, px: int = 64):
     return fig
 
 
-def feature_change_panels(longs: dict):
+def feature_change_panels(longs: dict, empty: str = "not run on this machine"):
     """:func:`feature_change` per experiment, one panel each (``longs``: experiment name → its long table from
-    :func:`lpft.scale.tables.feature_change_long`); one placeholder panel when nothing ran."""
-    n = max(len(longs), 1)
+    :func:`lpft.scale.tables.feature_change_long`); one placeholder panel saying ``empty`` when nothing ran."""
+    if not longs:
+        fig, ax = figure(width=6.4, height=1.6)
+        placeholder(ax, empty)
+        return fig
+    n = len(longs)
     fig, axes = figure(ncols=n, width=3.4 * n + 0.6, height=3.6)
     axes = list(np.atleast_1d(axes))
-    if not longs:
-        placeholder(axes[0], "not run on this machine")
     for ax, (name, long) in zip(axes, longs.items()):
         feature_change(long, ax=ax)
         ax.set_title(name)
@@ -118,13 +123,13 @@ def feature_change_panels(longs: dict):
     return fig
 
 
-def lr_panels(grids: dict):
+def lr_panels(grids: dict, empty: str = "not run on this machine"):
     """:func:`lr_sensitivity` per experiment, one row each with ID (left) and one OOD column (right) (``grids``:
-    experiment name → ``(runs table, LP's summary row, OOD column)``); placeholders when nothing ran."""
+    experiment name → ``(runs table, LP's summary row, OOD column)``); one placeholder saying ``empty`` when nothing
+    ran."""
     if not grids:
-        fig, axes = figure(ncols=2, width=9.0, height=3.2, sharex=False)
-        for ax in axes:
-            placeholder(ax, "not run on this machine")
+        fig, ax = figure(width=6.4, height=1.6)
+        placeholder(ax, empty)
         return fig
     fig, _ = figure(ncols=2, width=9.0, height=3.2 * len(grids), sharex=False)
     fig.clf()

@@ -15,8 +15,14 @@ import numpy as np
 PROFILES = ("quick", "full")
 DEVICES = ("auto", "cpu", "cuda")
 
-# chapter name (= notebooks/<name>.py) -> profile -> settings. The order is the book's order.
+# chapter name (= notebooks/<name>.py) -> profile -> settings. The order is the book's order (the front page first).
 CHAPTERS: dict[str, dict[str, dict]] = {
+    # the front page: the mechanism figure's instance (lpft.theory.Setting fields), then the claims table, read from
+    # the other chapters' executed notebooks (lpft.book.claims); lpft-run executes it after every other chapter
+    "findings": {
+        "quick": dict(d=20, k=2, m=8, n=10, eps=0.05),
+        "full": dict(d=20, k=2, m=8, n=10, eps=0.05),
+    },
     "theory-invariants": {
         "quick": dict(n_instances=200, gd_lrs=(0.1, 0.05, 0.01, 0.002), gd_time=20.0),
         "full": dict(n_instances=2000, gd_lrs=(0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001), gd_time=40.0),

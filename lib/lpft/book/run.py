@@ -4,7 +4,9 @@
     lpft-run theory-bound --profile full --device cuda
     lpft-run --profile quick --out tests/baselines   # regenerate the regression baselines
 
-Chapters run in the book's order (:data:`lpft.book.profiles.CHAPTERS`), up to ``--jobs`` at a time. The first chapter that
+Chapters run in the book's order (:data:`lpft.book.profiles.CHAPTERS`), up to ``--jobs`` at a time, except the front
+page (:data:`lpft.book.claims.FRONT`), which reads the other chapters' verdicts: it runs last, alone, once every other
+chapter of the run has finished, with the extra parameter ``executed`` (the output folder). The first chapter that
 fails stops the run: its name, the failing cell and the error are printed, and the executed notebook, with its
 traceback, is kept next to the others as ``<name>.failed.ipynb``. Each finished notebook is written atomically.
 Each executed notebook carries its own provenance in ``metadata.lpft`` (:func:`stamp`: profile, seed, device, date,
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from lpft import numeric, records
 from lpft.book import paths
+from lpft.book.claims import FRONT
 from lpft.book.profiles import CHAPTERS, DEVICES, PROFILES, resolve_device
 from lpft.records import atomic_write_text, git_revision
 
@@ -166,11 +169,12 @@ def run(chapters: list[str], profile: str, seed: int, device: str, out: Path, jo
     bar = tqdm(total=len(chapters), desc=f"chapters ({profile})", unit="chapter", disable=not progress)
     with cf.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         pending = {}
-        queue = list(chapters)
+        queue = [c for c in chapters if c != FRONT] + [c for c in chapters if c == FRONT]  # the front page last
         while queue or pending:
-            while queue and len(pending) < max(1, jobs) and failure is None:
+            while queue and len(pending) < max(1, jobs) and failure is None and not (queue[0] == FRONT and pending):
                 name = queue.pop(0)
-                pending[pool.submit(run_chapter, name, out, parameters, progress and jobs == 1, context)] = name
+                given = {**parameters, "executed": paths.relative(out.resolve())} if name == FRONT else parameters
+                pending[pool.submit(run_chapter, name, out, given, progress and jobs == 1, context)] = name
             if not pending:
                 break
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
