@@ -67,12 +67,19 @@ sizes = {"pretraining pool (half A of both, + inverted; labels unused)": len(poo
 pd.DataFrame({"images": sizes})
 
 # %% tags=["hide-input"]
-examples = {"MNIST (ID)": task.test_id.tensors[0][:8], "UCI (natural shift)": protocol.make_task(setup, cfg.seed, "none", 0.0).test_ood.tensors[0][:8],
-            "UCI inverted (s = 1)": task.test_ood.tensors[0][:8]}
+def one_per_class(data):  # the first test image of each class 0-9
+    x, y = data.tensors
+    return x[[int((y == c).nonzero()[0, 0]) for c in range(10)]]
+
+
+examples = {"MNIST (ID)": one_per_class(task.test_id),
+            "UCI (natural shift)": one_per_class(protocol.make_task(setup, cfg.seed, "none", 0.0).test_ood),
+            "UCI inverted (s = 1)": one_per_class(task.test_ood)}
 fig, axes = plotting.figure(ncols=1, width=6.4, height=2.6)
 axes.imshow(np.concatenate([np.concatenate(list(x[:, 0].numpy()), axis=1) for x in examples.values()], axis=0),
             cmap="gray_r", vmin=0, vmax=1)
-axes.set(yticks=[3.5 + 8 * i for i in range(3)], yticklabels=list(examples), xticks=[], xlabel="8 × 8 pixel images")
+axes.set(yticks=[3.5 + 8 * i for i in range(3)], yticklabels=list(examples), xticks=[3.5 + 8 * c for c in range(10)],
+         xticklabels=[str(c) for c in range(10)], xlabel="class (8 × 8 pixel images)")
 axes.grid(False)
 plotting.finish(fig, "fig_digits_examples")
 
@@ -80,8 +87,8 @@ plotting.finish(fig, "fig_digits_examples")
 # ```{glue:figure} fig_digits_examples
 # :name: fig-digits-examples
 #
-# The first eight test images of each domain, at the common $8\times8$ resolution (dark = ink). UCI digits fill the
-# frame and have thicker strokes than the centre-cropped MNIST digits; inversion swaps ink and paper.
+# The first test image of each class in each domain, at the common $8\times8$ resolution (dark = ink). UCI digits
+# fill the frame and have thicker strokes than the centre-cropped MNIST digits; inversion swaps ink and paper.
 # ```
 #
 # ## The backbone: pretrained without labels
