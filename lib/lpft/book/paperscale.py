@@ -281,7 +281,8 @@ class PaperScale:
         for n in self.cfg.experiments:
             text.append(f"**{n}: the files it reads.** On a machine without them, its loaders report (paths under "
                         f"`${experiments.ENV_DATA_ROOT}`):\n\n" +
-                        "\n".join(f"- {line}" for line in scaleguide.layout(n, sources[n])) +
+                        # a loader's line names paths as $LPFT_DATA_ROOT/...: escaped, or MyST reads $...$ as maths
+                        "\n".join(f"- {line}".replace("$", r"\$") for line in scaleguide.layout(n, sources[n])) +
                         f"\n\n{scaleguide.gpu_time(n, paper_sweeps[n])}")
         return "\n\n".join(text)
 

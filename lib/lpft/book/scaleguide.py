@@ -21,7 +21,8 @@ import pandas as pd
 
 from lpft.book import paths
 from lpft.scale import data, experiments, tables
-from lpft.scale.sweep import Sweep, job_name, jobs, load_backbone, load_task
+from lpft.records import code_fingerprint, record_path
+from lpft.scale.sweep import CODE_MODULES, Sweep, job_config, job_name, jobs, load_backbone, load_task
 
 NOT_RUN = "not run here"
 GPU_CHECK = Path("archive") / "benchmarks" / "gpu-check.json"  # where gpu_check.py's --out keeps its results
@@ -149,7 +150,9 @@ def checklist(sweep: Sweep, records: list[dict], summary: pd.DataFrame) -> pd.Da
     # a run whose features diverged (a non-finite feature change) was evaluated: it is a result, named, not a failure
     diverged = [job_name(r["config"]) for r in records
                 if not all(math.isfinite(v) for v in r["results"]["feature_change"].values())]
-    written = sorted(Path(sweep.folder).glob("*.json"))
+    # this run's record files (the folder may also hold records of earlier library code or other settings)
+    code = code_fingerprint(CODE_MODULES)
+    written = [j for j in wanted if record_path(sweep.folder, job_config(sweep, j), job_name(j), code).is_file()]
     compare = tables.compare_with_paper(summary, experiment)
     orders = tables.orderings(summary, experiment)
     rows = [
@@ -164,9 +167,9 @@ def checklist(sweep: Sweep, records: list[dict], summary: pd.DataFrame) -> pd.Da
         ("evaluated", evaluated, f"ID-val, ID test and {_plural(len(task.ood), 'OOD set')} per run: every accuracy "
                                  f"a number in [0, 1], a feature change on every set; " +
          (f"non-finite features (diverged) in {', '.join(diverged)}" if diverged else "every feature change finite")),
-        ("records written", len(records) == len(wanted) and len(written) >= len(wanted),
-         f"{_plural(len(records), 'record')} for {_plural(len(wanted), 'job')}; {_plural(len(written), 'record file')}"
-         f" in {paths.relative(sweep.folder)}"),
+        ("records written", len(records) == len(wanted) == len(written),
+         f"{_plural(len(records), 'record')} for {_plural(len(wanted), 'job')}; "
+         f"{_plural(len(written), 'record file')} of this code in {paths.relative(sweep.folder)}"),
         ("tables built", set(tables.METHODS[:3]) <= set(summary.index) and compare["this run"].notna().all()
          and len(orders) == len(tables.orderings(None, experiment)),
          f"summary of {_plural(len(summary), 'method')}; comparison table of {len(compare)} cells; "
