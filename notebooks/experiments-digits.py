@@ -352,6 +352,7 @@ glue.number("dig_abl_ft_id", abl_main.loc["FT", "ID"], digits=3)
 glue.number("dig_abl_lp_ood", abl_main.loc["LP", "OOD"], digits=3)
 glue.number("dig_abl_ft_ood", abl_main.loc["FT", "OOD"], digits=3)
 glue.number("dig_abl_lpft_ood", abl_main.loc["LP-FT", "OOD"], digits=3)
+glue.number("dig_abl_lpft_id", abl_main.loc["LP-FT", "ID"], digits=3)
 glue.number("dig_abl_lpft_change", abl_change["LP-FT"])
 glue.number("dig_abl_ft_change", abl_change["FT"])
 
@@ -362,8 +363,9 @@ report.table(abl_main.rename_axis("method").reset_index().assign(seeds=len(seeds
 # With labelled pretraining LP already reaches {glue:text}`dig_abl_lp_id`% ID (FT {glue:text}`dig_abl_ft_id`%) and
 # {glue:text}`dig_abl_lp_ood`% OOD (FT {glue:text}`dig_abl_ft_ood`%, LP-FT {glue:text}`dig_abl_lpft_ood`%). The LP head
 # already fits the training set, so LP-FT's gradients are small and its features barely move (feature change
-# {glue:text}`dig_abl_lpft_change` against FT's {glue:text}`dig_abl_ft_change`): LP-FT then equals LP, and there is no
-# ID gain left for it to keep. Features this good make the comparison say little about fine-tuning.
+# {glue:text}`dig_abl_lpft_change` against FT's {glue:text}`dig_abl_ft_change`): LP-FT stays close to LP
+# ({glue:text}`dig_abl_lpft_id`% ID, {glue:text}`dig_abl_lpft_ood`% OOD), and FT has little ID accuracy to gain.
+# Features this good make the comparison say little about fine-tuning.
 #
 # ## Which of the paper's claims hold here
 #
@@ -397,6 +399,36 @@ for m in ("LP", "FT", "LP-FT"):
     glue.number(f"dig_arch_{key}_id", arch["main"].loc[m, "ID"], digits=3)
     glue.number(f"dig_arch_{key}_ood", arch["main"].loc[m, "OOD"], digits=3)
 glue.number("dig_arch_lp_ood_pm", arch["main"].loc["LP", "OOD ±"], digits=2)
+# LP-FT examined on the archived run: every rate of both grids, against FT's ID and LP's OOD 90% intervals
+grid_arch = load_archive(paths.ARCHIVE / "experiments-digits-lpft-grids-full")
+assert grid_arch, "no archived LP-FT grid run: run the chapter with profile='full'"
+lpft_grid = verdict.grid_table(grid_arch).query("method == 'LP-FT'").groupby("lr")[["id_acc", "ood_acc"]].mean()
+own_rates = verdict.grid_table(archived).query("method == 'LP-FT'")["lr"].unique()
+own_lr, both_lr_arch = protocol.choose(archived, "LP-FT")["lr"], protocol.choose(grid_arch, "LP-FT")["lr"]
+ft_id_floor = arch["main"].loc["FT", "ID"] - arch["main"].loc["FT", "ID ±"]
+lp_ood_floor = arch["main"].loc["LP", "OOD"] - arch["main"].loc["LP", "OOD ±"]
+keeps_ood = lpft_grid[lpft_grid["ood_acc"] >= lp_ood_floor]
+both_ways = keeps_ood[keeps_ood["id_acc"] >= ft_id_floor]
+finding = (f"its own grid chose {prose.number(own_lr)}"
+           + (" (the grid's largest rate)" if own_lr == max(own_rates) else "")
+           + f"; from both grids ID validation chooses {prose.number(both_lr_arch)}, where LP-FT reaches "
+             f"{prose.fixed(lpft_grid.loc[both_lr_arch, 'id_acc'])}% ID and "
+             f"{prose.fixed(lpft_grid.loc[both_lr_arch, 'ood_acc'])}% OOD. ")
+if len(both_ways):
+    lr = both_ways["id_acc"].idxmax()
+    finding += (f"At {prose.number(lr)} LP-FT gets both FT's ID accuracy (within FT's 90% interval) and LP's OOD "
+                f"accuracy: {prose.fixed(both_ways.loc[lr, 'id_acc'])}% ID, {prose.fixed(both_ways.loc[lr, 'ood_acc'])}% OOD.")
+elif len(keeps_ood):
+    lr = keeps_ood["id_acc"].idxmax()
+    finding += (f"No rate of either grid gives it both FT's ID accuracy (≥ {prose.fixed(ft_id_floor)}%, FT's 90% "
+                f"interval) and LP's OOD accuracy (≥ {prose.fixed(lp_ood_floor)}%): of the rates that keep LP's OOD "
+                f"accuracy, the best ID accuracy is {prose.fixed(keeps_ood.loc[lr, 'id_acc'])}% (at "
+                f"{prose.number(lr)})" + (", and at every larger rate its OOD accuracy is below LP's interval."
+                                          if (lpft_grid.loc[lpft_grid.index > lr, "ood_acc"] < lp_ood_floor).all()
+                                          else "."))
+else:
+    finding += "No rate of either grid keeps LP's OOD accuracy."
+glue.text("dig_arch_lpft_finding", finding)
 
 # %% tags=["hide-input"]
 first = archived[0]
@@ -424,8 +456,11 @@ arch_claims.assign(seeds=arch["n"])
 #   and FT beats LP in distribution in {glue:text}`dig_ft_id_wins` of {glue:text}`dig_n` ({glue:text}`dig_id_compare`).
 # - **LP-FT** reaches {glue:text}`dig_lpft_id`% ID and {glue:text}`dig_lpft_ood`% OOD, {glue:text}`dig_lpft_verdict`
 #   LP's 90% interval out of distribution; the claims table says whether it also keeps FT's ID accuracy.
+# - **LP-FT examined** (archived full run, every rate of FT's and its own grid): {glue:text}`dig_arch_lpft_finding`
 # - **Feature distortion.** FT changes the penultimate features {glue:text}`dig_change_ratio` LP-FT on ID inputs.
-# - **Too-good features.** Pretrained with the labels, LP-FT equals LP and FT has little ID accuracy to gain.
+# - **Too-good features.** Pretrained with the labels, LP already reaches {glue:text}`dig_abl_lp_id`% ID against FT's
+#   {glue:text}`dig_abl_ft_id`%, and LP-FT ({glue:text}`dig_abl_lpft_id`% ID, {glue:text}`dig_abl_lpft_ood`% OOD) stays
+#   close to LP: there is little left for fine-tuning to add.
 
 # %% tags=["remove-input"]
 # The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
