@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from lpft import paper, report
-from lpft.protocol import interval90
+from lpft.verdict import interval90
 from lpft.scale.experiments import Experiment, experiment_of
 
 METHODS = ("LP", "FT", "LP-FT", "WiSE-FT", "L2-SP")
