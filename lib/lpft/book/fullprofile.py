@@ -16,7 +16,7 @@ import math
 
 import pandas as pd
 
-from lpft import prose, protocol, records
+from lpft import prose, records
 from lpft.book import glue, paths
 from lpft.report import FLOOR
 
@@ -37,7 +37,7 @@ def keep(cfg, summary: dict, seconds: float) -> dict:
     record = records.run_once(paths.results(cfg.chapter, cfg.profile), config,
                               lambda: {"summary": summary, "seconds": float(seconds)}, name="summary")
     if cfg.profile == "full":  # a full run refreshes the committed archive that quick-profile pages show
-        records.archive([record], archive_folder(cfg.chapter), protocol.archive_name)
+        records.archive([record], archive_folder(cfg.chapter), lambda r: f"seed{r['config']['seed']}.json")
     return record
 
 
