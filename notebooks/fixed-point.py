@@ -235,7 +235,7 @@ if cfg.profile == "full":  # a full run refreshes the committed archive that qui
     archive(records, paths.ARCHIVE / "fixed-point-full", deploy.archive_name)
 print(f"{len(records)} records in {paths.relative(folder)}; code fingerprint "
       f"{records[0]['code_fingerprint']}; fractional lengths of seed {seeds[0]}'s FT model: "
-      f"{records[0]['results']['FT']['fls']}")
+      f"{json.dumps(records[0]['results']['FT']['fls'], sort_keys=True)}")  # the same key order read back or computed
 
 # %%
 summary, checks, found = deploy.deployment_summary(records)
