@@ -140,8 +140,7 @@ glue.number("dig_p_invert", setup["contrastive"]["p_invert"])
 
 # %% tags=["hide-input"]
 print(f"{len(records)} records ({found['n']} seeds) in {paths.relative(folder)}, code fingerprint "
-      f"{records[0]['code_fingerprint']}; compute time summed over records "
-      f"{sum(r['results']['seconds'] for r in records):.0f} s")
+      f"{records[0]['code_fingerprint']}")
 pd.Series({m: ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in hp.items() if k != "epochs")
            or "C chosen per seed" for m, hp in found["chosen"].items()},
           name="chosen on ID-val (mean over seeds)").rename_axis("method").to_frame()
@@ -231,8 +230,9 @@ glue.number("dig_gap_s0", ft_gap.loc[0.0], digits=3)
 ahead, behind = ft_gap[ft_gap > 0].index, ft_gap[ft_gap < 0].index
 glue.text("dig_gap_shape", "falls at every step from the weakest to the strongest inversion"
           if (np.diff(ft_gap.to_numpy()) < 0).all() else
-          f"is not monotone in $s$: FT is ahead of LP at $s$ = {', '.join(prose.number(x) for x in ahead) or 'none'} "
-          f"and behind at $s$ = {', '.join(prose.number(x) for x in behind) or 'none'}, most at $s$ = "
+          f"is not monotone in the strength: FT is ahead of LP at strength "
+          f"{', '.join(prose.number(x) for x in ahead) or 'none'} and behind at strength "
+          f"{', '.join(prose.number(x) for x in behind) or 'none'}, most at strength "
           f"{prose.number(float(ft_gap.idxmin()))}")
 report.table(gap_at.round(1).reset_index(), exact=("strength",))
 

@@ -16,6 +16,7 @@ GPU time) is :meth:`PaperScale.how_to_run` (:mod:`lpft.book.scaleguide`).
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,8 +282,9 @@ class PaperScale:
         for n in self.cfg.experiments:
             text.append(f"**{n}: the files it reads.** On a machine without them, its loaders report (paths under "
                         f"`${experiments.ENV_DATA_ROOT}`):\n\n" +
-                        # a loader's line names paths as $LPFT_DATA_ROOT/...: escaped, or MyST reads $...$ as maths
-                        "\n".join(f"- {line}".replace("$", r"\$") for line in scaleguide.layout(n, sources[n])) +
+                        # a loader's line names paths as $LPFT_DATA_ROOT/...: set as code, or MyST reads $...$ as maths
+                        "\n".join("- " + re.sub(r"(\$\w+[^\s,;()]*)", r"`\1`", line)
+                                   for line in scaleguide.layout(n, sources[n])) +
                         f"\n\n{scaleguide.gpu_time(n, paper_sweeps[n])}")
         return "\n\n".join(text)
 
