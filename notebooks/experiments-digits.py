@@ -141,7 +141,7 @@ glue.number("dig_p_invert", setup["contrastive"]["p_invert"])
 # %% tags=["hide-input"]
 print(f"{len(records)} records ({found['n']} seeds) in {paths.relative(folder)}, code fingerprint "
       f"{records[0]['code_fingerprint']}")
-pd.Series({m: ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in hp.items() if k != "epochs")
+pd.Series({m: ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in sorted(hp.items()) if k != "epochs")
            or "C chosen per seed" for m, hp in found["chosen"].items()},
           name="chosen on ID-val (mean over seeds)").rename_axis("method").to_frame()
 
