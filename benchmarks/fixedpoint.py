@@ -4,9 +4,10 @@
 
 For each shape (batch M, in K -> out N) it times, in one process and interleaved over ``--rounds`` rounds:
 fp32 ``nn.Linear``; the fixed-point layer eager; the same layer under ``torch.compile(fullgraph=True)``; and
-``torch._int_mm`` alone (the GEMM without the requantisation epilogue). It prints min and median milliseconds and
-the ratio of each median to fp32's, checks that eager and compiled outputs agree bit for bit with the int64 reference,
-and says which ``_int_mm`` path ran (on CPU, oneDNN's fast path needs AVX512-VNNI; without it a ~100x slower loop).
+the integer GEMM alone (:func:`lpft.fixedpoint.kernel.int_mm`, without the requantisation epilogue: on a CPU
+PyTorch's int32 matrix product, on CUDA ``torch._int_mm``). It prints min and median milliseconds and the ratio of
+each median to fp32's, checks that eager and compiled outputs agree bit for bit with the int64 reference, and says
+which integer GEMM ran.
 ``--out`` writes the measurements with the machine, versions and git revision as JSON (the fixed-point chapter shows
 the committed ``archive/benchmarks/fixedpoint-cpu.json``).
 """
@@ -17,7 +18,9 @@ import os
 import platform
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+from lpft import numeric
+
+numeric.pin()  # the book's kernels (lpft.numeric), before torch loads
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -29,25 +32,11 @@ from lpft.records import atomic_write_text, environment, git_revision  # noqa: E
 SHAPES = ((512, 512, 512), (512, 2048, 2048), (520, 1024, 256))  # M != K: no duck-sizing recompiles
 
 
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def int_mm_path(device: str) -> str:
     if device == "cuda":
         return f"cuBLASLt int8 GEMM on {torch.cuda.get_device_name()}"
-    vnni = "avx512_vnni" in cpu_flags()
-    onednn = torch.backends.mkldnn.is_available()
-    if vnni and onednn:
-        return "oneDNN int8 GEMM (AVX512-VNNI fast path)"
-    return f"reference loop (slow path: AVX512-VNNI {'present' if vnni else 'absent'}, oneDNN " \
-           f"{'available' if onednn else 'unavailable'})"
+    return "PyTorch's int32 matrix product (exact on every CPU; torch._int_mm is not used on a CPU, see " \
+           "lpft.fixedpoint.kernel.int_mm)"
 
 
 def case(m: int, k: int, n: int, device: str, seed: int = 0):
@@ -78,7 +67,7 @@ def main() -> None:
     path = int_mm_path(device)
     print(f"torch {torch.__version__}, device {device}, {args.threads} thread(s), "
           f"{platform.processor() or platform.machine()}")
-    print(f"torch._int_mm path: {path}")
+    print(f"integer GEMM: {path}")
     compiled = torch.compile(kernel.fixed_point_linear, fullgraph=True, dynamic=False)
     rows = []
     for m, k, n in SHAPES:
@@ -91,7 +80,7 @@ def main() -> None:
             "fp32 nn.Linear": lambda: linear(x),
             "fixed point, eager": lambda: kernel.fixed_point_linear(x_q, w_q, b_q, shift),
             "fixed point, compiled": lambda: compiled(x_q, w_q, b_q, shift),
-            "torch._int_mm alone": lambda: kernel.int_mm(x_q, w_q),
+            "integer GEMM alone": lambda: kernel.int_mm(x_q, w_q),
         }
         times = {name: [] for name in variants}
         with torch.inference_mode():

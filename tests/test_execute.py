@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from lpft.book import paths, profiles
+from lpft.book import claims, paths, profiles
 from lpft.book import run as execute
 from lpft.records import atomic_write_text
 
@@ -112,3 +112,35 @@ def test_chapters_run_in_parallel_into_a_relative_folder(tmp_path, monkeypatch):
     for name in pauses:  # every kernel ran in the notebooks folder
         nb = nbformat.read(tmp_path / "out" / f"{name}.ipynb", as_version=4)
         assert nb.cells[-1].outputs[0].text.strip() == str(source)
+
+
+def test_a_chapter_waits_for_the_chapter_whose_models_it_reads():
+    """The digit-extra and fixed-point chapters read the digit chapter's cached models: in one run they start after it,
+    and other chapters take the free slot meanwhile; the front page waits for everything."""
+    queue = ["experiments-digits-extra", "theory-bound", "fixed-point", claims.FRONT]
+    assert execute.next_ready(queue, {"experiments-digits"}) == "theory-bound"
+    assert execute.next_ready(["experiments-digits-extra", "fixed-point", claims.FRONT],
+                              {"experiments-digits"}) is None
+    assert execute.next_ready(queue, set()) == "experiments-digits-extra"   # alone, a chapter computes what it misses
+    assert execute.next_ready([claims.FRONT], {"fixed-point"}) is None
+    assert execute.next_ready([claims.FRONT], set()) == claims.FRONT
+    assert all(set(needs) <= set(profiles.CHAPTERS) and name in profiles.CHAPTERS
+               for name, needs in profiles.NEEDS.items())
+
+
+def test_a_needed_chapter_finishes_before_its_reader_starts(tmp_path, monkeypatch):
+    source = tmp_path / "notebooks"
+    source.mkdir()
+    pauses = {"experiments-digits": 2.0, "fixed-point": 0.1, "theory-bound": 0.5}
+    for name, pause in pauses.items():
+        (source / f"{name}.py").write_text(f'# %% tags=["parameters"]\nprofile = "quick"\n\n'
+                                           f'# %%\nimport time\nstart = time.time()\ntime.sleep({pause})\n'
+                                           f'print(start, time.time())\n')
+    monkeypatch.setattr(paths, "NOTEBOOKS", source)
+    execute.run(list(pauses), "quick", 0, "cpu", tmp_path / "out", jobs=2, progress=False)
+    import nbformat
+
+    span = {name: [float(t) for t in nbformat.read(tmp_path / "out" / f"{name}.ipynb", as_version=4)
+                   .cells[-1].outputs[0].text.split()] for name in pauses}
+    assert span["fixed-point"][0] >= span["experiments-digits"][1]
+    assert span["theory-bound"][0] < span["experiments-digits"][1]  # the free slot was used meanwhile

@@ -24,6 +24,17 @@ def test_run_once_computes_then_reads_back(tmp_path):
     assert sorted(table["seed"]) == [3, 4] and set(table["hp.C"]) == {0.1}
 
 
+def test_a_computed_record_is_returned_as_it_is_read_back(tmp_path):
+    """Key order, tuples and the like: a page that prints a record must print the same whether it computed the record
+    or read it back (the digit chapter once printed its chosen hyperparameters in two key orders)."""
+    compute = lambda: {"hp": {"lr": 0.1, "epochs": 3, "C": 1.0}, "grid": (1, 2)}  # noqa: E731
+    config = {"seed": 0, "b": 1, "a": (2, 3)}
+    computed = records.run_once(tmp_path, config, compute, name="x")
+    read = records.run_once(tmp_path, config, compute, name="x")
+    assert json.dumps(computed) == json.dumps(read)  # the same keys in the same order, the same types
+    assert list(computed["results"]["hp"]) == ["C", "epochs", "lr"] and computed["results"]["grid"] == [1, 2]
+
+
 def test_interrupted_run_leaves_nothing_and_is_redone(tmp_path):
     config = {"method": "FT", "seed": 0}
 

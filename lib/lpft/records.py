@@ -120,6 +120,12 @@ def record_key(config: dict) -> str:
     return digest(canonical(config))
 
 
+def stored(record: dict) -> dict:
+    """``record`` as :func:`write_record` stores it and ``json.loads`` reads it back: keys sorted, tuples as lists,
+    anything JSON cannot hold as its ``str``."""
+    return json.loads(json.dumps(record, sort_keys=True, default=str))
+
+
 def write_record(path: Path, record: dict) -> None:
     """Write ``record`` as JSON to ``path`` atomically (temporary file in the same folder, then rename)."""
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str))
@@ -134,7 +140,9 @@ def record_path(folder: Path, config: dict, name: str | None = None, code: str |
 
 def run_once(folder: Path, config: dict, compute: Callable[[], dict], name: str | None = None,
              code: str | None = None) -> dict:
-    """The record for ``config`` in ``folder``: read back if it exists, else ``compute()`` it and write it.
+    """The record for ``config`` in ``folder``: read back if it exists, else ``compute()`` it and write it. Either way
+the caller gets the record as it is stored (:func:`stored`), so that a page prints the same whether it computed its
+records or read them back.
 
     The record holds ``config`` (which must include the seed), ``results`` (what ``compute`` returned), and the
     provenance: library versions, git revision and :func:`code_fingerprint`. A record made by other library code is
@@ -145,13 +153,13 @@ def run_once(folder: Path, config: dict, compute: Callable[[], dict], name: str 
     path = record_path(folder, config, name, code)
     if path.exists():
         record = json.loads(path.read_text())
-        if record.get("config") == json.loads(json.dumps(config, sort_keys=True, default=str)):
+        if record.get("config") == stored(config):
             return record
     results = compute()
     record = {"config": config, "results": results, "environment": environment(), "git_revision": git_revision(),
               "code_fingerprint": code, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     write_record(path, record)
-    return record
+    return stored(record)
 
 
 def archive(records: list[dict], folder: Path, name: Callable[[dict], str]) -> None:

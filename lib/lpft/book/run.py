@@ -4,9 +4,11 @@
     lpft-run theory-bound --profile full --device cuda
     lpft-run --profile quick --out tests/baselines   # regenerate the regression baselines
 
-Chapters run in the book's order (:data:`lpft.book.profiles.CHAPTERS`), up to ``--jobs`` at a time, except the front
-page (:data:`lpft.book.claims.FRONT`), which reads the other chapters' verdicts: it runs last, alone, once every other
-chapter of the run has finished, with the extra parameter ``executed`` (the output folder). The first chapter that
+Chapters run in the book's order (:data:`lpft.book.profiles.CHAPTERS`), up to ``--jobs`` at a time. A chapter that
+reads what another chapter of the run computes (:data:`lpft.book.profiles.NEEDS`) waits until that one has finished,
+and the next ready chapter takes its place. The front page (:data:`lpft.book.claims.FRONT`), which reads the other
+chapters' verdicts, runs last, alone, once every other chapter of the run has finished, with the extra parameter
+``executed`` (the output folder). The first chapter that
 fails stops the run: its name, the failing cell and the error are printed, and the executed notebook, with its
 traceback, is kept next to the others as ``<name>.failed.ipynb``. Each finished notebook is written atomically.
 Each executed notebook carries its own provenance in ``metadata.lpft`` (:func:`stamp`: profile, seed, device, date,
@@ -29,7 +31,7 @@ from pathlib import Path
 from lpft import numeric, records
 from lpft.book import paths
 from lpft.book.claims import FRONT
-from lpft.book.profiles import CHAPTERS, DEVICES, PROFILES, resolve_device
+from lpft.book.profiles import CHAPTERS, DEVICES, NEEDS, PROFILES, resolve_device
 from lpft.records import atomic_write_text, git_revision
 
 
@@ -146,6 +148,18 @@ def reproducibility_table(log: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def next_ready(queue: list[str], running: set[str]) -> str | None:
+    """The first chapter of ``queue`` that may start while ``running`` run: none of the chapters it needs
+    (:data:`lpft.book.profiles.NEEDS`) is still queued or running, and the front page only once nothing else is."""
+    for name in queue:
+        if name == FRONT:
+            if not running and queue == [FRONT]:
+                return name
+        elif not set(NEEDS.get(name, ())) & (set(queue) | running):
+            return name
+    return None
+
+
 def run(chapters: list[str], profile: str, seed: int, device: str, out: Path, jobs: int = 1,
         progress: bool = True) -> dict:
     """Execute ``chapters`` and write ``run-log.json`` and ``reproducibility.md`` into ``out``; returns the log.
@@ -171,8 +185,11 @@ def run(chapters: list[str], profile: str, seed: int, device: str, out: Path, jo
         pending = {}
         queue = [c for c in chapters if c != FRONT] + [c for c in chapters if c == FRONT]  # the front page last
         while queue or pending:
-            while queue and len(pending) < max(1, jobs) and failure is None and not (queue[0] == FRONT and pending):
-                name = queue.pop(0)
+            while len(pending) < max(1, jobs) and failure is None:
+                name = next_ready(queue, set(pending.values()))
+                if name is None:
+                    break
+                queue.remove(name)
                 given = {**parameters, "executed": paths.relative(out.resolve())} if name == FRONT else parameters
                 pending[pool.submit(run_chapter, name, out, given, progress and jobs == 1, context)] = name
             if not pending:

@@ -54,17 +54,19 @@ def _check_linear(x_q: torch.Tensor, w_q: torch.Tensor, b_q: torch.Tensor, shift
 
 
 def int_mm(x_q: torch.Tensor, w_q: torch.Tensor) -> torch.Tensor:
-    """``x_q @ w_qᵀ`` accumulated exactly in int32 by ``torch._int_mm`` (x (M, K) int8/uint8, w (N, K) int8).
+    """``x_q @ w_qᵀ`` accumulated exactly in int32 (x (M, K) int8/uint8, w (N, K) int8).
 
-    On CPU ``_int_mm`` takes uint8 or int8 inputs in any shape (oneDNN with AVX512-VNNI; a slow loop otherwise), and
-    the weight goes in as a column-major view. On CUDA it takes int8 only with M > 16 and K, N multiples of 8: uint8
-    inputs become ``x - 128`` with ``128 · Σ_k w`` added back, and the operands are zero-padded (exact). The CUDA path
-    follows ``_int_mm``'s documented rules but has not been run on a GPU yet.
+    On CPU: ATen's int32 matrix product, exact on every CPU (integer sums do not depend on their order).
+    ``torch._int_mm`` is not used there: on a CPU with AVX512-VNNI it calls oneDNN, and under the book's pinned
+    numeric environment (:mod:`lpft.numeric`, oneDNN capped at AVX2) oneDNN's AVX2 u8·s8 kernel adds pairs of
+    products in saturating int16 and returns wrong sums (measured on an AMD EPYC with AVX-512 VNNI and torch 2.13:
+    1,621 of 2,048 outputs of a random 64×96 by 96×32 product wrong); without VNNI it runs an exact but slow loop.
+    On CUDA: ``torch._int_mm`` (cuBLASLt), which takes int8 only with M > 16 and K, N multiples of 8: uint8 inputs
+    become ``x - 128`` with ``128 · Σ_k w`` added back, and the operands are zero-padded (exact). The CUDA path follows
+    ``_int_mm``'s documented rules but has not been run on a GPU yet.
     """
     if x_q.device.type != "cuda":
-        if x_q.shape[1] == 1:  # torch 2.13's CPU _int_mm returns wrong sums for K = 1: an outer product instead
-            return x_q.to(torch.int32) * w_q.to(torch.int32).t()
-        return torch._int_mm(x_q, w_q.t())
+        return x_q.to(torch.int32) @ w_q.to(torch.int32).t()
     m, k = x_q.shape
     n = w_q.shape[0]
     correction = None
