@@ -115,7 +115,7 @@ CHAPTERS: dict[str, dict[str, dict]] = {
 # once instead of twice at the same time. Alone, each chapter computes what it misses.
 NEEDS: dict[str, tuple[str, ...]] = {
     "experiments-digits-extra": ("experiments-digits",),
-    "fixed-point": ("experiments-digits",),
+    "fixed-point": ("experiments-digits", "experiments-digits-imagenet"),
 }
 
 
