@@ -48,11 +48,12 @@ def test_the_models_deploy_integer_only(tiny, tmp_path):
         r = out["results"][method]
         assert r["id"]["float"] == pytest.approx(rows[method]["id"], abs=1e-12)
         assert 0 <= r["id"]["fixed"] <= 1 and 0 <= r["ood"]["agree"] <= 1
-        assert set(r["float_first"]) == {str(k) for k in deploy.LOCALISE_LAYERS}
+        assert set(r["float_first"]) == {str(k) for k in deploy.LOCALISE_LAYERS} | {str(len(r["fls"]))}
         model = protocol.selected_model(setup, 0, method, records, folder, folder / "models")
         fixed = deploy.FixedPointLite0(model, task.train.tensors[0][:16])
         x, y = task.test_id.tensors[0][:n], task.test_id.tensors[1][:n]
         with torch.no_grad():
             assert r["float_first"]["0"] == (fixed(x).argmax(1) == y).double().mean().item()
     summary, local = deploy.lite0_summary([out])
-    assert list(local.columns) == list(deploy.LOCALISE_LAYERS) and set(summary.index.get_level_values(0)) == set(rows)
+    assert list(local.columns) == [*deploy.LOCALISE_LAYERS, len(r["fls"])]
+    assert set(summary.index.get_level_values(0)) == set(rows)

@@ -116,7 +116,8 @@ def deploy_seed(setup: dict, seed: int, n_calibration: int, experiment: list[dic
 
 
 # Where the integer EfficientNet-Lite0 loses accuracy: its ID accuracy (on the first LOCALISE_IMAGES ID test images)
-# with the first k layers left in float (FixedPointLite0.simulate; k = 0 is the integer network itself)
+# with the first k layers left in float (FixedPointLite0.simulate; k = 0 is the integer network itself), for these k
+# and for every convolution in float (k = the number of layers: only the classifier in integers)
 LOCALISE_LAYERS = (0, 1, 4, 8, 16)
 LOCALISE_IMAGES = 256
 
@@ -127,7 +128,7 @@ def deploy_lite0_seed(setup: dict, seed: int, n_calibration: int, experiment: li
     :class:`~lpft.fixedpoint.mobile.FixedPointLite0` (BatchNorm folded, per-layer FLs by F8Net's σ rule) calibrated on
     the first ``n_calibration`` ID training images; float and integer accuracy and agreement on ID test, OOD test and
     the natural shift; and ``float_first``: the ID accuracy with the first k layers (:data:`LOCALISE_LAYERS`) left in
-    float, which says where the integer network loses."""
+    float (and with every convolution in float), which says where the integer network loses."""
     torch.set_num_threads(1)
     start = time.perf_counter()
     task = protocol.make_task(setup, seed)
@@ -151,7 +152,7 @@ def deploy_lite0_seed(setup: dict, seed: int, n_calibration: int, experiment: li
         x, y = (t[:LOCALISE_IMAGES] for t in task.test_id.tensors)
         layers = [layer["name"] for layer in fixed.fls()]
         out[name]["float_first"] = {str(k): (fixed.simulate(x, layers[:k]).argmax(1) == y).double().mean().item()
-                                    for k in LOCALISE_LAYERS}
+                                    for k in (*LOCALISE_LAYERS, len(layers))}
     out["seconds"] = round(time.perf_counter() - start, 1)
     return out
 
@@ -276,7 +277,7 @@ def lite0_summary(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """What the ImageNet network's deployment records (:func:`deploy_lite0_seed`) show: per method and split, mean
     float and integer accuracy (%) over seeds, the mean drop with its 90% interval and the agreement (%); and per
     method, the mean ID accuracy (%, first :data:`LOCALISE_IMAGES` test images) with the first k layers left in float
-    (one column per k of :data:`LOCALISE_LAYERS`)."""
+    (one column per k of :data:`LOCALISE_LAYERS`, and a last one with every convolution in float)."""
     rows = [{"seed": r["config"]["seed"], "method": m, "split": split, "float": 100 * v[split]["float"],
              "fixed": 100 * v[split]["fixed"], "agree": 100 * v[split]["agree"]}
             for r in records for m, v in r["results"].items() if m != "seconds" for split in ("id", "ood", "natural")]
