@@ -142,7 +142,11 @@ glue.text("din_change_where", prose.compare(change["FT"]["id"], change["FT"]["oo
                                             both="the same on ID and OOD inputs ({})",
                                             versus="{} on ID inputs against {} on OOD inputs"))
 chosen = {m: hp.get("lr") for m, hp in arch["chosen"].items() if m != "LP"}
-glue.text("din_arch_chosen", f"FT {prose.number(chosen['FT'])}, LP-FT {prose.number(chosen['LP-FT'])}");
+grids = {"FT": arch_config["ft_lr"], "LP-FT": arch_config["lpft_lr"]}
+glue.text("din_arch_chosen", "; ".join(
+    f"{m} {prose.number(chosen[m])}" + (" (the largest rate of its grid)" if chosen[m] == max(grids[m]) else
+                                         " (the smallest rate of its grid)" if chosen[m] == min(grids[m]) else "")
+    for m in ("FT", "LP-FT")));
 
 # %% tags=["hide-input"]
 first = archived[0]
