@@ -407,7 +407,8 @@ with pd.option_context("display.max_colwidth", None):
 # int32 sum rounded once. Weights and activations get one fractional length per layer from F8Net's σ rule, on a
 # static calibration of {glue:text}`fxp_n_calibration` ID training images; there is no quantisation-aware training.
 # The models are that chapter's reported LP, FT and LP-FT of each seed, read back from its cache. "Float first $k$"
-# is the ID accuracy (first {glue:text}`fxp_lite_local_n` ID test images) of the same network with its first $k$
+# is the ID accuracy ({glue:text}`fxp_lite_local_n` ID test images, evenly spread over the classes) of the same
+# network with its first $k$
 # layers left in float ($k = 0$: the integer network itself, computed exactly in float64), which says where the
 # integer network loses.
 

@@ -51,7 +51,8 @@ def test_the_models_deploy_integer_only(tiny, tmp_path):
         assert set(r["float_first"]) == {str(k) for k in deploy.LOCALISE_LAYERS} | {str(len(r["fls"]))}
         model = protocol.selected_model(setup, 0, method, records, folder, folder / "models")
         fixed = deploy.FixedPointLite0(model, task.train.tensors[0][:16])
-        x, y = task.test_id.tensors[0][:n], task.test_id.tensors[1][:n]
+        x, y = deploy.localisation_images(task.test_id)
+        assert len(y) == n and set(y.tolist()) == set(range(10))  # every class, although the set is stored by class
         with torch.no_grad():
             assert r["float_first"]["0"] == (fixed(x).argmax(1) == y).double().mean().item()
     summary, local = deploy.lite0_summary([out])

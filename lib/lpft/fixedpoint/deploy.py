@@ -115,11 +115,20 @@ def deploy_seed(setup: dict, seed: int, n_calibration: int, experiment: list[dic
     return out
 
 
-# Where the integer EfficientNet-Lite0 loses accuracy: its ID accuracy (on the first LOCALISE_IMAGES ID test images)
+# Where the integer EfficientNet-Lite0 loses accuracy: its ID accuracy (on LOCALISE_IMAGES ID test images spread
+# evenly over the test set, which is stored class by class: localisation_images)
 # with the first k layers left in float (FixedPointLite0.simulate; k = 0 is the integer network itself), for these k
 # and for every convolution in float (k = the number of layers: only the classifier in integers)
 LOCALISE_LAYERS = (0, 1, 4, 8, 16)
 LOCALISE_IMAGES = 256
+
+
+def localisation_images(data) -> tuple[torch.Tensor, torch.Tensor]:
+    """:data:`LOCALISE_IMAGES` images of ``data`` and their labels, evenly spaced through it (a digit test set is stored
+    class by class, so its first images would be the first classes only)."""
+    x, y = data.tensors
+    idx = torch.linspace(0, len(y) - 1, min(LOCALISE_IMAGES, len(y))).round().long()
+    return x[idx], y[idx]
 
 
 def deploy_lite0_seed(setup: dict, seed: int, n_calibration: int, experiment: list[dict], cache: Path,
@@ -149,7 +158,7 @@ def deploy_lite0_seed(setup: dict, seed: int, n_calibration: int, experiment: li
             out[name][split] = {"float": (pred_float == y).double().mean().item(),
                                 "fixed": (pred_fixed == y).double().mean().item(),
                                 "agree": (pred_float == pred_fixed).double().mean().item()}
-        x, y = (t[:LOCALISE_IMAGES] for t in task.test_id.tensors)
+        x, y = localisation_images(task.test_id)
         layers = [layer["name"] for layer in fixed.fls()]
         out[name]["float_first"] = {str(k): (fixed.simulate(x, layers[:k]).argmax(1) == y).double().mean().item()
                                     for k in (*LOCALISE_LAYERS, len(layers))}
@@ -276,7 +285,7 @@ def variant_change(means: pd.DataFrame, variant: str, split: str) -> float:
 def lite0_summary(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """What the ImageNet network's deployment records (:func:`deploy_lite0_seed`) show: per method and split, mean
     float and integer accuracy (%) over seeds, the mean drop with its 90% interval and the agreement (%); and per
-    method, the mean ID accuracy (%, first :data:`LOCALISE_IMAGES` test images) with the first k layers left in float
+    method, the mean ID accuracy (%, :func:`localisation_images`) with the first k layers left in float
     (one column per k of :data:`LOCALISE_LAYERS`, and a last one with every convolution in float)."""
     rows = [{"seed": r["config"]["seed"], "method": m, "split": split, "float": 100 * v[split]["float"],
              "fixed": 100 * v[split]["fixed"], "agree": 100 * v[split]["agree"]}
