@@ -464,28 +464,8 @@ arch_claims.assign(seeds=arch["n"])
 
 # %% tags=["remove-input"]
 # The verdict on each claim of the paper this chapter tests, computed above; the front page reads it (lpft.book.claims).
-from lpft import prose
 from lpft.book import claims, glue
-# from the archived full-profile run (arch_claims, arch), not from the quick run above; the rows of lpft.verdict.claims:
-# FT ID, LP OOD, LP-FT OOD, LP-FT ID, distortion, ID vs OOD change, natural shift
-held = arch_claims.set_index("claim")["holds"].eq("yes")
-said = arch_claims.set_index("claim")["measured"]
-arch_rows = list(held.index)
-where = f"archived full run, {arch['n']} seeds"
-glue.verdict("ft-id-lp-ood", claims.by_count(int(held[arch_rows[0]]) + int(held[arch_rows[1]]), of=2),
-             because=f"{where}: FT beats LP ID in {said[arch_rows[0]]}, LP beats FT OOD in {said[arch_rows[1]]} "
-                     f"(inverted UCI)")
-arch_main = arch["main"]
-best = {s: arch_main.loc["LP-FT", s] >= arch_main.loc[["LP", "FT"], s].max() for s in ("ID", "OOD")}
-within = {"OOD": bool(held[arch_rows[2]]), "ID": bool(held[arch_rows[3]])}  # within LP's OOD, FT's ID 90% interval
-lpft_best = claims.by_count(sum(best[s] or within[s] for s in best), of=2)
-acc = {m: f"{prose.fixed(arch_main.loc[m, 'ID'])}% ID / {prose.fixed(arch_main.loc[m, 'OOD'])}% OOD"
-       for m in ("LP-FT", "LP", "FT")}
-glue.verdict("lpft-best", "holds with a caveat" if lpft_best == "holds" and not all(best.values()) else lpft_best,
-             because=f"{where}: LP-FT {acc['LP-FT']} against LP {acc['LP']} and FT {acc['FT']}; LP-FT is "
-                     + ", ".join(("the best " if best[s] else "within the 90% interval of the best " if within[s]
-                                  else "not the best ") + s for s in ("ID", "OOD")))
-glue.verdict("id-features-change-more", "holds" if held[arch_rows[5]] else "fails",
-             because=f"{where}: FT's feature change on ID vs OOD inputs: {said[arch_rows[5]]}")
-glue.verdict("lpft-changes-less", "holds" if held[arch_rows[4]] else "fails",
-             because=f"{where}: FT changes the features {said[arch_rows[4]]} as much as LP-FT (ID inputs)")
+# from the archived full-profile run (arch_claims, arch), not from the quick run above
+for claim_id, (verdict_, because) in claims.experiment_verdicts(arch_claims, arch,
+                                                                f"archived full run, {arch['n']} seeds").items():
+    glue.verdict(claim_id, verdict_, because=because)

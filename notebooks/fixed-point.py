@@ -32,6 +32,7 @@ device = "auto"  # "auto" | "cpu" | "cuda" (the experiment runs on the CPU: 8x8 
 # %%
 import json
 
+from IPython.display import display
 from lpft.book import glue, paths, plotting, profiles, start_chapter
 import numpy as np
 import pandas as pd
@@ -394,6 +395,89 @@ with pd.option_context("display.max_colwidth", None):
 # {glue:text}`fxp_batch_fl_differ`% of the activation FLs differently from the static calibration. GroupNorm costs
 # {glue:text}`fxp_gn_divisions` integer divisions and {glue:text}`fxp_gn_roots` integer square roots per image, beside
 # {glue:text}`fxp_macs` multiply-accumulates in the convolutions.
+
+# %% [markdown]
+# ## The ImageNet network, integer-only
+#
+# EfficientNet-Lite0, the network of {ref}`ch-digits-imagenet`, belongs to the family F8Net itself evaluates
+# (MobileNet: BatchNorm, ReLU6, depthwise and pointwise convolutions). `lpft.fixedpoint.mobile.FixedPointLite0`
+# deploys it the F8Net way: BatchNorm folded into each convolution's weight and bias; ReLU6 as the clip of the
+# unsigned 8-bit codes; depthwise and pointwise convolutions and residual adds in integers (each checked against a
+# plain int64 reference in the test suite, and compiled against eager, bit for bit); the global average pool as one
+# int32 sum rounded once. Weights and activations get one fractional length per layer from F8Net's σ rule, on a
+# static calibration of {glue:text}`fxp_n_calibration` ID training images; there is no quantisation-aware training.
+# The models are that chapter's reported LP, FT and LP-FT of each seed, read back from its cache. "Float first $k$"
+# is the ID accuracy ({glue:text}`fxp_lite_local_n` ID test images, evenly spread over the classes) of the same
+# network with its first $k$
+# layers left in float ($k = 0$: the integer network itself, computed exactly in float64), which says where the
+# integer network loses.
+
+# %%
+lite_cfg = profiles.settings("experiments-digits-imagenet", cfg.profile)
+lite_setup = protocol.imagenet_conditions(lite_cfg)
+lite_records = deploy.deploy_all(lite_setup, list(range(cfg.seed, cfg.seed + lite_cfg.n_seeds)),
+                                 paths.results("fixed-point-imagenet", cfg.profile),
+                                 experiment_folder=paths.results("experiments-digits-imagenet", cfg.profile),
+                                 cache=paths.PRETRAINED, models=paths.DIGIT_MODELS, n_calibration=cfg.n_calibration,
+                                 jobs=cfg.jobs)
+if cfg.profile == "full":  # a full run refreshes the committed archive
+    archive(lite_records, paths.ARCHIVE / "fixed-point-imagenet-full", deploy.archive_name)
+glue.number("fxp_lite_local_n", deploy.LOCALISE_IMAGES)
+
+
+def float_first_columns(local: pd.DataFrame) -> pd.DataFrame:
+    every = max(local.columns)  # every convolution in float: only the classifier in integers
+    return local.rename(columns=lambda k: "integer network (%)" if k == 0 else
+                        "every convolution in float (%)" if k == every else f"float first {k} (%)")
+
+
+lite_summary, lite_local = deploy.lite0_summary(lite_records)
+print(f"this run ({cfg.profile} profile): {len(lite_records)} seeds at resolution {lite_setup['resolution']}, "
+      f"{lite_setup['epochs']} epochs per model; accuracies in %")
+display(lite_summary, float_first_columns(lite_local))
+
+# %%
+lite_archived = load_archive(paths.ARCHIVE / "fixed-point-imagenet-full")
+assert lite_archived, "no archived full-profile run: run this chapter with profile='full' (it writes the archive)"
+la_summary, la_local = deploy.lite0_summary(lite_archived)
+la0 = lite_archived[0]
+print(f"archived full run: {len(lite_archived)} seeds at resolution {la0['config']['resolution']}, computed "
+      f"{la0['date']} at git revision {la0['git_revision']}, code fingerprint {la0['code_fingerprint']} "
+      f"({'the same as' if la0['code_fingerprint'] == lite_records[0]['code_fingerprint'] else 'differs from'} "
+      f"this code); accuracies in %")
+display(la_summary, float_first_columns(la_local))
+glue.number("fxp_lite_n", len(lite_archived))
+for m in ("LP", "FT", "LP-FT"):
+    key = m.replace("-", "").lower()
+    glue.numbers(f"fxp_lite_{key}", {"id_float": la_summary.loc[(m, "id"), "float"],
+                                     "id_fixed": la_summary.loc[(m, "id"), "fixed"],
+                                     "ood_float": la_summary.loc[(m, "ood"), "float"],
+                                     "ood_fixed": la_summary.loc[(m, "ood"), "fixed"]})
+id_drops = la_summary.xs("id", level="split")["drop"]
+glue.text("fxp_lite_within", "within 1 point of float for every method" if (id_drops.abs() <= 1).all() else
+          "not within 1 point of float: " + ", ".join(f"{m} loses {prose.fixed(d)} points" for m, d in id_drops.items()
+                                                      if abs(d) > 1))
+local_mean = la_local.mean()
+glue.numbers("fxp_lite_first", {str(k): local_mean[k] for k in deploy.LOCALISE_LAYERS}, digits=3)
+glue.number("fxp_lite_first_all", local_mean[max(la_local.columns)], digits=3)
+glue.number("fxp_lite_float_id", la_summary.xs("id", level="split")["float"].mean(), digits=3);
+
+# %% [markdown]
+# In the archived full run ({glue:text}`fxp_lite_n` seeds), integer-only LP gets {glue:text}`fxp_lite_lp_id_fixed`% ID
+# and {glue:text}`fxp_lite_lp_ood_fixed`% on inverted UCI (float {glue:text}`fxp_lite_lp_id_float`% /
+# {glue:text}`fxp_lite_lp_ood_float`%), FT {glue:text}`fxp_lite_ft_id_fixed`% / {glue:text}`fxp_lite_ft_ood_fixed`%
+# (float {glue:text}`fxp_lite_ft_id_float`% / {glue:text}`fxp_lite_ft_ood_float`%), LP-FT
+# {glue:text}`fxp_lite_lpft_id_fixed`% / {glue:text}`fxp_lite_lpft_ood_fixed`% (float
+# {glue:text}`fxp_lite_lpft_id_float`% / {glue:text}`fxp_lite_lpft_ood_float`%): ID accuracy is
+# {glue:text}`fxp_lite_within`. Averaged over the methods, the integer network reaches {glue:text}`fxp_lite_first_0`%
+# on the localisation images; with the stem in float {glue:text}`fxp_lite_first_1`%, with the first 4 layers in float
+# {glue:text}`fxp_lite_first_4`%, the first 8 {glue:text}`fxp_lite_first_8`% and the first 16
+# {glue:text}`fxp_lite_first_16`%, with every convolution in float (only the classifier in integers)
+# {glue:text}`fxp_lite_first_all`% (float: {glue:text}`fxp_lite_float_id`% on the whole ID test set). Where the
+# accuracy comes back as the first layers return to float, the loss is made there: one fractional length per layer for
+# a BatchNorm-folded stem and depthwise weights, calibrated, not trained. F8Net reaches its 8-bit MobileNet V1 and V2
+# accuracies (72.8% and 72.6% on ImageNet, against 72.4% and 72.7% in float) after 150 epochs of quantisation-aware
+# training from the float checkpoint; this chapter does not train in fixed point.
 
 # %% [markdown]
 # ## The full profile: an archived run

@@ -40,7 +40,12 @@ def test_each_chapter_links_to_its_label_and_declares_its_verdicts_last():
             assert "claims.paper_scale_verdicts(chapter)" in last.source, chapter
             continue
         declared = re.findall(r'glue\.verdict\("([a-zA-Z-]+)"', last.source)
+        if "claims.experiment_verdicts(" in last.source:  # the four claims of Section 4 a digit experiment tests
+            declared += list(EXPERIMENT_CLAIMS)
         assert sorted(set(declared)) == sorted(c.id for c in claims.claims_of(chapter)), chapter
+
+
+EXPERIMENT_CLAIMS = ("ft-id-lp-ood", "lpft-best", "id-features-change-more", "lpft-changes-less")
 
 
 def test_by_count():
@@ -170,3 +175,20 @@ def test_lpft_run_executes_the_front_page_last_with_the_output_folder(monkeypatc
     front_start = events.index(("start", claims.FRONT, str(tmp_path.resolve())))
     assert {e[1] for e in events[:front_start] if e[0] == "end"} == {"theory-bound", "theory-features", "fixed-point"}
     assert [e[2] for e in events if e[0] == "start" and e[1] != claims.FRONT] == [None] * 3
+
+
+def test_experiment_verdicts_follow_the_claims_table():
+    import pandas as pd
+
+    main = pd.DataFrame({"ID": [90.0, 97.0, 96.5], "ID ±": [0.5, 0.4, 0.4], "OOD": [70.0, 20.0, 69.0],
+                         "OOD ±": [2.0, 3.0, 2.0]}, index=["LP", "FT", "LP-FT"])
+    rows = ["ft id", "lp ood", "lpft ood", "lpft id", "distorts", "id more", "natural"]
+    table = pd.DataFrame({"claim": rows, "holds": ["yes", "yes", "yes", "yes", "yes", "no", "yes"],
+                          "measured": ["9/10 seeds", "10/10 seeds", "", "", "5.0×", "3 vs 4", ""]})
+    v = claims.experiment_verdicts(table, {"main": main}, "a run")
+    assert set(v) == set(EXPERIMENT_CLAIMS) == {c.id for c in claims.claims_of("experiments-digits-imagenet")}
+    assert v["ft-id-lp-ood"][0] == "holds" and v["id-features-change-more"][0] == "fails"
+    assert v["lpft-best"] == ("holds with a caveat", "a run: LP-FT 96.5% ID / 69.0% OOD against LP 90.0% ID / 70.0% "
+                              "OOD and FT 97.0% ID / 20.0% OOD; LP-FT is within the 90% interval of the best ID, "
+                              "within the 90% interval of the best OOD")
+    assert v["lpft-changes-less"] == ("holds", "a run: FT changes the features 5.0× as much as LP-FT (ID inputs)")

@@ -439,3 +439,34 @@ def test_deploy_all_deploys_the_reported_models(tmp_path):
             assert record["results"][method]["id"]["float"] == pytest.approx(row["id"])
     archive(records, tmp_path / "x", deploy.archive_name)
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["seed0.json"]
+
+
+GEMM_CHECK = """
+import torch
+from lpft.fixedpoint import kernel
+g = torch.Generator().manual_seed(0)
+w = torch.randint(-127, 128, (32, 96), generator=g).to(torch.int8)
+for x in (torch.randint(0, 256, (64, 96), generator=g).to(torch.uint8),
+          torch.randint(-127, 128, (64, 96), generator=g).to(torch.int8),
+          torch.full((64, 96), 255, dtype=torch.uint8)):          # pairs of products beyond int16
+    for w_ in (w, torch.full_like(w, 127), torch.full_like(w, -127)):
+        assert torch.equal(kernel.int_mm(x, w_).long(), x.long() @ w_.long().T), (x.dtype, x[0, :4], w_[0, :4])
+"""
+
+
+@pytest.mark.parametrize("isa", ["AVX2", "AVX2_VNNI", "AVX512_CORE_VNNI", None])
+def test_integer_gemm_is_exact_whatever_int8_kernels_the_cpu_offers(isa):
+    """``torch._int_mm`` on a CPU with AVX512-VNNI, under the book's pinned ``ONEDNN_MAX_CPU_ISA=AVX2``, summed pairs
+    of 8-bit products in saturating int16. The integer GEMM must be exact under every cap (each in a fresh process,
+    since oneDNN reads the variable once); on a CPU without VNNI the caps change nothing and this passes trivially."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    if isa is None:
+        env.pop("ONEDNN_MAX_CPU_ISA", None)
+    else:
+        env["ONEDNN_MAX_CPU_ISA"] = isa
+    done = subprocess.run([sys.executable, "-c", GEMM_CHECK], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -204,3 +204,17 @@ def test_setups():
     assert not any(k == "invert" and s == 0.5 for k, s in primary["eval_shifts"])
     with pytest.raises(ValueError, match="pretraining"):
         protocol.pretrained_model({**labelled, "pretraining": "moco"}, "/nonexistent")
+
+
+def test_lp_measured_on_frozen_features_equals_the_whole_model(tiny):
+    """fit_seed measures LP from the frozen backbone's features through the head: the same bits as the whole model."""
+    _, _, cache, _ = tiny
+    pretrained = protocol.pretrained_model(TINY, cache)
+    task = protocol.make_task(TINY, 0)
+    frozen = {name: finetune.features(pretrained, data) for name, data in
+              (("train", task.train), ("id", task.test_id), ("ood", task.test_ood))}
+    lp = finetune.linear_probe(pretrained, task, 1.0, train_features=frozen["train"])
+    assert torch.equal(lp.head.weight, finetune.linear_probe(pretrained, task, 1.0).head.weight)
+    for name, data in (("id", task.test_id), ("ood", task.test_ood)):
+        assert finetune.head_accuracy(lp.head, frozen[name], data) == finetune.accuracy(lp, data)
+

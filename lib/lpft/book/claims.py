@@ -18,13 +18,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from lpft import prose
+
 VERDICTS = ("holds", "holds with a caveat", "fails", "not run here")
 FRONT = "findings"  # the front page: a chapter of the registry, executed after every other chapter
 
 # chapter -> the MyST label of its page (the evidence a verdict links to)
 LABELS = {"theory-invariants": "ch-invariants", "theory-features": "ch-features", "theory-distortion": "ch-distortion",
           "theory-bound": "ch-bound", "theory-beyond": "ch-theory-beyond", "experiments-digits": "ch-digits",
-          "experiments-digits-extra": "ch-digits-extra", "experiments-cifar-stl": "ch-cifar-stl",
+          "experiments-digits-extra": "ch-digits-extra", "experiments-digits-imagenet": "ch-digits-imagenet",
+          "experiments-cifar-stl": "ch-cifar-stl",
           "experiments-breeds-domainnet": "ch-breeds-domainnet", "experiments-fmow-imagenet": "ch-fmow-imagenet",
           "fixed-point": "ch-fixed-point"}
 PAPER_SCALE = ("experiments-cifar-stl", "experiments-breeds-domainnet", "experiments-fmow-imagenet")
@@ -71,17 +74,17 @@ CLAIMS = (
           ("theory-features",)),
     Claim("ft-id-lp-ood", "Section 4",
           "given good pretrained features, fine-tuning does better ID but worse OOD than linear probing.",
-          ("experiments-digits", *PAPER_SCALE, "fixed-point")),
+          ("experiments-digits", "experiments-digits-imagenet", *PAPER_SCALE, "fixed-point")),
     Claim("lpft-best", "Section 4.2",
           "We find that LP-FT gets the best accuracy ID (average: 86.5%) and OOD (average: 76.5%).",
-          ("experiments-digits", *PAPER_SCALE)),
+          ("experiments-digits", "experiments-digits-imagenet", *PAPER_SCALE)),
     Claim("id-features-change-more", "Section 4.3",
           "The feature distortion theory predicts that fine-tuning changes features for ID examples more than for "
           "OOD examples",
-          ("experiments-digits", *PAPER_SCALE)),
+          ("experiments-digits", "experiments-digits-imagenet", *PAPER_SCALE)),
     Claim("lpft-changes-less", "Section 4.3",
           "The theory also predicts that LP-FT changes the features less than fine-tuning does.",
-          ("theory-features", "experiments-digits", *PAPER_SCALE)),
+          ("theory-features", "experiments-digits", "experiments-digits-imagenet", *PAPER_SCALE)),
     Claim("preconditions", "Section 4.3",
           "Our theory says that linear probing does better than fine-tuning OOD, but only if the OOD and ID data are "
           "quite different, and the pretrained features are good—otherwise fine-tuning can do better OOD by "
@@ -124,6 +127,35 @@ def by_count(held: int, of: int) -> str:
     if not 0 <= held <= of or of < 1:
         raise ValueError(f"by_count needs 0 <= held <= of and of >= 1; got held={held}, of={of}")
     return "holds" if held == of else "fails" if held == 0 else "holds with a caveat"
+
+
+def experiment_verdicts(table, numbers: dict, where: str) -> dict[str, tuple[str, str]]:
+    """A digit experiment's verdicts on the four claims of the paper's Section 4 it tests, from the claims table and
+    numbers of :func:`lpft.verdict.claims` (rows in its order: FT beats LP ID, LP beats FT OOD, LP-FT OOD within LP's
+    interval, LP-FT ID within FT's, FT distorts more than LP-FT, ID features change more, natural shift). ``where``
+    names the run (e.g. "archived full run, 10 seeds"). Returns claim id -> (verdict, because)."""
+    held = table.set_index("claim")["holds"].eq("yes")
+    said = table.set_index("claim")["measured"]
+    rows = list(held.index)
+    main = numbers["main"]
+    best = {s: main.loc["LP-FT", s] >= main.loc[["LP", "FT"], s].max() for s in ("ID", "OOD")}
+    within = {"OOD": bool(held[rows[2]]), "ID": bool(held[rows[3]])}  # within LP's OOD, FT's ID 90% interval
+    lpft_best = by_count(sum(best[s] or within[s] for s in best), of=2)
+    acc = {m: f"{prose.fixed(main.loc[m, 'ID'])}% ID / {prose.fixed(main.loc[m, 'OOD'])}% OOD"
+           for m in ("LP-FT", "LP", "FT")}
+    return {
+        "ft-id-lp-ood": (by_count(int(held[rows[0]]) + int(held[rows[1]]), of=2),
+                         f"{where}: FT beats LP ID in {said[rows[0]]}, LP beats FT OOD in {said[rows[1]]} "
+                         f"(inverted UCI)"),
+        "lpft-best": ("holds with a caveat" if lpft_best == "holds" and not all(best.values()) else lpft_best,
+                      f"{where}: LP-FT {acc['LP-FT']} against LP {acc['LP']} and FT {acc['FT']}; LP-FT is "
+                      + ", ".join(("the best " if best[s] else "within the 90% interval of the best " if within[s]
+                                   else "not the best ") + s for s in ("ID", "OOD"))),
+        "id-features-change-more": ("holds" if held[rows[5]] else "fails",
+                                    f"{where}: FT's feature change on ID vs OOD inputs: {said[rows[5]]}"),
+        "lpft-changes-less": ("holds" if held[rows[4]] else "fails",
+                              f"{where}: FT changes the features {said[rows[4]]} as much as LP-FT (ID inputs)"),
+    }
 
 
 def glued(notebook: Path) -> dict[str, object]:

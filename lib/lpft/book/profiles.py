@@ -75,6 +75,17 @@ CHAPTERS: dict[str, dict[str, dict]] = {
         "quick": dict(n_seeds=3, jobs=2, p_invert=(), labels=(10,)),
         "full": dict(n_seeds=10, jobs=2, p_invert=(0.0,), labels=(3, 10, 30)),
     },
+    "experiments-digits-imagenet": {
+        # EfficientNet-Lite0 with ImageNet weights (lpft.protocol.imagenet_conditions): the digits upsampled to
+        # `resolution` pixels; LP, FT and LP-FT with the digit chapter's protocol. Grids fixed before any OOD result
+        # was seen: LP's C as the digit chapter's middle decades, FT's learning rates around the official code's
+        # selected 1e-3 to 1e-2, LP-FT's 10× smaller (the official code's rule: 10-100× smaller). quick: a smoke run
+        # of the same code at a smaller resolution, two epochs and one setting per method (the page's verdicts come
+        # from the archived full run)
+        "quick": dict(n_seeds=2, jobs=2, resolution=32, epochs=2, lp_C=(0.1, 1.0), ft_lr=(3e-3,), lpft_lr=(3e-4,)),
+        "full": dict(n_seeds=6, jobs=2, resolution=48, epochs=10, lp_C=(0.01, 0.1, 1.0, 10.0), ft_lr=(1e-3, 3e-3, 1e-2),
+                     lpft_lr=(1e-4, 3e-4, 1e-3)),
+    },
     # The paper-scale chapters: which experiments (lpft.scale.experiments.EXPERIMENTS) and how many seeds; every other
     # setting is the experiment's. full: the paper's settings (override None); quick: their named "smoke" override
     # (generated images in the real file formats, small random-weight networks saved in the real checkpoint formats,
@@ -104,7 +115,7 @@ CHAPTERS: dict[str, dict[str, dict]] = {
 # once instead of twice at the same time. Alone, each chapter computes what it misses.
 NEEDS: dict[str, tuple[str, ...]] = {
     "experiments-digits-extra": ("experiments-digits",),
-    "fixed-point": ("experiments-digits",),
+    "fixed-point": ("experiments-digits", "experiments-digits-imagenet"),
 }
 
 

@@ -1,7 +1,8 @@
 """The fixed-point chapter's experiment: the digit chapter's selected LP, FT, LP-FT and later-method models of each
 seed deployed as :class:`~lpft.fixedpoint.network.FixedPointDigitNet` (one record per seed, :mod:`lpft.records`),
 float and fixed point compared on ID, OOD and the natural shift, what each departure from F8Net is worth, and the
-chapter's tables.
+chapter's tables. The ImageNet network's models (:func:`lpft.protocol.imagenet_conditions`) are deployed the same way
+as :class:`~lpft.fixedpoint.mobile.FixedPointLite0` (:func:`deploy_lite0_seed`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 
 from lpft import finetune, protocol, verdict
 from lpft.digits import DigitNet
+from lpft.fixedpoint.mobile import FixedPointLite0
 from lpft.fixedpoint.network import FixedPointDigitNet
 from lpft.fixedpoint.qformat import dequantize
 from lpft.records import code_fingerprint, parallel_map, run_once
@@ -21,7 +23,8 @@ from lpft.records import code_fingerprint, parallel_map, run_once
 # ---- the experiment: LP, FT, LP-FT and the later methods deployed in fixed point ------------------------------------
 
 # the modules a deployment record depends on
-DEPENDS = protocol.DEPENDS + ("fixedpoint.qformat", "fixedpoint.kernel", "fixedpoint.network", "fixedpoint.deploy")
+DEPENDS = protocol.DEPENDS + ("fixedpoint.qformat", "fixedpoint.kernel", "fixedpoint.network", "fixedpoint.mobile",
+                              "fixedpoint.deploy")
 
 
 def _fixed_point_pass(fixed: FixedPointDigitNet, data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,11 +115,63 @@ def deploy_seed(setup: dict, seed: int, n_calibration: int, experiment: list[dic
     return out
 
 
+# Where the integer EfficientNet-Lite0 loses accuracy: its ID accuracy (on LOCALISE_IMAGES ID test images spread
+# evenly over the test set, which is stored class by class: localisation_images)
+# with the first k layers left in float (FixedPointLite0.simulate; k = 0 is the integer network itself), for these k
+# and for every convolution in float (k = the number of layers: only the classifier in integers)
+LOCALISE_LAYERS = (0, 1, 4, 8, 16)
+LOCALISE_IMAGES = 256
+
+
+def localisation_images(data) -> tuple[torch.Tensor, torch.Tensor]:
+    """:data:`LOCALISE_IMAGES` images of ``data`` and their labels, evenly spaced through it (a digit test set is stored
+    class by class, so its first images would be the first classes only)."""
+    x, y = data.tensors
+    idx = torch.linspace(0, len(y) - 1, min(LOCALISE_IMAGES, len(y))).round().long()
+    return x[idx], y[idx]
+
+
+def deploy_lite0_seed(setup: dict, seed: int, n_calibration: int, experiment: list[dict], cache: Path,
+                      models: Path | None = None) -> dict:
+    """:func:`deploy_seed` for the ImageNet network's models: each method's reported model of ``seed`` converted to
+    :class:`~lpft.fixedpoint.mobile.FixedPointLite0` (BatchNorm folded, per-layer FLs by F8Net's σ rule) calibrated on
+    the first ``n_calibration`` ID training images; float and integer accuracy and agreement on ID test, OOD test and
+    the natural shift; and ``float_first``: the ID accuracy with the first k layers (:data:`LOCALISE_LAYERS`) left in
+    float (and with every convolution in float), which says where the integer network loses."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    task = protocol.make_task(setup, seed)
+    splits = {"id": task.test_id, "ood": task.test_ood,
+              "natural": protocol.make_task(setup, seed, strength=0.0).test_ood}
+    calibration = task.train.tensors[0][:n_calibration]
+    reported = {r["method"]: r["hp"] for r in protocol.selected_rows(experiment) if r["seed"] == seed}
+    out = {}
+    for name, hp in reported.items():
+        model = protocol.selected_model(setup, seed, name, experiment, cache, models).eval()
+        fixed = FixedPointLite0(model, calibration)
+        out[name] = {"hp": hp, "fls": fixed.fls()}
+        for split, data in splits.items():
+            x, y = data.tensors
+            with torch.no_grad():
+                pred_float = torch.cat([model(x[i:i + 256]) for i in range(0, len(x), 256)]).argmax(1)
+                pred_fixed = torch.cat([fixed(x[i:i + 256]) for i in range(0, len(x), 256)]).argmax(1)
+            out[name][split] = {"float": (pred_float == y).double().mean().item(),
+                                "fixed": (pred_fixed == y).double().mean().item(),
+                                "agree": (pred_float == pred_fixed).double().mean().item()}
+        x, y = localisation_images(task.test_id)
+        layers = [layer["name"] for layer in fixed.fls()]
+        out[name]["float_first"] = {str(k): (fixed.simulate(x, layers[:k]).argmax(1) == y).double().mean().item()
+                                    for k in (*LOCALISE_LAYERS, len(layers))}
+    out["seconds"] = round(time.perf_counter() - start, 1)
+    return out
+
+
 def _deploy_record(setup: dict, seed: int, folder: Path, n_calibration: int, experiment: list[dict], cache: Path,
                    models: Path | None) -> dict:
     reported = {r["method"]: r["hp"] for r in protocol.selected_rows(experiment) if r["seed"] == seed}
     config = {**setup, "seed": seed, "n_calibration": n_calibration, "reported": reported}
-    return run_once(folder, config, lambda: deploy_seed(setup, seed, n_calibration, experiment, cache, models),
+    deploy = deploy_lite0_seed if setup["pretraining"] == "imagenet" else deploy_seed
+    return run_once(folder, config, lambda: deploy(setup, seed, n_calibration, experiment, cache, models),
                     name=f"seed{seed}", code=code_fingerprint(DEPENDS))
 
 
@@ -225,3 +280,21 @@ def variant_change(means: pd.DataFrame, variant: str, split: str) -> float:
     minus the F8Net-faithful network's, on ``split``: means over methods and seeds (:func:`deviation_means`), in
     points."""
     return means.loc[split, variant] - means.loc[split, "fixed"]
+
+
+def lite0_summary(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the ImageNet network's deployment records (:func:`deploy_lite0_seed`) show: per method and split, mean
+    float and integer accuracy (%) over seeds, the mean drop with its 90% interval and the agreement (%); and per
+    method, the mean ID accuracy (%, :func:`localisation_images`) with the first k layers left in float
+    (one column per k of :data:`LOCALISE_LAYERS`, and a last one with every convolution in float)."""
+    rows = [{"seed": r["config"]["seed"], "method": m, "split": split, "float": 100 * v[split]["float"],
+             "fixed": 100 * v[split]["fixed"], "agree": 100 * v[split]["agree"]}
+            for r in records for m, v in r["results"].items() if m != "seconds" for split in ("id", "ood", "natural")]
+    df = pd.DataFrame(rows).assign(drop=lambda d: d["float"] - d["fixed"])
+    g = df.groupby(["method", "split"], sort=False)
+    summary = pd.DataFrame({"float": g["float"].mean(), "fixed": g["fixed"].mean(), "drop": g["drop"].mean(),
+                            "drop ±": g["drop"].agg(verdict.interval90), "agree": g["agree"].mean()}).round(2)
+    local = pd.DataFrame([{"method": m, **{int(k): 100 * a for k, a in v["float_first"].items()}}
+                          for r in records for m, v in r["results"].items() if m != "seconds"])
+    local = local.groupby("method", sort=False).mean().round(1)
+    return summary, local[sorted(local.columns)]   # the records store k as sorted strings: "0", "1", "16", "4"
